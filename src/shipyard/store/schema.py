@@ -1,0 +1,159 @@
+"""The metadata schema: every table Shipyard keeps in SQLite or PostgreSQL.
+
+This is the one description of the schema. Alembic migrations under ``migrations/versions`` bring
+a database to it; a test checks that a freshly migrated database matches these definitions.
+JSON documents are stored as text (``JSONText``) so SQLite and PostgreSQL behave the same.
+Timestamps are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+
+
+class JSONText(TypeDecorator[Any]):
+    """A JSON document kept as text, identical on SQLite and PostgreSQL."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the metadata store; use UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+# -- warehouse tables and their versions ------------------------------------------------------
+# Each write of a table through Shipyard records a version: a counter and a content fingerprint,
+# so lineage and caching can say which data a model or step read.
+table_versions = Table(
+    "table_versions",
+    metadata,
+    Column("table_name", String(255), primary_key=True),  # dataset.table
+    Column("version", Integer, primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("num_rows", BigInteger, nullable=False),
+    Column("schema", JSONText, nullable=False),  # [{"name":…, "type":…}]
+    Column("source", JSONText, nullable=True),  # {"kind": "file", "uri": …} or {"kind": "sql", …}
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+# -- model registry -----------------------------------------------------------------------------
+models = Table(
+    "models",
+    metadata,
+    Column("name", String(255), primary_key=True),  # dataset.model
+    Column("description", Text, nullable=True),
+    Column("labels", JSONText, nullable=False, default=dict),
+    Column("latest_version", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("model_name", String(255), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("model_type", String(64), nullable=False),
+    Column("flavor", String(32), nullable=False),
+    Column("manifest_digest", String(64), nullable=False),  # sha256 of manifest.json
+    Column("manifest", JSONText, nullable=False),
+    Column("metrics", JSONText, nullable=False, default=dict),
+    Column("source", JSONText, nullable=False),  # statement, input tables (with versions), job
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    ForeignKeyConstraint(["model_name"], ["models.name"], ondelete="CASCADE"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("model_name", String(255), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    ForeignKeyConstraint(
+        ["model_name", "version"],
+        ["model_versions.model_name", "model_versions.version"],
+        ondelete="CASCADE",
+    ),
+)
+
+# -- jobs ------------------------------------------------------------------------------------
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(64), nullable=False),  # e.g. "sql", "demo"
+    Column("description", Text, nullable=True),
+    Column("state", String(16), nullable=False),  # QUEUED RUNNING SUCCEEDED FAILED CANCELLED
+    Column("progress", Float, nullable=True),  # 0..1 when known
+    Column("progress_message", Text, nullable=True),
+    Column("params", JSONText, nullable=False, default=dict),
+    Column("result", JSONText, nullable=True),
+    Column("error", JSONText, nullable=True),  # {code, message, details}
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("ended_at", UTCDateTime, nullable=True),
+    Index("ix_jobs_created_at", "created_at"),
+)
+
+job_logs = Table(
+    "job_logs",
+    metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("at", UTCDateTime, nullable=False, default=utcnow),
+    Column("line", Text, nullable=False),
+    ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
+)
