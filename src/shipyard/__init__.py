@@ -1,0 +1,45 @@
+"""Shipyard: the open ML platform you run on your own machines.
+
+>>> import shipyard as sy
+>>> ws = sy.connect()                                   # doctest: +SKIP
+>>> ws.sql("CREATE MODEL demo.m OPTIONS(model_type='linear_reg') AS SELECT …")  # doctest: +SKIP
+"""
+
+from shipyard.client import connect
+from shipyard.errors import (
+    AlreadyExists,
+    ArtifactCorrupted,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    JobFailed,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    ShipyardError,
+    SQLError,
+    Unauthenticated,
+    Unavailable,
+    Unsupported,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyExists",
+    "ArtifactCorrupted",
+    "FailedPrecondition",
+    "Internal",
+    "InvalidArgument",
+    "JobFailed",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "SQLError",
+    "ShipyardError",
+    "Unauthenticated",
+    "Unavailable",
+    "Unsupported",
+    "__version__",
+    "connect",
+]

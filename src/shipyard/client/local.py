@@ -1,0 +1,196 @@
+"""The embedded workspace: the SDK calling services in this process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from shipyard.context import Context
+from shipyard.data.entities import TableInfo, TableVersion
+from shipyard.data.service import TableService
+from shipyard.engine import Job, LogLine
+from shipyard.errors import InvalidArgument
+from shipyard.registry.entities import Manifest, Model, ModelVersion
+from shipyard.registry.predictor import Predictor
+from shipyard.registry.service import ModelService
+from shipyard.sql.entities import QueryResult
+from shipyard.sql.service import SqlService
+from shipyard.services import Services
+from shipyard.store import Page
+from shipyard.warehouse.loading import to_arrow
+
+
+class LocalTables:
+    """``ws.tables``: warehouse tables."""
+
+    def __init__(self, service: TableService) -> None:
+        self._s = service
+
+    def list(
+        self, *, dataset: str | None = None, page_size: int = 100, page_token: str | None = None
+    ) -> Page[TableInfo]:
+        return self._s.list(dataset=dataset, page_size=page_size, page_token=page_token)
+
+    def get(self, name: str) -> TableInfo:
+        return self._s.get(name)
+
+    def versions(self, name: str) -> list[TableVersion]:
+        return self._s.versions(name)
+
+    def preview(self, name: str, *, limit: int = 100) -> QueryResult:
+        return QueryResult(self._s.preview(name, limit=limit))
+
+    def load(
+        self, name: str, source: Any, *, mode: str = "replace", format: str | None = None
+    ) -> TableInfo:
+        return self._s.load(name, source, mode=mode, format=format)
+
+    def delete(self, name: str) -> None:
+        self._s.drop(name)
+
+
+class LocalModels:
+    """``ws.models``: the model registry."""
+
+    def __init__(self, service: ModelService) -> None:
+        self._s = service
+
+    def list(
+        self, *, dataset: str | None = None, page_size: int = 100, page_token: str | None = None
+    ) -> Page[Model]:
+        return self._s.list(dataset=dataset, page_size=page_size, page_token=page_token)
+
+    def get(self, name: str) -> Model:
+        return self._s.get(name)
+
+    def versions(
+        self, name: str, *, page_size: int = 100, page_token: str | None = None
+    ) -> Page[ModelVersion]:
+        return self._s.versions(name, page_size=page_size, page_token=page_token)
+
+    def get_version(
+        self, name: str, version: int | None = None, *, alias: str | None = None
+    ) -> ModelVersion:
+        return self._s.get_version(name, version, alias=alias)
+
+    def manifest(self, name: str, version: int | None = None, *, alias: str | None = None) -> Manifest:
+        return self._s.manifest(name, version, alias=alias)
+
+    def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
+        return self._s.set_alias(name, alias, version)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._s.delete_alias(name, alias)
+
+    def delete(self, name: str) -> None:
+        self._s.delete(name)
+
+    def load(self, name: str, version: int | None = None, *, alias: str | None = None) -> Predictor:
+        return self._s.load(name, version, alias=alias)
+
+    def predict(
+        self,
+        name: str,
+        data: Any,
+        *,
+        version: int | None = None,
+        alias: str | None = None,
+        threshold: float | None = None,
+    ) -> pa.Table:
+        """Predict on rows (Arrow, pandas or a list of dicts) with a registered version."""
+        return self.load(name, version, alias=alias).predict(_arrow(data), threshold=threshold)
+
+
+class LocalJobs:
+    """``ws.jobs``: what the engine runs."""
+
+    def __init__(self, ctx: Context, sql: SqlService) -> None:
+        self._engine = ctx.engine
+        self._sql = sql
+
+    def list(
+        self,
+        *,
+        state: str | None = None,
+        kind: str | None = None,
+        page_size: int = 50,
+        page_token: str | None = None,
+    ) -> Page[Job]:
+        return self._engine.list(state=state, kind=kind, page_size=page_size, page_token=page_token)
+
+    def get(self, job_id: str) -> Job:
+        return self._engine.get(job_id)
+
+    def logs(self, job_id: str, *, since: int = 0) -> list[LogLine]:
+        return self._engine.logs(job_id, since=since)
+
+    def cancel(self, job_id: str) -> Job:
+        return self._engine.cancel(job_id)
+
+    def wait(self, job_id: str, *, timeout: float | None = None) -> Job:
+        return self._engine.wait(job_id, timeout=timeout)
+
+    def result(self, job_id: str) -> QueryResult:
+        """The rows of a finished query job started with ``ws.submit_sql``."""
+        return self._sql.result(job_id)
+
+
+class LocalWorkspace:
+    """A workspace opened in this process (DuckDB + SQLite + local files by default)."""
+
+    remote = False
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.services = Services.build(ctx)
+        self._sql = self.services.sql
+        self.tables = LocalTables(self.services.tables)
+        self.models = LocalModels(self.services.models)
+        self.jobs = LocalJobs(ctx, self._sql)
+
+    @property
+    def home(self) -> Path:
+        return self.ctx.home
+
+    @property
+    def url(self) -> str:
+        return str(self.ctx.home)
+
+    def sql(self, query: str) -> QueryResult:
+        """Run BigQuery ML SQL; returns the last statement's rows."""
+        return self._sql.execute(query)
+
+    def submit_sql(self, query: str) -> Job:
+        """Start SQL as a background job (progress in ``ws.jobs.get``, rows in ``ws.jobs.result``)."""
+        return self._sql.submit(query)
+
+    def load_table(
+        self, name: str, source: Any, *, mode: str = "replace", format: str | None = None
+    ) -> TableInfo:
+        """Load a file (CSV, Parquet, JSON/JSONL, Excel), a DataFrame or an Arrow table."""
+        return self.tables.load(name, source, mode=mode, format=format)
+
+    def close(self) -> None:
+        self.ctx.close()
+
+    def __enter__(self) -> LocalWorkspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Workspace {self.home} (embedded)>"
+
+
+def _arrow(data: Any) -> pa.Table:
+    if isinstance(data, list):
+        return pa.Table.from_pylist(data)
+    table = to_arrow(data)
+    if table is None:
+        raise InvalidArgument(
+            f"cannot predict on a {type(data).__name__}: expected Arrow, pandas or a list of dicts"
+        )
+    return table

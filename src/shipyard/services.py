@@ -1,0 +1,36 @@
+"""Services: every capability's service, built once over one Context.
+
+The SDK's embedded workspace and the REST server both hold one of these, so a rule lives in a
+service once and every face calls it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shipyard.context import Context
+from shipyard.data.service import TableService
+from shipyard.engine import LocalEngine
+from shipyard.registry.service import ModelService
+from shipyard.sql.service import SqlService
+
+
+@dataclass
+class Services:
+    ctx: Context
+    tables: TableService
+    models: ModelService
+    sql: SqlService
+
+    @classmethod
+    def build(cls, ctx: Context) -> Services:
+        tables = TableService(ctx)
+        models = ModelService(ctx)
+        return cls(ctx=ctx, tables=tables, models=models, sql=SqlService(ctx, tables, models))
+
+    @property
+    def engine(self) -> LocalEngine:
+        return self.ctx.engine
+
+    def close(self) -> None:
+        self.ctx.close()
