@@ -1,0 +1,437 @@
+"""ModelService: register model packages as immutable versions, aliases, and load Predictors.
+
+A version is a folder of files in the content-addressed artifact store plus ``manifest.json``
+(itself an artifact). The metadata row points at the manifest's digest, and the manifest lists
+every file with its sha256, so a version can never point at half-written or altered bytes:
+loading verifies every hash before a byte reaches a deserialiser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+
+from shipyard.context import Context
+from shipyard.errors import (
+    AlreadyExists,
+    ArtifactCorrupted,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
+from shipyard.registry.entities import (
+    DEFAULT_ALIAS,
+    Lineage,
+    Manifest,
+    Model,
+    ModelVersion,
+    Signature,
+)
+from shipyard.registry.flavors import load_model, save_model
+from shipyard.registry.predictor import Predictor
+from shipyard.store import Page
+from shipyard.store.schema import model_aliases, model_versions, models, utcnow
+from shipyard.warehouse import QualifiedName
+
+_ALIAS_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
+_PREDICTOR_CACHE_SIZE = 16
+
+
+@dataclass
+class NewVersion:
+    """What a trainer hands the registry: the model object and its manifest fields."""
+
+    model: Any
+    flavor: str
+    manifest: dict[str, Any]  # Manifest fields except flavor_meta, files and created_at
+    extra_files: dict[str, bytes] = field(default_factory=dict)
+
+
+class ModelService:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._predictors: OrderedDict[str, Predictor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- registering ----------------------------------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        new: NewVersion,
+        *,
+        replace: bool = False,
+        if_not_exists: bool = False,
+        description: str | None = None,
+    ) -> ModelVersion | None:
+        """Store ``new`` as the next version of model ``name`` and point ``default`` at it.
+
+        ``replace=False`` refuses an existing model (AlreadyExists), as ``CREATE MODEL`` does;
+        ``replace=True`` (``CREATE OR REPLACE``) adds a version and keeps the earlier ones;
+        ``if_not_exists=True`` leaves an existing model alone and returns None.
+        """
+        qname = QualifiedName.parse(name, kind="model")
+        if not replace and self.exists(str(qname)):
+            if if_not_exists:
+                return None
+            raise AlreadyExists(
+                f"model {qname} already exists; use CREATE OR REPLACE MODEL to add a version",
+                resource=f"models/{qname}",
+            )
+        manifest_digest, manifest = self._write_package(new)
+        now = utcnow()
+        with self.ctx.metadata.translate_errors(), self.ctx.metadata.transaction() as conn:
+            row = conn.execute(
+                select(models.c.latest_version).where(models.c.name == str(qname)).with_for_update()
+            ).first()
+            if row is None:
+                conn.execute(
+                    insert(models).values(
+                        name=str(qname),
+                        description=description,
+                        labels={},
+                        latest_version=0,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                version = 1
+            elif not replace:
+                raise AlreadyExists(f"model {qname} already exists", resource=f"models/{qname}")
+            else:
+                version = row[0] + 1
+            conn.execute(
+                insert(model_versions).values(
+                    model_name=str(qname),
+                    version=version,
+                    model_type=manifest.model_type,
+                    flavor=manifest.flavor,
+                    manifest_digest=manifest_digest,
+                    manifest=manifest.model_dump(mode="json"),
+                    metrics=manifest.metrics,
+                    source=manifest.lineage.model_dump(mode="json"),
+                    created_at=now,
+                )
+            )
+            conn.execute(
+                update(models)
+                .where(models.c.name == str(qname))
+                .values(latest_version=version, updated_at=now)
+            )
+            self._set_alias(conn, str(qname), DEFAULT_ALIAS, version)
+        return self.get_version(str(qname), version)
+
+    def _write_package(self, new: NewVersion) -> tuple[str, Manifest]:
+        artifacts = self.ctx.artifacts
+        with tempfile.TemporaryDirectory(prefix="shipyard-package-") as tmp:
+            folder = Path(tmp)
+            flavor_meta = save_model(new.flavor, new.model, folder)
+            for fname, data in new.extra_files.items():
+                (folder / fname).write_bytes(data)
+            files = {
+                str(p.relative_to(folder)): artifacts.put_file(p)
+                for p in sorted(folder.rglob("*"))
+                if p.is_file()
+            }
+        manifest = Manifest(
+            **new.manifest,
+            flavor=new.flavor,
+            flavor_meta=flavor_meta,
+            files=files,
+            created_at=utcnow(),
+        )
+        text = manifest.model_dump_json(indent=2).encode()
+        return artifacts.put_bytes(text), manifest
+
+    # -- aliases --------------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
+        """Point ``alias`` at ``version`` (moving it if it pointed elsewhere)."""
+        qname = self._require(name)
+        alias = _check_alias(alias)
+        self.get_version(str(qname), version)
+        with self.ctx.metadata.transaction() as conn:
+            self._set_alias(conn, str(qname), alias, version)
+        return self.get_version(str(qname), version)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        qname = self._require(name)
+        alias = _check_alias(alias)
+        if alias == DEFAULT_ALIAS:
+            raise FailedPrecondition(
+                f"the '{DEFAULT_ALIAS}' alias of model {qname} always points at a version; "
+                "move it with set_alias instead"
+            )
+        with self.ctx.metadata.transaction() as conn:
+            gone = conn.execute(
+                delete(model_aliases).where(
+                    model_aliases.c.model_name == str(qname), model_aliases.c.alias == alias
+                )
+            ).rowcount
+        if not gone:
+            raise NotFound(f"model {qname} has no alias {alias!r}")
+
+    @staticmethod
+    def _set_alias(conn: Any, name: str, alias: str, version: int) -> None:
+        exists = conn.execute(
+            select(model_aliases.c.version).where(
+                model_aliases.c.model_name == name, model_aliases.c.alias == alias
+            )
+        ).first()
+        values = {"version": version, "updated_at": utcnow()}
+        if exists:
+            conn.execute(
+                update(model_aliases)
+                .where(model_aliases.c.model_name == name, model_aliases.c.alias == alias)
+                .values(**values)
+            )
+        else:
+            conn.execute(insert(model_aliases).values(model_name=name, alias=alias, **values))
+
+    # -- reading --------------------------------------------------------------------------
+
+    def exists(self, name: str) -> bool:
+        qname = QualifiedName.parse(name, kind="model")
+        with self.ctx.metadata.connect() as conn:
+            return conn.execute(select(models.c.name).where(models.c.name == str(qname))).first() is not None
+
+    def get(self, name: str) -> Model:
+        qname = self._require(name)
+        with self.ctx.metadata.connect() as conn:
+            row = conn.execute(select(models).where(models.c.name == str(qname))).mappings().one()
+            return self._model(conn, row)
+
+    def list(
+        self, *, dataset: str | None = None, page_size: int = 100, page_token: str | None = None
+    ) -> Page[Model]:
+        stmt = select(models)
+        if dataset:
+            stmt = stmt.where(models.c.name.like(f"{dataset.lower()}.%"))
+        with self.ctx.metadata.connect() as conn:
+            return self.ctx.metadata.page(
+                conn,
+                stmt,
+                order_by=[models.c.name],
+                page_size=page_size,
+                page_token=page_token,
+                row_to_item=lambda r: self._model(conn, r._mapping),
+            )
+
+    def versions(
+        self, name: str, *, page_size: int = 100, page_token: str | None = None
+    ) -> Page[ModelVersion]:
+        """Newest first."""
+        qname = self._require(name)
+        stmt = select(model_versions).where(model_versions.c.model_name == str(qname))
+        with self.ctx.metadata.connect() as conn:
+            aliases = self._aliases(conn, str(qname))
+            return self.ctx.metadata.page(
+                conn,
+                stmt,
+                order_by=[model_versions.c.version.desc()],
+                page_size=page_size,
+                page_token=page_token,
+                row_to_item=lambda r: _version(r._mapping, aliases),
+            )
+
+    def get_version(
+        self, name: str, version: int | None = None, *, alias: str | None = None
+    ) -> ModelVersion:
+        """A version by number or by alias; neither means the ``default`` alias."""
+        qname = self._require(name)
+        with self.ctx.metadata.connect() as conn:
+            aliases = self._aliases(conn, str(qname))
+            number = self._resolve(str(qname), version, alias, aliases)
+            row = conn.execute(
+                select(model_versions).where(
+                    model_versions.c.model_name == str(qname), model_versions.c.version == number
+                )
+            ).mappings().first()
+        if row is None:
+            raise NotFound(
+                f"model {qname} has no version {number}",
+                resource=f"models/{qname}/versions/{number}",
+            )
+        return _version(row, aliases)
+
+    def manifest(self, name: str, version: int | None = None, *, alias: str | None = None) -> Manifest:
+        """The manifest as stored in the artifact store, verified against its digest."""
+        mv = self.get_version(name, version, alias=alias)
+        data = self.ctx.artifacts.get_bytes(mv.manifest_digest)
+        return Manifest.model_validate_json(data)
+
+    def delete(self, name: str) -> None:
+        """Drop a model and all its versions (artifacts stay until garbage-collected)."""
+        qname = self._require(name)
+        with self.ctx.metadata.transaction() as conn:
+            conn.execute(delete(model_aliases).where(model_aliases.c.model_name == str(qname)))
+            conn.execute(delete(model_versions).where(model_versions.c.model_name == str(qname)))
+            conn.execute(delete(models).where(models.c.name == str(qname)))
+        with self._lock:
+            for key in [k for k in self._predictors if k.startswith(f"{qname}@")]:
+                del self._predictors[key]
+
+    # -- loading --------------------------------------------------------------------------
+
+    def load(self, name: str, version: int | None = None, *, alias: str | None = None) -> Predictor:
+        """A ready Predictor for a version; cached, and verified byte for byte on first load."""
+        mv = self.get_version(name, version, alias=alias)
+        key = f"{mv.model}@{mv.version}:{mv.manifest_digest}"
+        with self._lock:
+            cached = self._predictors.get(key)
+            if cached is not None:
+                self._predictors.move_to_end(key)
+                return cached
+        manifest = self.manifest(mv.model, mv.version)
+        folder = self._materialise(mv.manifest_digest, manifest)
+        try:
+            model = load_model(manifest.flavor, folder, manifest.flavor_meta)
+        except (ArtifactCorrupted, FailedPrecondition):
+            raise
+        except Exception as exc:
+            raise ArtifactCorrupted(
+                f"model {mv.model} version {mv.version} could not be loaded: {exc}",
+                resource=mv.resource,
+            ) from exc
+        predictor = predictor_for(manifest, model)
+        with self._lock:
+            self._predictors[key] = predictor
+            while len(self._predictors) > _PREDICTOR_CACHE_SIZE:
+                self._predictors.popitem(last=False)
+        return predictor
+
+    def _materialise(self, manifest_digest: str, manifest: Manifest) -> Path:
+        """Copy the package's files into a local cache folder, verifying every hash."""
+        folder = self.ctx.home / "cache" / "packages" / manifest_digest
+        marker = folder / ".complete"
+        if marker.exists() and all(
+            _sha256_file(folder / f) == d for f, d in manifest.files.items()
+        ):
+            return folder
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder.parent))
+        try:
+            for fname, digest in manifest.files.items():
+                dest = tmp / fname
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                self.ctx.artifacts.download(digest, dest)
+            (tmp / ".complete").write_text(json.dumps(manifest.files))
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.rename(folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return folder
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _require(self, name: str) -> QualifiedName:
+        qname = QualifiedName.parse(name, kind="model")
+        if not self.exists(str(qname)):
+            raise NotFound(f"model {qname} not found", resource=f"models/{qname}")
+        return qname
+
+    def _resolve(
+        self, name: str, version: int | None, alias: str | None, aliases: dict[str, int]
+    ) -> int:
+        if version is not None and alias is not None:
+            raise InvalidArgument("give a version or an alias, not both")
+        if version is not None:
+            if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+                raise InvalidArgument(f"invalid version {version!r}: expected an integer >= 1")
+            return version
+        alias = _check_alias(alias or DEFAULT_ALIAS)
+        if alias not in aliases:
+            raise NotFound(
+                f"model {name} has no alias {alias!r}; aliases: {', '.join(sorted(aliases)) or 'none'}"
+            )
+        return aliases[alias]
+
+    @staticmethod
+    def _aliases(conn: Any, name: str) -> dict[str, int]:
+        rows = conn.execute(
+            select(model_aliases.c.alias, model_aliases.c.version).where(
+                model_aliases.c.model_name == name
+            )
+        )
+        return {a: v for a, v in rows}
+
+    def _model(self, conn: Any, row: Any) -> Model:
+        aliases = self._aliases(conn, row["name"])
+        model_type = conn.execute(
+            select(model_versions.c.model_type).where(
+                model_versions.c.model_name == row["name"],
+                model_versions.c.version == row["latest_version"],
+            )
+        ).scalar()
+        return Model(
+            name=row["name"],
+            dataset=row["name"].split(".", 1)[0],
+            description=row["description"],
+            labels=row["labels"] or {},
+            latest_version=row["latest_version"],
+            model_type=model_type,
+            aliases=aliases,
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+
+def predictor_for(manifest: Manifest, model: Any) -> Predictor:
+    """The Predictor a manifest describes, around its loaded model object."""
+    return Predictor.from_dict(
+        {
+            "task": manifest.task,
+            "flavor": manifest.flavor,
+            "label": manifest.label,
+            "preprocessor": manifest.preprocessing,
+            "label_info": manifest.label_info,
+            "config": manifest.predictor_config,
+        },
+        model,
+    )
+
+
+def _version(row: Any, aliases: dict[str, int]) -> ModelVersion:
+    manifest = row["manifest"]
+    return ModelVersion(
+        model=row["model_name"],
+        version=row["version"],
+        model_type=row["model_type"],
+        flavor=row["flavor"],
+        task=manifest.get("task", ""),
+        aliases=sorted(a for a, v in aliases.items() if v == row["version"]),
+        metrics=row["metrics"] or {},
+        signature=Signature.model_validate(manifest["signature"]),
+        lineage=Lineage.model_validate(row["source"] or {}),
+        manifest_digest=row["manifest_digest"],
+        created_at=row["created_at"],
+    )
+
+
+def _check_alias(alias: str) -> str:
+    if not isinstance(alias, str) or not alias or not set(alias.lower()) <= _ALIAS_CHARS:
+        raise InvalidArgument(
+            f"invalid alias {alias!r}: use letters, digits, '_' and '-' (e.g. 'champion')"
+        )
+    if alias.isdigit():
+        raise InvalidArgument(f"invalid alias {alias!r}: an alias cannot be a number")
+    return alias.lower()
+
+
+def _sha256_file(path: Path) -> str:
+    if not path.is_file():
+        return ""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

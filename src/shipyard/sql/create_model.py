@@ -1,0 +1,169 @@
+"""``CREATE [OR REPLACE] MODEL [IF NOT EXISTS] … OPTIONS(…) AS <query>``.
+
+The training query runs in DuckDB (ML functions inside it included), the model type trains on the
+Arrow result, and the registry stores the package as a new version that records the statement,
+the tables it read (with their versions) and the job that ran it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+from sqlglot import exp
+
+from shipyard.engine import JobContext
+from shipyard.errors import AlreadyExists, InvalidArgument, SQLError, Unsupported
+from shipyard.registry.entities import Lineage
+from shipyard.registry.service import NewVersion
+from shipyard.sql.dialect import ShipyardBigQuery, literal_value, table_name, to_duckdb
+from shipyard.sql.entities import QueryResult
+from shipyard.sql.modeltypes import MODEL_TYPES
+from shipyard.warehouse import QualifiedName, fetch_arrow
+
+if TYPE_CHECKING:
+    from shipyard.sql.service import SqlService
+
+
+def model_options(statement: exp.Create) -> dict[str, Any]:
+    """OPTIONS(...) as a dict with lower-cased names; a repeated option is an error."""
+    options: dict[str, Any] = {}
+    properties = statement.args.get("properties")
+    for prop in properties.expressions if properties else []:
+        if not isinstance(prop, exp.Property):
+            raise Unsupported(
+                f"CREATE MODEL does not support {prop.sql(dialect=ShipyardBigQuery)!r} yet"
+            )
+        key = prop.name.lower()
+        if key in options:
+            raise InvalidArgument(f"option {key!r} is given twice")
+        options[key] = literal_value(prop.args["value"])
+    return options
+
+
+def create_model(
+    service: SqlService, job: JobContext, statement: exp.Create, text: str
+) -> QueryResult:
+    target = statement.this
+    if isinstance(target, exp.Schema):
+        raise Unsupported("INPUT(...)/OUTPUT(...) column lists are not supported yet")
+    qname = QualifiedName.parse(table_name(target), kind="model")
+    replace = bool(statement.args.get("replace"))
+    if_not_exists = bool(statement.args.get("exists"))
+    for clause in ("transform",):
+        if statement.args.get(clause) is not None:
+            raise Unsupported(f"CREATE MODEL … {clause.upper()}(…) is not supported yet")
+
+    options = model_options(statement)
+    model_type = options.get("model_type")
+    if model_type is None:
+        raise InvalidArgument(
+            f"CREATE MODEL {qname} needs OPTIONS(model_type=…); supported model types: "
+            + ", ".join(sorted(MODEL_TYPES))
+        )
+    if not isinstance(model_type, str) or model_type.upper() not in MODEL_TYPES:
+        raise Unsupported(
+            f"model_type {model_type!r} is not supported; supported: "
+            + ", ".join(sorted(MODEL_TYPES))
+        )
+    spec = MODEL_TYPES[model_type.upper()]
+    parsed = spec.parse_options(options)
+
+    # Refuse before training, not after: CREATE MODEL on an existing name is an error.
+    if service.models.exists(str(qname)) and not replace:
+        if if_not_exists:
+            return QueryResult(
+                pa.table({}),
+                statement_type="CREATE_MODEL",
+                message=f"model {qname} already exists; nothing done",
+            )
+        raise AlreadyExists(
+            f"model {qname} already exists; use CREATE OR REPLACE MODEL to add a version",
+            resource=f"models/{qname}",
+        )
+
+    query = statement.expression
+    if query is None:
+        raise SQLError(f"CREATE MODEL {qname} needs a training query: … AS SELECT …")
+    job.progress(0.0, "reading training data")
+    data, inputs = _training_data(service, query)
+    job.log(f"training {spec.name} on {data.num_rows} rows × {data.num_columns} columns")
+    trained = spec.train(
+        data,
+        parsed,
+        label=None,
+        progress=lambda fraction, message: job.progress(0.05 + 0.9 * fraction, message),
+    )
+    predictor = trained.predictor()
+    signature = predictor.signature
+    manifest = {
+        "model_type": spec.name,
+        "task": trained.task,
+        "label": trained.label,
+        "label_info": trained.label_info.to_dict() if trained.label_info else None,
+        "feature_columns": list(trained.feature_names),
+        "signature": signature,
+        "preprocessing": trained.preprocessor.to_dict(),
+        "predictor_config": predictor.config,
+        "feature_info": trained.preprocessor.feature_info(),
+        "options": trained.options,
+        "metrics": trained.eval_metrics,
+        "training_info": trained.training_info,
+        "lineage": Lineage(statement=text, input_tables=inputs, job_id=job.job_id),
+    }
+    job.progress(0.97, "registering the model version")
+    version = service.models.register(
+        str(qname),
+        NewVersion(model=trained.model, flavor=trained.flavor, manifest=manifest),
+        replace=replace,
+        if_not_exists=if_not_exists,
+    )
+    if version is None:  # created concurrently by someone else while we trained
+        return QueryResult(pa.table({}), statement_type="CREATE_MODEL", message="model exists")
+    job.log(f"registered {qname} version {version.version}")
+    return QueryResult(
+        pa.table({}),
+        statement_type="CREATE_MODEL",
+        message=f"created model {qname} version {version.version}",
+        model={"name": str(qname), "version": version.version},
+    )
+
+
+def _training_data(
+    service: SqlService, query: exp.Expression
+) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """Run the training query; return its rows and the tables it read, with their versions."""
+    tree = query.copy()
+    cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    read: list[str] = []
+    for table in tree.find_all(exp.Table):
+        if table.args.get("db") is None and table.name.lower() in cte_names:
+            continue
+        if isinstance(table.this, exp.Func | exp.Predict):
+            continue
+        if table.args.get("db") is None:
+            continue
+        name = str(QualifiedName.parse(table_name(table)))
+        if name not in read:
+            read.append(name)
+    cur = service.ctx.warehouse.cursor()
+    try:
+        registered = service.materialise_ml_functions(cur, tree)
+        try:
+            data = fetch_arrow(cur, to_duckdb(tree))
+        finally:
+            for name in registered:
+                cur.unregister(name)
+    finally:
+        cur.close()
+    inputs = []
+    for name in read:
+        qname = QualifiedName.parse(name)
+        if not service.ctx.warehouse.exists(qname):
+            continue
+        # Records a version only if the content changed since the last one Shipyard saw.
+        version = service.tables.record_version(qname, {"kind": "observed"})
+        inputs.append(
+            {"name": name, "version": version.version, "fingerprint": version.fingerprint}
+        )
+    return data, inputs

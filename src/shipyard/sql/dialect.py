@@ -1,0 +1,199 @@
+"""The BigQuery ML dialect: sqlglot's BigQuery dialect, extended by subclassing.
+
+Stock sqlglot parses ``CREATE MODEL`` and ``ML.PREDICT``; the other ``ML.*`` table functions are
+added here as one data-driven entry each (``ML_TABLE_FUNCTIONS``), parsed into :class:`MLFunction`
+with the same shape as ``exp.Predict``: ``this`` (the model), ``expression`` (the input relation:
+a table or a subquery, optional) and ``params_struct`` (the trailing ``STRUCT(...)``, optional).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.bigquery import BigQuery
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.helper import seq_get
+from sqlglot.tokens import TokenType
+
+from shipyard.errors import SQLError
+
+# Every ML.* table function of BigQuery ML besides PREDICT (which stock sqlglot parses).
+ML_TABLE_FUNCTIONS = (
+    "ADVANCED_WEIGHTS",
+    "ARIMA_COEFFICIENTS",
+    "ARIMA_EVALUATE",
+    "CENTROIDS",
+    "CONFUSION_MATRIX",
+    "DETECT_ANOMALIES",
+    "EVALUATE",
+    "EXPLAIN_FORECAST",
+    "EXPLAIN_PREDICT",
+    "FEATURE_IMPORTANCE",
+    "FEATURE_INFO",
+    "GLOBAL_EXPLAIN",
+    "PRINCIPAL_COMPONENTS",
+    "PRINCIPAL_COMPONENT_INFO",
+    "RECOMMEND",
+    "RECONSTRUCTION_LOSS",
+    "ROC_CURVE",
+    "TRAINING_INFO",
+    "TRANSFORM",
+    "TRIAL_INFO",
+    "WEIGHTS",
+)
+
+
+class MLFunction(exp.Expression, exp.Func):
+    """``ML.<name>(MODEL m [, TABLE t | (query)] [, STRUCT(...)])``."""
+
+    arg_types = {"this": True, "expression": False, "params_struct": False, "name": True}
+
+    @property
+    def function(self) -> str:
+        return self.args["name"].name
+
+
+def _ml_function_parser(name: str) -> Any:
+    def parse(self: ShipyardBigQuery.Parser) -> exp.Expression:
+        # Only ML.<name>(...) is ours; a user function that happens to share the name is not.
+        token = seq_get(self._tokens, self._index - 4)
+        if not (token and token.text.upper() == "ML"):
+            return self.expression(
+                exp.Anonymous(this=name, expressions=self._parse_csv(self._parse_lambda))
+            )
+        self._match_text_seq("MODEL")
+        model = self._parse_table_parts()
+        relation = params = None
+        if self._match(TokenType.COMMA):
+            if self._match(TokenType.STRUCT, advance=False):
+                params = self._parse_bitwise()
+            else:
+                self._match_text_seq("TABLE")
+                relation = self._parse_table()
+                if self._match(TokenType.COMMA):
+                    params = self._parse_bitwise()
+        return self.expression(
+            MLFunction(this=model, expression=relation, params_struct=params, name=exp.var(name))
+        )
+
+    return parse
+
+
+def _ml_function_sql(self: Any, e: MLFunction) -> str:
+    args = [f"MODEL {self.sql(e, 'this')}"]
+    if e.expression is not None:
+        relation = self.sql(e, "expression")
+        args.append(relation if isinstance(e.expression, exp.Subquery) else f"TABLE {relation}")
+    if e.args.get("params_struct") is not None:
+        args.append(self.sql(e, "params_struct"))
+    return f"{e.function}({', '.join(args)})"
+
+
+class ShipyardBigQuery(BigQuery):
+    """BigQuery's SQL plus every ML.* table function."""
+
+    class Parser(BigQuery.Parser):
+        FUNCTION_PARSERS = {
+            **BigQuery.Parser.FUNCTION_PARSERS,
+            **{name: _ml_function_parser(name) for name in ML_TABLE_FUNCTIONS},
+        }
+
+    class Generator(BigQuery.Generator):
+        TRANSFORMS = {**BigQuery.Generator.TRANSFORMS, MLFunction: _ml_function_sql}
+
+
+def parse(sql: str) -> list[exp.Expression]:
+    """Parse a script of one or more statements; errors carry line, column and highlight."""
+    if not isinstance(sql, str) or not sql.strip():
+        raise SQLError("empty statement: expected SQL text")
+    try:
+        statements = sqlglot.parse(sql, read=ShipyardBigQuery)
+    except ParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        raise SQLError(
+            f"syntax error: {first.get('description') or exc}",
+            line=first.get("line"),
+            column=first.get("col"),
+            highlight=first.get("highlight"),
+            sql=sql,
+        ) from None
+    except TokenError as exc:
+        raise SQLError(f"syntax error: {exc}", sql=sql) from None
+    out = [s for s in statements if s is not None]
+    if not out:
+        raise SQLError("empty statement: expected SQL text")
+    return out
+
+
+def to_duckdb(expression: exp.Expression) -> str:
+    """DuckDB SQL for a statement whose ML functions were already replaced.
+
+    BigQuery's ``project.dataset.table`` becomes ``dataset.table``: the workspace is the project.
+    """
+    tree = expression.copy()
+    for table in tree.find_all(exp.Table):
+        if table.args.get("catalog") is not None:
+            table.set("catalog", None)
+    return tree.sql(dialect="duckdb")
+
+
+def literal_value(node: exp.Expression) -> Any:
+    """The Python value of an OPTIONS/STRUCT literal: strings, numbers, booleans, arrays, NULL."""
+    if isinstance(node, exp.Literal):
+        if node.is_string:
+            return node.this
+        text = node.this
+        try:
+            return int(text)
+        except ValueError:
+            return float(text)
+    if isinstance(node, exp.Boolean):
+        return bool(node.this)
+    if isinstance(node, exp.Null):
+        return None
+    if isinstance(node, exp.Neg):
+        value = literal_value(node.this)
+        if isinstance(value, int | float):
+            return -value
+    if isinstance(node, exp.Array):
+        return [literal_value(e) for e in node.expressions]
+    if isinstance(node, exp.Paren):
+        return literal_value(node.this)
+    if isinstance(node, exp.Tuple):
+        return [literal_value(e) for e in node.expressions]
+    if isinstance(node, exp.Struct):
+        return struct_values(node)
+    if isinstance(node, exp.Column | exp.Var | exp.Identifier):
+        return node.name  # bare words such as OPTIONS(model_type=linear_reg)
+    raise SQLError(f"expected a literal value, got {node.sql(dialect=ShipyardBigQuery)!r}")
+
+
+def struct_values(node: exp.Expression | None) -> dict[str, Any]:
+    """``STRUCT(0.5 AS threshold, …)`` → ``{"threshold": 0.5, …}`` (names lower-cased)."""
+    if node is None:
+        return {}
+    if not isinstance(node, exp.Struct):
+        raise SQLError(
+            f"expected STRUCT(value AS name, …), got {node.sql(dialect=ShipyardBigQuery)!r}"
+        )
+    out: dict[str, Any] = {}
+    for item in node.expressions:
+        if isinstance(item, exp.PropertyEQ | exp.Alias):
+            key = item.alias if isinstance(item, exp.Alias) else item.this.name
+            value = item.this if isinstance(item, exp.Alias) else item.expression
+            out[key.lower()] = literal_value(value)
+        else:
+            raise SQLError(
+                f"STRUCT fields need names (value AS name): {item.sql(dialect=ShipyardBigQuery)!r}"
+            )
+    return out
+
+
+def table_name(node: exp.Expression) -> str:
+    """``dataset.name`` of a table/model reference (a project prefix dropped)."""
+    if not isinstance(node, exp.Table):
+        raise SQLError(f"expected a table or model name, got {node.sql(dialect=ShipyardBigQuery)!r}")
+    parts = [p for p in (node.args.get("db"), node.this) if p is not None]
+    return ".".join(p.name for p in parts)

@@ -1,0 +1,123 @@
+"""The ML.* table functions: each takes the model, its input rows and its STRUCT parameters and
+returns an Arrow table. ``ML_HANDLERS`` maps a function name to its handler; adding a function is
+adding an entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from shipyard.errors import InvalidArgument
+from shipyard.sql.evaluation import CLASSIFICATION_METRICS, REGRESSION_METRICS, evaluate
+
+if TYPE_CHECKING:
+    from shipyard.sql.service import SqlService
+
+
+@dataclass
+class MLCall:
+    """One ML.<function>(MODEL model, input, STRUCT(params)) call, its input already in Arrow."""
+
+    function: str
+    model: str
+    input: pa.Table | None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def check_params(self, allowed: dict[str, type | tuple[type, ...]]) -> None:
+        for key, value in self.params.items():
+            if key not in allowed:
+                valid = ", ".join(sorted(allowed)) or "none"
+                raise InvalidArgument(
+                    f"ML.{self.function} has no parameter {key!r}; valid parameters: {valid}"
+                )
+            expected = allowed[key]
+            if value is not None and (
+                not isinstance(value, expected) or isinstance(value, bool) and expected is float
+            ):
+                raise InvalidArgument(
+                    f"ML.{self.function} parameter {key!r} must be "
+                    f"{_type_name(expected)}, got {value!r}"
+                )
+
+    def require_input(self) -> pa.Table:
+        if self.input is None:
+            raise InvalidArgument(
+                f"ML.{self.function} needs input rows: ML.{self.function}(MODEL {self.model}, "
+                "TABLE dataset.table) or (SELECT …)"
+            )
+        return self.input
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", bool: "TRUE or FALSE", str: "a string"}
+    types = t if isinstance(t, tuple) else (t,)
+    return " or ".join(names.get(x, x.__name__) for x in types)
+
+
+def ml_predict(service: SqlService, call: MLCall) -> pa.Table:
+    """ML.PREDICT: predicted columns first, then the input columns."""
+    call.check_params({"threshold": (int, float), "keep_original_columns": bool})
+    rows = call.require_input()
+    predictor = service.models.load(call.model)
+    keep = call.params.get("keep_original_columns")
+    return predictor.predict(
+        rows,
+        threshold=call.params.get("threshold"),
+        keep_original_columns=True if keep is None else bool(keep),
+    )
+
+
+def ml_evaluate(service: SqlService, call: MLCall) -> pa.Table:
+    """ML.EVALUATE: metrics on the given rows, or those computed on the evaluation split."""
+    call.check_params({"threshold": (int, float), "perform_aggregation": bool})
+    version = service.models.get_version(call.model)
+    names = REGRESSION_METRICS if version.task == "regression" else CLASSIFICATION_METRICS
+    if call.input is None:
+        if call.params.get("threshold") is not None:
+            raise InvalidArgument(
+                "ML.EVALUATE with a threshold needs the evaluation rows: "
+                f"ML.EVALUATE(MODEL {call.model}, TABLE …, STRUCT(0.6 AS threshold))"
+            )
+        metrics = version.metrics
+    else:
+        metrics = _evaluate_rows(service, call, version.task)
+    return pa.table({name: pa.array([metrics.get(name)], type=pa.float64()) for name in names})
+
+
+def _evaluate_rows(service: SqlService, call: MLCall, task: str) -> dict[str, Any]:
+    rows = call.require_input()
+    predictor = service.models.load(call.model)
+    label = predictor.label
+    if label not in rows.column_names:
+        raise InvalidArgument(
+            f"ML.EVALUATE needs the label column {label!r} in its input; "
+            f"the input has: {', '.join(rows.column_names)}"
+        )
+    rows = rows.filter(pc.is_valid(rows[label]))  # rows without a label cannot be scored
+    matrix = predictor.preprocessor.transform(rows, dtype=predictor._dtype)
+    threshold = call.params.get("threshold")
+    predictions, probabilities = predictor.predict_raw(matrix, threshold=threshold)
+    if predictor.label_info is None:
+        truth = rows[label].to_numpy().astype(np.float64)
+        return evaluate(task, truth, predictions, None, None)
+    truth_codes = predictor.label_info.encode(rows[label])
+    return evaluate(
+        task,
+        truth_codes,
+        predictions,
+        probabilities,
+        predictor.label_info.values(),
+        threshold=threshold,
+    )
+
+
+ML_HANDLERS: dict[str, Callable[[SqlService, MLCall], pa.Table]] = {
+    "PREDICT": ml_predict,
+    "EVALUATE": ml_evaluate,
+}

@@ -1,0 +1,316 @@
+"""SqlService: BigQuery ML SQL on the DuckDB warehouse.
+
+A script is parsed with the BigQuery ML dialect, then each statement runs:
+
+* ``CREATE MODEL`` / ``DROP MODEL`` are Shipyard's own (never sent to DuckDB);
+* anything else runs in DuckDB. An ``ML.*`` table function inside it is executed by running its
+  input relation in DuckDB to Arrow, running the model on it, registering the result on a cursor
+  private to this statement and replacing the function with a reference to it; the rewritten
+  statement then runs in DuckDB as a whole (WHERE, JOIN, CTE, GROUP BY, CREATE TABLE AS …).
+
+Every statement runs as a job (``kind="query"``), so it is listed, logged and cancellable.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from shipyard.context import Context
+from shipyard.data.service import TableService
+from shipyard.engine import Job, JobContext
+from shipyard.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    SQLError,
+    Unsupported,
+    error_class_for_code,
+)
+from shipyard.registry.service import ModelService
+from shipyard.sql.create_model import create_model
+from shipyard.sql.dialect import (
+    MLFunction,
+    ShipyardBigQuery,
+    parse,
+    struct_values,
+    table_name,
+    to_duckdb,
+)
+from shipyard.sql.entities import QueryResult
+from shipyard.sql.functions import ML_HANDLERS, MLCall
+from shipyard.warehouse import QualifiedName, fetch_arrow
+
+_RESULT_CACHE_SIZE = 32
+# DuckDB statements that write the table they name: record a new table version afterwards.
+_WRITES = {
+    exp.Insert: "INSERT",
+    exp.Update: "UPDATE",
+    exp.Delete: "DELETE",
+    exp.Merge: "MERGE",
+}
+
+
+class SqlService:
+    def __init__(self, ctx: Context, tables: TableService, models: ModelService) -> None:
+        self.ctx = ctx
+        self.tables = tables
+        self.models = models
+        self._results: OrderedDict[str, QueryResult] = OrderedDict()
+        self._lock = threading.Lock()
+        self._names = itertools.count()
+
+    # -- entry points ---------------------------------------------------------------------
+
+    def execute(self, sql: str) -> QueryResult:
+        """Run a script and return the last statement's result (waits)."""
+        statements = parse(sql)
+        job, result = self.ctx.engine.run(
+            "query",
+            lambda job: self._run_script(job, sql, statements),
+            description=_describe(sql),
+            params={"sql": sql},
+        )
+        result.job_id = job.id
+        return result
+
+    def submit(self, sql: str) -> Job:
+        """Start a script as a background job; fetch its rows later with :meth:`result`."""
+        statements = parse(sql)  # a syntax error is reported now, not in the job
+
+        def run(job: JobContext) -> dict[str, Any]:
+            result = self._run_script(job, sql, statements)
+            result.job_id = job.job_id
+            with self._lock:
+                self._results[job.job_id] = result
+                while len(self._results) > _RESULT_CACHE_SIZE:
+                    self._results.popitem(last=False)
+            return result.info()
+
+        job = self.ctx.engine.submit(
+            "query", run, description=_describe(sql), params={"sql": sql}
+        )
+        return job
+
+    def result(self, job_id: str) -> QueryResult:
+        """The rows of a finished query job (kept in memory for the latest few jobs)."""
+        job = self.ctx.engine.get(job_id)
+        if job.kind != "query":
+            raise InvalidArgument(f"job {job_id} is a {job.kind!r} job, not a query")
+        if not job.state.done:
+            raise FailedPrecondition(f"job {job_id} is still {job.state.value}")
+        with self._lock:
+            result = self._results.get(job_id)
+        if result is None:
+            if job.error:
+                err = job.error
+                raise error_class_for_code(err.get("code", "INTERNAL"))(
+                    err.get("message", "the job failed"), **(err.get("details") or {})
+                )
+            raise NotFound(f"the rows of job {job_id} are no longer kept; run the query again")
+        return result
+
+    # -- statements -----------------------------------------------------------------------
+
+    def _run_script(
+        self, job: JobContext, sql: str, statements: list[exp.Expression]
+    ) -> QueryResult:
+        result = QueryResult(pa.table({}), statement_type="NONE")
+        for i, statement in enumerate(statements):
+            job.check_cancelled()
+            text = sql if len(statements) == 1 else statement.sql(dialect=ShipyardBigQuery)
+            result = self._run_statement(job, statement, text)
+            if len(statements) > 1:
+                job.log(f"statement {i + 1}/{len(statements)}: {result.statement_type}")
+        return result
+
+    def _run_statement(self, job: JobContext, statement: exp.Expression, text: str) -> QueryResult:
+        if isinstance(statement, exp.Create) and statement.kind == "MODEL":
+            return create_model(self, job, statement, text)
+        if isinstance(statement, exp.Drop) and statement.kind == "MODEL":
+            return self._drop_model(statement)
+        return self._run_query(statement)
+
+    def _drop_model(self, statement: exp.Drop) -> QueryResult:
+        names = [table_name(t) for t in statement.args.get("tables") or [statement.this]]
+        dropped = []
+        for name in names:
+            qname = QualifiedName.parse(name, kind="model")
+            if not self.models.exists(str(qname)):
+                if statement.args.get("exists"):
+                    continue
+                raise NotFound(f"model {qname} not found", resource=f"models/{qname}")
+            self.models.delete(str(qname))
+            dropped.append(str(qname))
+        message = f"dropped model {', '.join(dropped)}" if dropped else "no model to drop"
+        return QueryResult(pa.table({}), statement_type="DROP_MODEL", message=message)
+
+    def _run_query(self, statement: exp.Expression) -> QueryResult:
+        cur = self.ctx.warehouse.cursor()
+        try:
+            tree = statement.copy()
+            registered = self.materialise_ml_functions(cur, tree)
+            try:
+                rows = fetch_arrow(cur, to_duckdb(tree))
+            finally:
+                for name in registered:
+                    cur.unregister(name)
+        finally:
+            cur.close()
+        statement_type, written = _statement_type(statement)
+        table = None
+        if written is not None:
+            qname = QualifiedName.parse(written)
+            if self.ctx.warehouse.exists(qname):
+                self.tables.record_version(qname, {"kind": "sql", "statement": statement_type})
+                table = str(qname)
+        if statement_type != "SELECT" and rows.column_names == ["Count"]:
+            # DuckDB reports a count for every write; BigQuery only for DML.
+            dml = statement_type in _WRITES.values()
+            rows = rows.rename_columns(["num_dml_affected_rows"]) if dml else pa.table({})
+        return QueryResult(rows, statement_type=statement_type, table_name=table)
+
+    # -- ML table functions ---------------------------------------------------------------
+
+    def materialise_ml_functions(self, cur: duckdb.DuckDBPyConnection, tree: exp.Expression) -> list[str]:
+        """Replace every ML.* call in ``tree`` (in place) by a table registered on ``cur``.
+
+        A call runs once its input relation (and the CTEs that relation reads) holds no other
+        pending call, so nested calls and calls inside CTEs resolve inner first.
+        """
+        registered: list[str] = []
+        pending = [n for n in tree.find_all(exp.Predict, MLFunction)]
+        ctes = _ctes(tree)
+        while pending:
+            ready = next((n for n in pending if not _blocked(n, pending, ctes)), None)
+            if ready is None:  # pragma: no cover - a cycle cannot be written in SQL
+                raise SQLError("ML functions depend on each other in a cycle")
+            pending.remove(ready)
+            registered.append(self._materialise(cur, ready, ctes))
+        return registered
+
+    def _materialise(
+        self, cur: duckdb.DuckDBPyConnection, node: exp.Expression, ctes: dict[str, exp.CTE]
+    ) -> str:
+        function = "PREDICT" if isinstance(node, exp.Predict) else node.function
+        handler = ML_HANDLERS.get(function)
+        if handler is None:
+            raise Unsupported(
+                f"ML.{function} is not supported yet; supported: "
+                + ", ".join(f"ML.{f}" for f in sorted(ML_HANDLERS))
+            )
+        model_name = str(QualifiedName.parse(table_name(node.this), kind="model"))
+        relation = node.args.get("expression")
+        rows = None
+        if relation is not None:
+            query = _relation_query(relation, ctes)
+            rows = fetch_arrow(cur, to_duckdb(query))
+        call = MLCall(
+            function=function,
+            model=model_name,
+            input=rows,
+            params=struct_values(node.args.get("params_struct")),
+        )
+        out = handler(self, call)
+        name = f"__shipyard_ml_{next(self._names)}"
+        cur.register(name, out)
+        replacement: exp.Expression = exp.to_table(name)
+        target = node.parent if isinstance(node.parent, exp.Table) else node
+        alias = target.args.get("alias") if isinstance(target, exp.Table) else None
+        if alias is not None:
+            replacement.set("alias", alias)
+        target.replace(replacement)
+        return name
+
+
+def _ctes(tree: exp.Expression) -> dict[str, exp.CTE]:
+    return {cte.alias_or_name.lower(): cte for cte in tree.find_all(exp.CTE)}
+
+
+def _referenced_ctes(node: exp.Expression, ctes: dict[str, exp.CTE]) -> list[exp.CTE]:
+    """The CTEs ``node`` reads, directly or through other CTEs, in definition order."""
+    seen: dict[str, exp.CTE] = {}
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        for table in current.find_all(exp.Table):
+            key = table.name.lower()
+            if not table.args.get("db") and key in ctes and key not in seen:
+                seen[key] = ctes[key]
+                stack.append(ctes[key].this)
+    order = list(ctes)
+    return sorted(seen.values(), key=lambda c: order.index(c.alias_or_name.lower()))
+
+
+def _blocked(node: exp.Expression, pending: list[exp.Expression], ctes: dict[str, exp.CTE]) -> bool:
+    relation = node.args.get("expression")
+    if relation is None:
+        return False
+    scopes = [relation, *(c.this for c in _referenced_ctes(relation, ctes))]
+    return any(other is not node and _inside(other, scope) for other in pending for scope in scopes)
+
+
+def _inside(node: exp.Expression, scope: exp.Expression) -> bool:
+    parent: exp.Expression | None = node
+    while parent is not None:
+        if parent is scope:
+            return True
+        parent = parent.parent
+    return False
+
+
+def _relation_query(relation: exp.Expression, ctes: dict[str, exp.CTE]) -> exp.Expression:
+    """A standalone SELECT for an ML function's input, carrying the CTEs it reads."""
+    if isinstance(relation, exp.Subquery):
+        query = relation.this.copy()
+    elif isinstance(relation, exp.Table):
+        query = exp.select("*").from_(relation.copy())
+    else:
+        query = relation.copy()
+    needed = _referenced_ctes(relation, ctes)
+    if needed and isinstance(query, exp.Query):
+        own = {c.alias_or_name.lower() for c in (query.args.get("with") or exp.With()).expressions}
+        for cte in needed:
+            if cte.alias_or_name.lower() not in own:
+                query = query.with_(cte.alias_or_name, as_=cte.this.copy(), append=True)
+    return query
+
+
+def _statement_type(statement: exp.Expression) -> tuple[str, str | None]:
+    """BigQuery's statement type, and the table a write names (for table versions)."""
+    if isinstance(statement, exp.Create):
+        kind = (statement.kind or "").upper()
+        target = statement.this
+        if isinstance(target, exp.Schema):
+            target = target.this
+        name = table_name(target) if isinstance(target, exp.Table) and target.args.get("db") else None
+        if kind == "TABLE":
+            return ("CREATE_TABLE_AS_SELECT" if statement.expression else "CREATE_TABLE"), name
+        if kind == "VIEW":
+            return "CREATE_VIEW", None
+        if kind == "SCHEMA":
+            return "CREATE_SCHEMA", None
+        return f"CREATE_{kind}", None
+    for cls, label in _WRITES.items():
+        if isinstance(statement, cls):
+            target = statement.this
+            if isinstance(target, exp.Schema):
+                target = target.this
+            ok = isinstance(target, exp.Table) and target.args.get("db")
+            return label, table_name(target) if ok else None
+    if isinstance(statement, exp.Drop):
+        return f"DROP_{(statement.kind or '').upper()}", None
+    if isinstance(statement, exp.Query):
+        return "SELECT", None
+    return type(statement).__name__.upper(), None
+
+
+def _describe(sql: str) -> str:
+    text = " ".join(sql.split())
+    return text if len(text) <= 120 else text[:117] + "..."
