@@ -48,7 +48,13 @@ ML_TABLE_FUNCTIONS = (
 class MLFunction(exp.Expression, exp.Func):
     """``ML.<name>(MODEL m [, TABLE t | (query)] [, STRUCT(...)])``."""
 
-    arg_types = {"this": True, "expression": False, "params_struct": False, "name": True}
+    arg_types = {
+        "this": True,
+        "expression": False,
+        "params_struct": False,
+        "name": True,
+        "struct_first": False,  # ML.DETECT_ANOMALIES(MODEL m, STRUCT(…), TABLE t)
+    }
 
     @property
     def function(self) -> str:
@@ -65,42 +71,54 @@ def _ml_function_parser(name: str) -> Any:
             )
         self._match_text_seq("MODEL")
         model = self._parse_table_parts()
-        relation = params = None
+        relation = params = struct_first = None
         if self._match(TokenType.COMMA):
             if self._match(TokenType.STRUCT, advance=False):
                 params = self._parse_bitwise()
+                if self._match(TokenType.COMMA):
+                    struct_first = exp.true()
+                    self._match_text_seq("TABLE")
+                    relation = self._parse_table()
             else:
                 self._match_text_seq("TABLE")
                 relation = self._parse_table()
                 if self._match(TokenType.COMMA):
                     params = self._parse_bitwise()
         return self.expression(
-            MLFunction(this=model, expression=relation, params_struct=params, name=exp.var(name))
+            MLFunction(
+                this=model,
+                expression=relation,
+                params_struct=params,
+                name=exp.var(name),
+                struct_first=struct_first,
+            )
         )
 
     return parse
 
 
 def _ml_function_sql(self: Any, e: MLFunction) -> str:
-    args = [f"MODEL {self.sql(e, 'this')}"]
+    args = []
     if e.expression is not None:
         relation = self.sql(e, "expression")
         args.append(relation if isinstance(e.expression, exp.Subquery) else f"TABLE {relation}")
     if e.args.get("params_struct") is not None:
-        args.append(self.sql(e, "params_struct"))
+        struct = self.sql(e, "params_struct")
+        args.insert(0, struct) if e.args.get("struct_first") else args.append(struct)
+    args.insert(0, f"MODEL {self.sql(e, 'this')}")
     return f"{e.function}({', '.join(args)})"
 
 
 class ShipyardBigQuery(BigQuery):
     """BigQuery's SQL plus every ML.* table function."""
 
-    class Parser(BigQuery.Parser):
+    class Parser(BigQuery.Parser):  # type: ignore[misc,valid-type]
         FUNCTION_PARSERS = {
             **BigQuery.Parser.FUNCTION_PARSERS,
             **{name: _ml_function_parser(name) for name in ML_TABLE_FUNCTIONS},
         }
 
-    class Generator(BigQuery.Generator):
+    class Generator(BigQuery.Generator):  # type: ignore[misc,valid-type]
         TRANSFORMS = {**BigQuery.Generator.TRANSFORMS, MLFunction: _ml_function_sql}
 
 
@@ -121,13 +139,13 @@ def parse(sql: str) -> list[exp.Expression]:
         ) from None
     except TokenError as exc:
         raise SQLError(f"syntax error: {exc}", sql=sql) from None
-    out = [s for s in statements if s is not None]
+    out = [s for s in statements if isinstance(s, exp.Expression)]
     if not out:
         raise SQLError("empty statement: expected SQL text")
     return out
 
 
-def to_duckdb(expression: exp.Expression) -> str:
+def to_duckdb(expression: exp.Expr) -> str:
     """DuckDB SQL for a statement whose ML functions were already replaced.
 
     BigQuery's ``project.dataset.table`` becomes ``dataset.table``: the workspace is the project.
@@ -194,6 +212,8 @@ def struct_values(node: exp.Expression | None) -> dict[str, Any]:
 def table_name(node: exp.Expression) -> str:
     """``dataset.name`` of a table/model reference (a project prefix dropped)."""
     if not isinstance(node, exp.Table):
-        raise SQLError(f"expected a table or model name, got {node.sql(dialect=ShipyardBigQuery)!r}")
+        raise SQLError(
+            f"expected a table or model name, got {node.sql(dialect=ShipyardBigQuery)!r}"
+        )
     parts = [p for p in (node.args.get("db"), node.this) if p is not None]
     return ".".join(p.name for p in parts)

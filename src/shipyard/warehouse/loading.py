@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 
 from shipyard.errors import AlreadyExists, InvalidArgument, NotFound
@@ -61,11 +62,11 @@ def to_arrow(source: Any) -> pa.Table | None:
         return source
     if isinstance(source, pa.RecordBatch):
         return pa.Table.from_batches([source])
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is a core dependency
-        pd = None
-    if pd is not None and isinstance(source, pd.DataFrame):
+    if isinstance(source, list) and all(isinstance(row, dict) for row in source):
+        if not source:
+            raise InvalidArgument("cannot load an empty list of rows: the columns are unknown")
+        return pa.Table.from_pylist(source)
+    if isinstance(source, pd.DataFrame):
         # Non-default indexes carry data (e.g. after set_index); keep them as columns.
         keep_index = not isinstance(source.index, pd.RangeIndex)
         return pa.Table.from_pandas(source, preserve_index=keep_index)
@@ -90,8 +91,8 @@ def load(
 
     if not isinstance(source, str | Path):
         raise InvalidArgument(
-            f"cannot load a {type(source).__name__}: expected a file path, a pandas DataFrame "
-            "or an Arrow table"
+            f"cannot load a {type(source).__name__}: expected a file path, a pandas DataFrame, "
+            "an Arrow table or a list of dicts"
         )
     path = Path(source).expanduser()
     if not path.is_file():
@@ -121,7 +122,9 @@ def _load_with_duckdb(
         if mode == "append" and _exists(cur, name):
             cur.execute(f"INSERT INTO {name.sql} BY NAME SELECT * FROM {reader}", [str(path)])
         else:
-            cur.execute(f"CREATE OR REPLACE TABLE {name.sql} AS SELECT * FROM {reader}", [str(path)])
+            cur.execute(
+                f"CREATE OR REPLACE TABLE {name.sql} AS SELECT * FROM {reader}", [str(path)]
+            )
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
         raise InvalidArgument(
@@ -130,8 +133,6 @@ def _load_with_duckdb(
 
 
 def _read_excel(path: Path) -> pa.Table:
-    import pandas as pd
-
     try:
         frame = pd.read_excel(path, engine="openpyxl")
     except Exception as exc:  # openpyxl raises a zoo of types for broken workbooks
