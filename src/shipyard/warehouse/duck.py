@@ -8,6 +8,7 @@ query's registered Arrow tables private to it.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -144,7 +145,9 @@ class Warehouse:
             raise NotFound(f"table {name} not found", resource=f"tables/{name}")
         return [{"name": r["column_name"], "type": r["data_type"]} for r in rows]
 
-    def stats(self, name: QualifiedName, cur: duckdb.DuckDBPyConnection | None = None) -> TableStats:
+    def stats(
+        self, name: QualifiedName, cur: duckdb.DuckDBPyConnection | None = None
+    ) -> TableStats:
         """Row count, columns and a content fingerprint (order-insensitive hash of all rows)."""
         columns = self.columns(name)
         sql = f"SELECT count(*) AS n, sum(hash(t)::HUGEINT) AS h FROM {name.sql} AS t"
@@ -219,6 +222,18 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+_MISSING_TABLE = re.compile(r"Table with name (\S+) does not exist")
+
+
+def _qualify(name: str, sql: str | None) -> str:
+    """``dataset.name`` as the statement wrote it (DuckDB's message gives the bare name)."""
+    if sql:
+        found = re.search(rf'([A-Za-z_][\w]*)"?\s*\.\s*"?{re.escape(name)}\b', sql)
+        if found:
+            return f"{found.group(1)}.{name}"
+    return name
+
+
 def fetch_arrow(
     cur: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None
 ) -> pa.Table:
@@ -237,5 +252,9 @@ def duckdb_error(exc: duckdb.Error, sql: str | None = None) -> SQLError | NotFou
     """Turn a DuckDB error into a Shipyard error with the message DuckDB gave."""
     message = str(exc).strip()
     if isinstance(exc, duckdb.CatalogException) and "does not exist" in message:
+        missing = _MISSING_TABLE.search(message)
+        if missing:
+            name = _qualify(missing.group(1), sql)
+            return NotFound(f"table {name} not found", resource=f"tables/{name}")
         return NotFound(message.splitlines()[0])
     return SQLError(message.splitlines()[0], sql=sql, detail=message)
