@@ -5,6 +5,7 @@
 >>> ws.sql("CREATE MODEL demo.m OPTIONS(model_type='linear_reg') AS SELECT …")  # doctest: +SKIP
 """
 
+from shipyard._version import __version__
 from shipyard.client import connect
 from shipyard.errors import (
     AlreadyExists,
@@ -22,8 +23,6 @@ from shipyard.errors import (
     Unavailable,
     Unsupported,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExists",

@@ -105,7 +105,9 @@ def test_plain_sql_and_project_prefix(t: Any) -> None:
     a = t.sql("SELECT count(*) AS n FROM demo.t").to_pylist()
     b = t.sql("SELECT count(*) AS n FROM `my-project.demo.t`").to_pylist()
     assert a == b == [{"n": 240}]
-    frame = t.sql("SELECT color, count(*) AS n FROM demo.t GROUP BY color ORDER BY color").to_pandas()
+    frame = t.sql(
+        "SELECT color, count(*) AS n FROM demo.t GROUP BY color ORDER BY color"
+    ).to_pandas()
     assert list(frame["color"]) == ["blue", "green", "red"]
 
 
@@ -137,7 +139,9 @@ def test_create_model_predict_evaluate_logistic(t: Any) -> None:
     ).to_arrow()
     assert rows.column_names[:2] == ["predicted_y", "predicted_y_probs"]
     assert {"x", "z", "color", "y", "amount"} <= set(rows.column_names)
-    assert rows.num_rows == t.sql("SELECT count(*) AS n FROM demo.t WHERE x > 3").to_pylist()[0]["n"]
+    assert (
+        rows.num_rows == t.sql("SELECT count(*) AS n FROM demo.t WHERE x > 3").to_pylist()[0]["n"]
+    )
     xs = rows["x"].to_pylist()
     assert xs == sorted(xs)
     probs = rows["predicted_y_probs"].to_pylist()[0]
@@ -279,7 +283,8 @@ def test_registry_versions_aliases_and_predictor(t: Any) -> None:
     data = t.sql("SELECT x, z, color FROM demo.t ORDER BY x LIMIT 20").to_arrow()
     direct = predictor.predict(data)
     via_sql = t.sql(
-        "SELECT * FROM ML.PREDICT(MODEL demo.m, (SELECT x, z, color FROM demo.t ORDER BY x LIMIT 20))"
+        "SELECT * FROM ML.PREDICT(MODEL demo.m, "
+        "(SELECT x, z, color FROM demo.t ORDER BY x LIMIT 20))"
     ).to_arrow()
     # default points at v2; both versions were trained on the same data with the same options
     assert direct["predicted_y"].to_pylist() == via_sql["predicted_y"].to_pylist()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +12,14 @@ from shipyard.context import Context
 from shipyard.data.entities import TableInfo, TableVersion
 from shipyard.data.service import TableService
 from shipyard.engine import Job, LogLine
-from shipyard.errors import InvalidArgument
 from shipyard.registry.entities import Manifest, Model, ModelVersion
 from shipyard.registry.predictor import Predictor
 from shipyard.registry.service import ModelService
+from shipyard.services import Services
 from shipyard.sql.entities import QueryResult
 from shipyard.sql.service import SqlService
-from shipyard.services import Services
 from shipyard.store import Page
-from shipyard.warehouse.loading import to_arrow
+from shipyard.warehouse.loading import rows_to_arrow
 
 
 class LocalTables:
@@ -36,7 +36,7 @@ class LocalTables:
     def get(self, name: str) -> TableInfo:
         return self._s.get(name)
 
-    def versions(self, name: str) -> list[TableVersion]:
+    def versions(self, name: str) -> builtins.list[TableVersion]:
         return self._s.versions(name)
 
     def preview(self, name: str, *, limit: int = 100) -> QueryResult:
@@ -75,7 +75,9 @@ class LocalModels:
     ) -> ModelVersion:
         return self._s.get_version(name, version, alias=alias)
 
-    def manifest(self, name: str, version: int | None = None, *, alias: str | None = None) -> Manifest:
+    def manifest(
+        self, name: str, version: int | None = None, *, alias: str | None = None
+    ) -> Manifest:
         return self._s.manifest(name, version, alias=alias)
 
     def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
@@ -100,7 +102,9 @@ class LocalModels:
         threshold: float | None = None,
     ) -> pa.Table:
         """Predict on rows (Arrow, pandas or a list of dicts) with a registered version."""
-        return self.load(name, version, alias=alias).predict(_arrow(data), threshold=threshold)
+        return self.load(name, version, alias=alias).predict(
+            rows_to_arrow(data), threshold=threshold
+        )
 
 
 class LocalJobs:
@@ -123,7 +127,7 @@ class LocalJobs:
     def get(self, job_id: str) -> Job:
         return self._engine.get(job_id)
 
-    def logs(self, job_id: str, *, since: int = 0) -> list[LogLine]:
+    def logs(self, job_id: str, *, since: int = 0) -> builtins.list[LogLine]:
         return self._engine.logs(job_id, since=since)
 
     def cancel(self, job_id: str) -> Job:
@@ -163,7 +167,7 @@ class LocalWorkspace:
         return self._sql.execute(query)
 
     def submit_sql(self, query: str) -> Job:
-        """Start SQL as a background job (progress in ``ws.jobs.get``, rows in ``ws.jobs.result``)."""
+        """Start SQL as a background job; progress in ``jobs.get``, rows in ``jobs.result``."""
         return self._sql.submit(query)
 
     def load_table(
@@ -183,14 +187,3 @@ class LocalWorkspace:
 
     def __repr__(self) -> str:
         return f"<Workspace {self.home} (embedded)>"
-
-
-def _arrow(data: Any) -> pa.Table:
-    if isinstance(data, list):
-        return pa.Table.from_pylist(data)
-    table = to_arrow(data)
-    if table is None:
-        raise InvalidArgument(
-            f"cannot predict on a {type(data).__name__}: expected Arrow, pandas or a list of dicts"
-        )
-    return table

@@ -1,0 +1,591 @@
+"""``shipyard``: the command line, through the SDK only (embedded, or a server with ``--url``).
+
+Exit codes: 0 ok; 2 bad usage, invalid argument or SQL error; 3 not found; 4 already exists or
+failed precondition; 5 not authenticated or not allowed; 6 server unavailable; 1 anything else.
+Errors print one red ``error: …`` line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from shipyard.client import connect
+from shipyard.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ShipyardError,
+    SQLError,
+    Unauthenticated,
+    Unavailable,
+)
+
+app = typer.Typer(
+    name="shipyard",
+    help="Shipyard: BigQuery ML's SQL, a model registry and jobs — on your own machines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+tables_app = typer.Typer(help="Warehouse tables.", no_args_is_help=True)
+models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Jobs the engine runs.", no_args_is_help=True)
+app.add_typer(tables_app, name="tables")
+app.add_typer(models_app, name="models")
+app.add_typer(jobs_app, name="jobs")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+DEFAULT_TABLE_ROWS = 100
+
+
+@dataclass
+class _Target:
+    home: Path | None = None
+    url: str | None = None
+    token: str | None = None
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    home: Path | None = typer.Option(
+        None, "--home", help="Workspace folder (default $SHIPYARD_HOME or ~/.shipyard)."
+    ),
+    url: str | None = typer.Option(
+        None, "--url", envvar="SHIPYARD_URL", help="A Shipyard server, e.g. http://127.0.0.1:8765."
+    ),
+    token: str | None = typer.Option(
+        None, "--token", envvar="SHIPYARD_TOKEN", help="Bearer token for a server that needs one."
+    ),
+) -> None:
+    ctx.obj = _Target(home=home, url=url, token=token)
+
+
+# -- errors and sessions -------------------------------------------------------------------------
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit code for an error (see the module docstring)."""
+    if isinstance(error, InvalidArgument):
+        return 2
+    if isinstance(error, NotFound):
+        return 3
+    if isinstance(error, AlreadyExists | FailedPrecondition):
+        return 4
+    if isinstance(error, Unauthenticated | PermissionDenied):
+        return 5
+    if isinstance(error, Unavailable):
+        return 6
+    return 1
+
+
+def _fail(error: ShipyardError, *, query: str | None = None) -> NoReturn:
+    err.print(f"error: {error.message}", style="red", markup=False, soft_wrap=True)
+    if isinstance(error, SQLError) and error.line is not None:
+        err.print(f"  line {error.line}, column {error.column}", markup=False, soft_wrap=True)
+        for line in _pointer(query, error):
+            err.print(line, markup=False, soft_wrap=True)
+    raise typer.Exit(exit_code(error))
+
+
+def _pointer(query: str | None, error: SQLError) -> list[str]:
+    """The offending line of the query with the highlighted text underlined."""
+    lines = (query or "").splitlines()
+    if not error.line or error.line > len(lines):
+        return [f"  near {error.highlight!r}"] if error.highlight else []
+    text = lines[error.line - 1]
+    highlight = error.highlight or ""
+    col = error.column or 1
+    start = text.rfind(highlight, 0, col) if highlight else -1
+    if start < 0:
+        start = text.find(highlight) if highlight else -1
+    width = len(highlight) if start >= 0 and highlight else 1
+    if start < 0:
+        start = max(min(col, len(text)) - 1, 0)
+    return [f"  {text}", "  " + " " * start + "^" * max(width, 1)]
+
+
+@contextmanager
+def _session(ctx: typer.Context, *, query: str | None = None) -> Iterator[Any]:
+    """A connected workspace; ShipyardErrors become a red line and an exit code."""
+    target: _Target = ctx.find_object(_Target) or _Target()
+    try:
+        ws = connect(target.url or target.home, token=target.token)
+    except ShipyardError as exc:
+        _fail(exc)
+    try:
+        yield ws
+    except ShipyardError as exc:
+        _fail(exc, query=query)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # a bug: say so in one line, not a traceback
+        err.print(f"error: unexpected {type(exc).__name__}: {exc}", style="red", markup=False)
+        raise typer.Exit(1) from None
+    finally:
+        ws.close()
+
+
+# -- output helpers ------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return str(value)
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(_jsonable(value), indent=2, ensure_ascii=False))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "∅"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dt.datetime):
+        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value.tzinfo else str(value)
+    if isinstance(value, list | dict):
+        text = json.dumps(_jsonable(value), ensure_ascii=False)
+        return text if len(text) <= 60 else text[:57] + "..."
+    return str(value)
+
+
+def _rows_table(rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    table = Table(header_style="bold")
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    return table
+
+
+def _print_result(result: Any, *, as_json: bool, max_rows: int | None) -> None:
+    limit = max_rows if max_rows is not None else (None if as_json else DEFAULT_TABLE_ROWS)
+    shown = result.to_arrow() if limit is None else result.to_arrow().slice(0, limit)
+    rows = shown.to_pylist()
+    if as_json:
+        _print_json(rows)
+        return
+    if result.to_arrow().num_columns == 0:
+        out.print(result.message or f"{result.statement_type}: done", markup=False)
+        return
+    total = result.num_rows
+    caption = f"{total} row{'s' if total != 1 else ''}"
+    if len(rows) < total:
+        caption = f"showing {len(rows)} of {total} rows (--max-rows to see more)"
+    out.print(_rows_table(rows, result.column_names))
+    out.print(caption, style="dim", markup=False, soft_wrap=True)
+    if result.message:
+        out.print(result.message, style="dim", markup=False, soft_wrap=True)
+
+
+def _when(value: dt.datetime | None) -> str:
+    return _cell(value) if value else ""
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _all_pages(list_call: Any, **kwargs: Any) -> list[Any]:
+    items: list[Any] = []
+    token = None
+    while True:
+        page = list_call(page_token=token, **kwargs)
+        items += page.items
+        token = page.next_page_token
+        if not token:
+            return items
+
+
+# -- sql -----------------------------------------------------------------------------------------
+
+
+@app.command("sql")
+def sql_command(
+    ctx: typer.Context,
+    query: str = typer.Argument(..., help="BigQuery ML SQL; '-' reads it from stdin."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as a JSON array."),
+    max_rows: int | None = typer.Option(
+        None, "--max-rows", min=0, help=f"Rows to print (table default {DEFAULT_TABLE_ROWS})."
+    ),
+) -> None:
+    """Run SQL (CREATE MODEL shows a progress bar while it trains)."""
+    if query == "-":
+        query = sys.stdin.read()
+    with _session(ctx, query=query) as ws:
+        job = _follow(ws, ws.submit_sql(query))
+        result = ws.jobs.result(job.id)
+        _print_result(result, as_json=as_json, max_rows=max_rows)
+
+
+def _follow(ws: Any, job: Any) -> Any:
+    """Wait for a job with a progress bar on stderr; Ctrl+C cancels it."""
+    if job.state.done:
+        return job
+    try:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
+            task = progress.add_task(job.description or job.kind, total=None)
+            poll = 0.05
+            while not job.state.done:
+                time.sleep(poll)
+                poll = min(poll * 1.5, 0.5)
+                job = ws.jobs.get(job.id)
+                fraction = job.progress
+                progress.update(
+                    task,
+                    total=100 if fraction is not None else None,
+                    completed=(fraction or 0) * 100,
+                    description=job.progress_message or job.description or job.kind,
+                )
+    except KeyboardInterrupt:
+        ws.jobs.cancel(job.id)
+        err.print(f"cancelled job {job.id}", style="yellow", markup=False)
+        raise typer.Exit(130) from None
+    return job
+
+
+# -- tables --------------------------------------------------------------------------------------
+
+
+@tables_app.command("load")
+def tables_load(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="dataset.table"),
+    file: Path = typer.Argument(..., help="CSV, Parquet, JSON/JSONL or Excel file."),
+    mode: str = typer.Option("replace", "--mode", help="replace, append or fail."),
+    format: str | None = typer.Option(None, "--format", help="When the extension does not tell."),
+) -> None:
+    """Load a file into a table (a new table version)."""
+    with _session(ctx) as ws:
+        info = ws.load_table(name, file, mode=mode, format=format)
+        out.print(
+            f"loaded {file.name} into {info.name}: {info.num_rows} rows, version {info.version}",
+            markup=False,
+        )
+
+
+@tables_app.command("list")
+def tables_list(
+    ctx: typer.Context,
+    dataset: str | None = typer.Option(None, "--dataset", help="Only this dataset."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List tables."""
+    with _session(ctx) as ws:
+        items = _all_pages(ws.tables.list, dataset=dataset, page_size=1000)
+        if as_json:
+            _print_json(items)
+            return
+        table = Table("name", "rows", "version", "updated", header_style="bold")
+        for t in items:
+            table.add_row(t.name, str(t.num_rows), str(t.version or ""), _when(t.updated_at))
+        out.print(table if items else "no tables")
+
+
+@tables_app.command("show")
+def tables_show(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="dataset.table"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Describe a table: its columns and versions."""
+    with _session(ctx) as ws:
+        info = ws.tables.get(name)
+        versions = ws.tables.versions(name)
+        if as_json:
+            _print_json({**info.model_dump(mode="json"), "versions": versions})
+            return
+        out.print(f"[bold]{info.name}[/bold]  {info.num_rows} rows, version {info.version}")
+        columns = Table("column", "type", header_style="bold")
+        for c in info.columns:
+            columns.add_row(c.name, c.type)
+        out.print(columns)
+        if versions:
+            history = Table("version", "rows", "fingerprint", "created", header_style="bold")
+            for v in versions:
+                history.add_row(
+                    str(v.version), str(v.num_rows), v.fingerprint[:12], _when(v.created_at)
+                )
+            out.print(history)
+
+
+@tables_app.command("preview")
+def tables_preview(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="dataset.table"),
+    limit: int = typer.Option(20, "--limit", min=0, help="Rows to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as a JSON array."),
+) -> None:
+    """Show the first rows of a table."""
+    with _session(ctx) as ws:
+        _print_result(ws.tables.preview(name, limit=limit), as_json=as_json, max_rows=limit)
+
+
+# -- models --------------------------------------------------------------------------------------
+
+
+@models_app.command("list")
+def models_list(
+    ctx: typer.Context,
+    dataset: str | None = typer.Option(None, "--dataset", help="Only this dataset."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List models."""
+    with _session(ctx) as ws:
+        items = _all_pages(ws.models.list, dataset=dataset, page_size=1000)
+        if as_json:
+            _print_json(items)
+            return
+        table = Table("name", "type", "latest", "aliases", "updated", header_style="bold")
+        for m in items:
+            aliases = ", ".join(f"{a}→{v}" for a, v in sorted(m.aliases.items()))
+            table.add_row(
+                m.name, m.model_type or "", str(m.latest_version), aliases, _when(m.updated_at)
+            )
+        out.print(table if items else "no models")
+
+
+@models_app.command("show")
+def models_show(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="dataset.model"),
+    version: int | None = typer.Option(None, "--version", help="This version's details."),
+    alias: str | None = typer.Option(None, "--alias", help="The version this alias points at."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Describe a model: versions, aliases and the metrics of one version (default alias)."""
+    with _session(ctx) as ws:
+        model = ws.models.get(name)
+        versions = _all_pages(ws.models.versions, name=name, page_size=100)
+        selected = ws.models.get_version(name, version, alias=alias)
+        if as_json:
+            _print_json({"model": model, "versions": versions, "version": selected})
+            return
+        aliases = ", ".join(f"{a}→{v}" for a, v in sorted(model.aliases.items())) or "none"
+        out.print(f"[bold]{model.name}[/bold]  {model.model_type or ''}", markup=True)
+        out.print(f"aliases: {aliases}", markup=False)
+        table = Table("version", "type", "aliases", "created", "metrics", header_style="bold")
+        for v in versions:
+            table.add_row(
+                str(v.version),
+                v.model_type,
+                ", ".join(v.aliases),
+                _when(v.created_at),
+                _metrics_summary(v.metrics),
+            )
+        out.print(table)
+        out.print(
+            f"version {selected.version}: {selected.flavor}, {selected.task}",
+            style="bold",
+            markup=False,
+        )
+        detail = Table("metric", "value", header_style="bold")
+        for key, value in selected.metrics.items():
+            detail.add_row(key, _cell(value))
+        out.print(detail)
+        inputs = ", ".join(f"{c.name} {c.type}" for c in selected.signature.inputs)
+        out.print(f"inputs: {inputs}", markup=False)
+
+
+def _metrics_summary(metrics: dict[str, Any], limit: int = 3) -> str:
+    numbers = [(k, v) for k, v in metrics.items() if isinstance(v, int | float)]
+    return ", ".join(f"{k}={v:.4g}" for k, v in numbers[:limit])
+
+
+@models_app.command("alias")
+def models_alias(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="dataset.model"),
+    alias: str = typer.Argument(..., help="e.g. champion"),
+    version: int = typer.Argument(..., help="The version it points at."),
+) -> None:
+    """Point an alias at a version."""
+    with _session(ctx) as ws:
+        mv = ws.models.set_alias(name, alias, version)
+        out.print(f"{mv.model}: alias {alias} → version {mv.version}", markup=False)
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+
+
+@jobs_app.command("list")
+def jobs_list(
+    ctx: typer.Context,
+    state: str | None = typer.Option(None, "--state", help="QUEUED, RUNNING, SUCCEEDED, …"),
+    kind: str | None = typer.Option(None, "--kind", help="e.g. query"),
+    limit: int = typer.Option(50, "--limit", min=1, max=1000, help="Newest N jobs."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List jobs, newest first."""
+    with _session(ctx) as ws:
+        items = ws.jobs.list(state=state, kind=kind, page_size=limit).items
+        if as_json:
+            _print_json(items)
+            return
+        table = Table(header_style="bold")
+        table.add_column("id", no_wrap=True, min_width=32)  # users copy it: never cut it
+        for column in ("state", "kind", "duration"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("description", overflow="fold")
+        for j in items:
+            running = not j.state.done and j.progress is not None
+            state = _state(j.state) + (f" {_percent(j.progress)}" if running else "")
+            text = j.description or ""
+            text = text if len(text) <= 60 else text[:57] + "..."
+            table.add_row(j.id, state, j.kind, _duration(j.duration_s), text)
+        out.print(table if items else "no jobs")
+
+
+def _state(state: Any) -> str:
+    value = str(getattr(state, "value", state))
+    color = {"SUCCEEDED": "green", "FAILED": "red", "CANCELLED": "yellow", "RUNNING": "cyan"}
+    return f"[{color.get(value, 'white')}]{value}[/]"
+
+
+def _percent(progress: float | None) -> str:
+    return "" if progress is None else f"{progress * 100:.0f}%"
+
+
+@jobs_app.command("show")
+def jobs_show(
+    ctx: typer.Context,
+    job_id: str = typer.Argument(..., metavar="ID"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show one job."""
+    with _session(ctx) as ws:
+        job = ws.jobs.get(job_id)
+        if as_json:
+            _print_json(job)
+            return
+        table = Table(show_header=False, box=None)
+        table.add_column(style="bold")
+        table.add_column(overflow="fold")
+        table.add_row("id", job.id)
+        table.add_row("state", _state(job.state))
+        table.add_row("kind", job.kind)
+        table.add_row("description", job.description or "")
+        table.add_row("progress", f"{_percent(job.progress)} {job.progress_message or ''}".strip())
+        table.add_row("created", _when(job.created_at))
+        table.add_row("duration", _duration(job.duration_s))
+        if job.error:
+            table.add_row("error", f"[red]{job.error.get('code')}: {job.error.get('message')}[/]")
+        out.print(table)
+
+
+@jobs_app.command("logs")
+def jobs_logs(
+    ctx: typer.Context,
+    job_id: str = typer.Argument(..., metavar="ID"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job ends."),
+) -> None:
+    """Print a job's log."""
+    with _session(ctx) as ws:
+        since = 0
+        while True:
+            for line in ws.jobs.logs(job_id, since=since):
+                typer.echo(f"{_when(line.at)}  {line.line}")
+                since = line.seq
+            if not follow or ws.jobs.get(job_id).state.done:
+                break
+            time.sleep(0.5)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """Ask a job to stop."""
+    with _session(ctx) as ws:
+        job = ws.jobs.cancel(job_id)
+        out.print(f"job {job.id}: {_state(job.state)}")
+
+
+# -- up ------------------------------------------------------------------------------------------
+
+
+@app.command("up")
+def up(
+    ctx: typer.Context,
+    home: Path | None = typer.Option(None, "--home", help="Workspace folder to serve."),
+    host: str | None = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="Port (default 8765)."),
+    no_demo: bool = typer.Option(False, "--no-demo", help="Do not set up the demo data."),
+) -> None:
+    """Serve a workspace: REST API and console (Ctrl+C stops it)."""
+    from shipyard.config import load_settings
+
+    target: _Target = ctx.find_object(_Target) or _Target()
+    server = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    try:
+        settings = load_settings(
+            home=home or target.home, token=target.token, server=server or None
+        )
+        from shipyard.server import serve  # only `up` needs the server
+
+        serve(settings, demo=not no_demo)
+    except ShipyardError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        pass
+
+
+def main() -> None:
+    """The ``shipyard`` console script."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,633 @@
+"""The remote workspace: the SDK talking to a Shipyard server over HTTP.
+
+It has exactly the methods, arguments, return types and errors of the embedded workspace
+(:mod:`shipyard.client.local`); a test pins the two surfaces together. Rows travel as Arrow IPC
+streams both ways, so types survive the trip. Errors come back as ``{code, message, details}`` and
+are raised as the class registered for ``code`` (never a class named by the payload).
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import quote
+
+import httpx
+import pyarrow as pa
+
+from shipyard.data.entities import TableInfo, TableVersion
+from shipyard.engine.jobs import Job, LogLine
+from shipyard.errors import (
+    ArtifactCorrupted,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    ShipyardError,
+    Unauthenticated,
+    Unavailable,
+    Unsupported,
+    error_class_for_code,
+)
+from shipyard.registry.entities import Manifest, Model, ModelVersion
+from shipyard.sql.entities import QueryResult
+from shipyard.store import Page
+
+if TYPE_CHECKING:
+    from shipyard.registry.predictor import Predictor
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+RESULT_HEADER = "X-Shipyard-Result"
+MODEL_VERSION_HEADER = "X-Shipyard-Model-Version"
+_CONNECT_TIMEOUT_S = 10.0
+_PREDICTOR_CACHE_SIZE = 16
+_STATUS_CLASSES: dict[int, type[ShipyardError]] = {
+    400: InvalidArgument,
+    401: Unauthenticated,
+    403: PermissionDenied,
+    404: NotFound,
+    409: FailedPrecondition,
+    413: PayloadTooLarge,
+    501: Unsupported,
+    502: Unavailable,
+    503: Unavailable,
+    504: Unavailable,
+}
+
+
+class _Http:
+    """One HTTP connection pool to the server; turns every failure into a ShipyardError."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None,
+        timeout: float | None,
+        client: httpx.Client | None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        headers = {"User-Agent": "shipyard-sdk"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._headers = headers
+        self._owns_client = client is None
+        self.client = client or httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=_CONNECT_TIMEOUT_S)
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        content: Any = None,
+        headers: dict[str, str] | None = None,
+        expected: tuple[int, ...] = (200,),
+    ) -> httpx.Response:
+        response = self._send(method, path, params, json_body, content, headers, stream=False)
+        if response.status_code not in expected:
+            _raise_for(response)
+        return response
+
+    def stream_to(self, path: str, dest: Path) -> str:
+        """Download ``path`` into ``dest``; returns the sha256 of what was written."""
+        hasher = hashlib.sha256()
+        response = self._send("GET", path, None, None, None, None, stream=True)
+        try:
+            if response.status_code != 200:
+                response.read()
+                _raise_for(response)
+            with dest.open("wb") as out:
+                for chunk in response.iter_bytes(1 << 20):
+                    hasher.update(chunk)
+                    out.write(chunk)
+        except httpx.TransportError as exc:
+            self._unreachable(exc)
+        finally:
+            response.close()
+        return hasher.hexdigest()
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        json_body: Any,
+        content: Any,
+        headers: dict[str, str] | None,
+        *,
+        stream: bool,
+    ) -> httpx.Response:
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        request = self.client.build_request(
+            method,
+            self.url + path,
+            params=clean or None,
+            json=json_body,
+            content=content,
+            headers={**self._headers, **(headers or {})},
+        )
+        try:
+            return self.client.send(request, stream=stream)
+        except httpx.TransportError as exc:
+            self._unreachable(exc)
+
+    def _unreachable(self, exc: httpx.TransportError) -> NoReturn:
+        if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+            raise Unavailable(
+                f"the Shipyard server at {self.url} did not answer in time ({exc!r}); "
+                "the work may still be running there",
+                url=self.url,
+            ) from None
+        raise Unavailable(
+            f"cannot reach the Shipyard server at {self.url}: {exc or type(exc).__name__}; "
+            "is it running (shipyard up)?",
+            url=self.url,
+        ) from None
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+
+def _raise_for(response: httpx.Response) -> NoReturn:
+    """Raise the ShipyardError a non-2xx answer carries."""
+    payload: Any = None
+    try:
+        payload = response.json()
+    except ValueError:
+        pass
+    if isinstance(payload, dict) and isinstance(payload.get("code"), str):
+        cls = error_class_for_code(payload["code"])
+        message = str(payload.get("message") or f"HTTP {response.status_code}")
+        raw = payload.get("details")
+        details: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
+        if cls is ShipyardError:  # a code this client does not know: keep it visible
+            details.setdefault("code", payload["code"])
+        raise _error(cls, message, details)
+    # Not a Shipyard answer (a proxy, a crashed server): classify by status.
+    cls = _STATUS_CLASSES.get(response.status_code, Internal)
+    snippet = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
+    raise cls(
+        f"the server at {response.request.url} answered HTTP {response.status_code}"
+        + (f": {snippet}" if snippet else ""),
+        status=response.status_code,
+    )
+
+
+def _error(cls: type[ShipyardError], message: str, details: dict[str, Any]) -> ShipyardError:
+    try:
+        return cls(message, **details)
+    except TypeError:  # details that clash with the constructor's own arguments
+        error = cls(message)
+        error.details = details
+        return error
+
+
+def _result(response: httpx.Response) -> QueryResult:
+    """A QueryResult from an Arrow stream plus its metadata header."""
+    table = pa.ipc.open_stream(response.content).read_all()
+    info = json.loads(response.headers.get(RESULT_HEADER) or "{}")
+    return QueryResult(
+        table,
+        statement_type=info.get("statement_type") or "SELECT",
+        job_id=info.get("job_id"),
+        message=info.get("message"),
+        model=info.get("model"),
+        table_name=info.get("table"),
+    )
+
+
+def _arrow_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _seg(value: str) -> str:
+    """One path segment, escaped (names never contain '/', but do not trust that)."""
+    return quote(str(value), safe=".-_~@")
+
+
+_ARROW = {"Accept": ARROW_STREAM}
+
+
+class RemoteTables:
+    """``ws.tables``: warehouse tables."""
+
+    def __init__(self, http: _Http, workspace: RemoteWorkspace) -> None:
+        self._http = http
+        self._ws = workspace
+
+    def list(
+        self, *, dataset: str | None = None, page_size: int = 100, page_token: str | None = None
+    ) -> Page[TableInfo]:
+        params = {"dataset": dataset, "page_size": page_size, "page_token": page_token}
+        return Page[TableInfo].model_validate(
+            self._http.request("GET", "/v1/tables", params=params).json()
+        )
+
+    def get(self, name: str) -> TableInfo:
+        return TableInfo.model_validate(
+            self._http.request("GET", f"/v1/tables/{_seg(name)}").json()
+        )
+
+    def versions(self, name: str) -> builtins.list[TableVersion]:
+        out: builtins.list[TableVersion] = []
+        token: str | None = None
+        while True:
+            params = {"page_size": 1000, "page_token": token}
+            page = Page[TableVersion].model_validate(
+                self._http.request("GET", f"/v1/tables/{_seg(name)}/versions", params=params).json()
+            )
+            out += page.items
+            token = page.next_page_token
+            if not token:
+                return out
+
+    def preview(self, name: str, *, limit: int = 100) -> QueryResult:
+        response = self._http.request(
+            "GET", f"/v1/tables/{_seg(name)}/rows", params={"limit": limit}, headers=_ARROW
+        )
+        return _result(response)
+
+    def load(
+        self, name: str, source: Any, *, mode: str = "replace", format: str | None = None
+    ) -> TableInfo:
+        from shipyard.warehouse.loading import to_arrow
+
+        params: dict[str, Any] = {"mode": mode, "format": format}
+        data = to_arrow(source)
+        if data is not None:
+            body = _arrow_bytes(data)
+            self._ws._check_size(len(body))
+            response = self._http.request(
+                "POST",
+                f"/v1/tables/{_seg(name)}:load",
+                params=params,
+                content=body,
+                headers={"Content-Type": ARROW_STREAM},
+            )
+            return TableInfo.model_validate(response.json())
+        if not isinstance(source, str | Path):
+            raise InvalidArgument(
+                f"cannot load a {type(source).__name__}: expected a file path, a pandas DataFrame "
+                "or an Arrow table"
+            )
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise NotFound(f"file {str(path)!r} not found")
+        self._ws._check_size(path.stat().st_size)
+        params["filename"] = path.name
+        with path.open("rb") as body_file:
+            response = self._http.request(
+                "POST",
+                f"/v1/tables/{_seg(name)}:load",
+                params=params,
+                content=_file_chunks(body_file),
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(path.stat().st_size),
+                },
+            )
+        return TableInfo.model_validate(response.json())
+
+    def delete(self, name: str) -> None:
+        self._http.request("DELETE", f"/v1/tables/{_seg(name)}", expected=(200, 204))
+
+
+def _file_chunks(f: Any) -> Iterator[bytes]:
+    while chunk := f.read(1 << 20):
+        yield chunk
+
+
+class RemoteModels:
+    """``ws.models``: the model registry."""
+
+    def __init__(self, http: _Http, cache_dir: Path) -> None:
+        self._http = http
+        self._cache_dir = cache_dir
+        self._predictors: OrderedDict[str, Predictor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def list(
+        self, *, dataset: str | None = None, page_size: int = 100, page_token: str | None = None
+    ) -> Page[Model]:
+        params = {"dataset": dataset, "page_size": page_size, "page_token": page_token}
+        return Page[Model].model_validate(
+            self._http.request("GET", "/v1/models", params=params).json()
+        )
+
+    def get(self, name: str) -> Model:
+        return Model.model_validate(self._http.request("GET", f"/v1/models/{_seg(name)}").json())
+
+    def versions(
+        self, name: str, *, page_size: int = 100, page_token: str | None = None
+    ) -> Page[ModelVersion]:
+        params = {"page_size": page_size, "page_token": page_token}
+        response = self._http.request("GET", f"/v1/models/{_seg(name)}/versions", params=params)
+        return Page[ModelVersion].model_validate(response.json())
+
+    def get_version(
+        self, name: str, version: int | None = None, *, alias: str | None = None
+    ) -> ModelVersion:
+        if version is not None and alias is not None:
+            raise InvalidArgument("give a version or an alias, not both")
+        if version is not None:
+            path = f"/v1/models/{_seg(name)}/versions/{_version_segment(version)}"
+        else:
+            path = f"/v1/models/{_seg(name)}/aliases/{_seg(alias or 'default')}"
+        return ModelVersion.model_validate(self._http.request("GET", path).json())
+
+    def manifest(
+        self, name: str, version: int | None = None, *, alias: str | None = None
+    ) -> Manifest:
+        mv = self.get_version(name, version, alias=alias)
+        return self._manifest(mv)
+
+    def _manifest(self, mv: ModelVersion) -> Manifest:
+        response = self._http.request(
+            "GET", f"/v1/models/{_seg(mv.model)}/versions/{mv.version}/manifest"
+        )
+        actual = hashlib.sha256(response.content).hexdigest()
+        if actual != mv.manifest_digest:
+            raise ArtifactCorrupted(
+                f"the manifest of model {mv.model} version {mv.version} arrived corrupted: "
+                f"expected sha256 {mv.manifest_digest}, got {actual}",
+                resource=mv.resource,
+            )
+        return Manifest.model_validate_json(response.content)
+
+    def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
+        response = self._http.request(
+            "PUT", f"/v1/models/{_seg(name)}/aliases/{_seg(alias)}", json_body={"version": version}
+        )
+        return ModelVersion.model_validate(response.json())
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._http.request(
+            "DELETE", f"/v1/models/{_seg(name)}/aliases/{_seg(alias)}", expected=(200, 204)
+        )
+
+    def delete(self, name: str) -> None:
+        # Cached predictors are keyed by manifest digest, so none can outlive its version.
+        self._http.request("DELETE", f"/v1/models/{_seg(name)}", expected=(200, 204))
+
+    def load(self, name: str, version: int | None = None, *, alias: str | None = None) -> Predictor:
+        """Download the version's package (verifying every file's sha256) and load it here."""
+        mv = self.get_version(name, version, alias=alias)
+        key = f"{mv.model}@{mv.version}:{mv.manifest_digest}"
+        with self._lock:
+            cached = self._predictors.get(key)
+            if cached is not None:
+                self._predictors.move_to_end(key)
+                return cached
+        manifest = self._manifest(mv)
+        folder = self._materialise(mv, manifest)
+        from shipyard.registry.service import load_predictor
+
+        predictor = load_predictor(mv, manifest, folder)
+        with self._lock:
+            self._predictors[key] = predictor
+            while len(self._predictors) > _PREDICTOR_CACHE_SIZE:
+                self._predictors.popitem(last=False)
+        return predictor
+
+    def _materialise(self, mv: ModelVersion, manifest: Manifest) -> Path:
+        """The package's files in the local cache, every one checked against the manifest."""
+        folder = self._cache_dir / "packages" / mv.manifest_digest
+        from shipyard.registry.service import package_is_intact
+
+        if (folder / ".complete").exists() and package_is_intact(folder, manifest):
+            return folder
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder.parent))
+        try:
+            for fname, digest in manifest.files.items():
+                dest = (tmp / fname).resolve()
+                if not dest.is_relative_to(tmp.resolve()):
+                    raise ArtifactCorrupted(
+                        f"model {mv.model} version {mv.version} lists a file outside its "
+                        f"package: {fname!r}",
+                        resource=mv.resource,
+                    )
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                path = f"/v1/models/{_seg(mv.model)}/versions/{mv.version}/files/" + quote(fname)
+                actual = self._http.stream_to(path, dest)
+                if actual != digest:
+                    raise ArtifactCorrupted(
+                        f"file {fname!r} of model {mv.model} version {mv.version} arrived "
+                        f"corrupted: expected sha256 {digest}, got {actual}",
+                        resource=mv.resource,
+                    )
+            (tmp / ".complete").write_text(json.dumps(manifest.files))
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.rename(folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return folder
+
+    def predict(
+        self,
+        name: str,
+        data: Any,
+        *,
+        version: int | None = None,
+        alias: str | None = None,
+        threshold: float | None = None,
+    ) -> pa.Table:
+        """Predict on rows (Arrow, pandas or a list of dicts) with a registered version."""
+        if version is not None and alias is not None:
+            raise InvalidArgument("give a version or an alias, not both")
+        from shipyard.warehouse.loading import rows_to_arrow
+
+        rows = rows_to_arrow(data)
+        params = {"version": version, "alias": alias, "threshold": threshold}
+        response = self._http.request(
+            "POST",
+            f"/v1/models/{_seg(name)}:predict",
+            params=params,
+            content=_arrow_bytes(rows),
+            headers={"Content-Type": ARROW_STREAM, "Accept": ARROW_STREAM},
+        )
+        return pa.ipc.open_stream(response.content).read_all()
+
+
+def _version_segment(version: Any) -> str:
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InvalidArgument(f"invalid version {version!r}: expected an integer >= 1")
+    return str(version)
+
+
+class RemoteJobs:
+    """``ws.jobs``: what the server's engine runs."""
+
+    def __init__(self, http: _Http) -> None:
+        self._http = http
+
+    def list(
+        self,
+        *,
+        state: str | None = None,
+        kind: str | None = None,
+        page_size: int = 50,
+        page_token: str | None = None,
+    ) -> Page[Job]:
+        params = {"state": state, "kind": kind, "page_size": page_size, "page_token": page_token}
+        return Page[Job].model_validate(self._http.request("GET", "/v1/jobs", params=params).json())
+
+    def get(self, job_id: str) -> Job:
+        return Job.model_validate(self._http.request("GET", f"/v1/jobs/{_seg(job_id)}").json())
+
+    def logs(self, job_id: str, *, since: int = 0) -> builtins.list[LogLine]:
+        out: builtins.list[LogLine] = []
+        token: str | None = None
+        while True:
+            params = {"since": since, "page_size": 10_000, "page_token": token}
+            page = Page[LogLine].model_validate(
+                self._http.request("GET", f"/v1/jobs/{_seg(job_id)}/logs", params=params).json()
+            )
+            out += page.items
+            token = page.next_page_token
+            if not token:
+                return out
+
+    def cancel(self, job_id: str) -> Job:
+        return Job.model_validate(
+            self._http.request("POST", f"/v1/jobs/{_seg(job_id)}:cancel").json()
+        )
+
+    def wait(self, job_id: str, *, timeout: float | None = None) -> Job:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poll = 0.05
+        while True:
+            job = self.get(job_id)
+            if job.state.done:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                return job
+            pause = poll if deadline is None else min(poll, max(deadline - time.monotonic(), 0))
+            time.sleep(pause)
+            poll = min(poll * 1.5, 1.0)  # quick for short jobs, gentle on long ones
+
+    def result(self, job_id: str) -> QueryResult:
+        """The rows of a finished query job started with ``ws.submit_sql``."""
+        return _result(self._http.request("GET", f"/v1/jobs/{_seg(job_id)}/result", headers=_ARROW))
+
+
+class RemoteWorkspace:
+    """A workspace served by a Shipyard server, reached over HTTP.
+
+    ``token`` is sent as a bearer token. ``timeout``: seconds to wait for an answer; None (the
+    default) waits as long as the work takes, as the embedded workspace does (connecting is
+    always limited to 10 s). ``client``: an ``httpx.Client`` to use instead of a new one (e.g.
+    ``starlette.testclient.TestClient(app)`` for in-process tests). ``cache_dir``: where loaded
+    model packages are kept (default ``$SHIPYARD_CACHE_DIR`` or ``~/.cache/shipyard``).
+
+    >>> ws = RemoteWorkspace("http://127.0.0.1:8765")    # doctest: +SKIP
+    >>> ws.sql("SELECT 1 AS x").to_pylist()              # doctest: +SKIP
+    [{'x': 1}]
+    """
+
+    remote = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float | None = None,
+        client: httpx.Client | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise InvalidArgument(f"invalid server URL {url!r}: expected http://host:port")
+        self._http = _Http(url, token=token, timeout=timeout, client=client)
+        self._info: dict[str, Any] | None = None
+        self.tables = RemoteTables(self._http, self)
+        self.models = RemoteModels(self._http, _cache_dir(cache_dir))
+        self.jobs = RemoteJobs(self._http)
+
+    @property
+    def home(self) -> Path:
+        """The server's home folder (on the server's machine)."""
+        return Path(self._workspace()["home"])
+
+    @property
+    def url(self) -> str:
+        return self._http.url
+
+    def _workspace(self) -> dict[str, Any]:
+        if self._info is None:
+            self._info = dict(self._http.request("GET", "/v1/workspace").json())
+        return self._info
+
+    def _check_size(self, size: int) -> None:
+        # Refuse before sending: a server that answers 413 mid-upload may drop the connection.
+        limit = self._workspace().get("max_request_bytes")
+        if isinstance(limit, int) and size > limit:
+            raise PayloadTooLarge(
+                f"the data to send ({size} bytes) is larger than the server's limit of "
+                f"{limit} bytes (setting server.max_request_bytes)",
+                max_request_bytes=limit,
+            )
+
+    def sql(self, query: str) -> QueryResult:
+        """Run BigQuery ML SQL; returns the last statement's rows."""
+        response = self._http.request(
+            "POST", "/v1/queries", json_body={"query": query}, headers=_ARROW
+        )
+        return _result(response)
+
+    def submit_sql(self, query: str) -> Job:
+        """Start SQL as a background job (progress: ``ws.jobs.get``; rows: ``ws.jobs.result``)."""
+        response = self._http.request(
+            "POST", "/v1/queries:submit", json_body={"query": query}, expected=(200, 202)
+        )
+        return Job.model_validate(response.json())
+
+    def load_table(
+        self, name: str, source: Any, *, mode: str = "replace", format: str | None = None
+    ) -> TableInfo:
+        """Load a file (CSV, Parquet, JSON/JSONL, Excel), a DataFrame or an Arrow table."""
+        return self.tables.load(name, source, mode=mode, format=format)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RemoteWorkspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Workspace {self.url} (remote)>"
+
+
+def _cache_dir(explicit: str | Path | None) -> Path:
+    if explicit is not None:
+        return Path(explicit).expanduser()
+    if os.environ.get("SHIPYARD_CACHE_DIR"):
+        return Path(os.environ["SHIPYARD_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "shipyard"
+
+
+__all__ = ["RemoteJobs", "RemoteModels", "RemoteTables", "RemoteWorkspace"]
