@@ -104,7 +104,11 @@ class Settings(BaseSettings):
 
     @property
     def warehouse_path(self) -> Path:
-        return Path(self.warehouse.path) if self.warehouse.path else self.home_path / "warehouse.duckdb"
+        return (
+            Path(self.warehouse.path)
+            if self.warehouse.path
+            else self.home_path / "warehouse.duckdb"
+        )
 
     @property
     def server_token(self) -> str | None:
@@ -173,7 +177,9 @@ def write_server_info(home: Path, url: str) -> Path:
     from datetime import UTC, datetime
 
     path = Path(home) / SERVER_FILE
-    info = ServerInfo(pid=os.getpid(), url=url, home=str(home), started_at=datetime.now(UTC).isoformat())
+    info = ServerInfo(
+        pid=os.getpid(), url=url, home=str(home), started_at=datetime.now(UTC).isoformat()
+    )
     tmp = path.with_suffix(".tmp")
     tmp.write_text(info.model_dump_json())
     os.replace(tmp, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import builtins
 from typing import Any
 
 import pyarrow as pa
@@ -38,12 +39,16 @@ class TableService:
         """Record a write of ``qname``: a new version unless the content did not change."""
         stats = self.warehouse.stats(qname)
         with self.ctx.metadata.transaction() as conn:
-            last = conn.execute(
-                select(table_versions)
-                .where(table_versions.c.table_name == str(qname))
-                .order_by(table_versions.c.version.desc())
-                .limit(1)
-            ).mappings().first()
+            last = (
+                conn.execute(
+                    select(table_versions)
+                    .where(table_versions.c.table_name == str(qname))
+                    .order_by(table_versions.c.version.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
             if last is not None and last["fingerprint"] == stats.fingerprint:
                 return _version(last)
             version = (last["version"] if last else 0) + 1
@@ -82,12 +87,16 @@ class TableService:
 
     def latest_version(self, qname: QualifiedName) -> TableVersion | None:
         with self.ctx.metadata.connect() as conn:
-            row = conn.execute(
-                select(table_versions)
-                .where(table_versions.c.table_name == str(qname))
-                .order_by(table_versions.c.version.desc())
-                .limit(1)
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    select(table_versions)
+                    .where(table_versions.c.table_name == str(qname))
+                    .order_by(table_versions.c.version.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
         return _version(row) if row else None
 
     def versions(self, name: str) -> list[TableVersion]:
@@ -135,7 +144,7 @@ class TableService:
         self.warehouse.require(qname)
         return self.warehouse.query(f"SELECT * FROM {qname.sql} LIMIT {int(limit)}")
 
-    def _latest_versions(self, names: list[str]) -> dict[str, TableVersion]:
+    def _latest_versions(self, names: builtins.list[str]) -> dict[str, TableVersion]:
         if not names:
             return {}
         latest = (

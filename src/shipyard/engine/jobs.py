@@ -84,7 +84,7 @@ class JobContext:
     def progress(self, fraction: float | None, message: str | None = None) -> None:
         self.check_cancelled()
         now = time.monotonic()
-        if fraction is not None and fraction >= 1.0 or now - self._last >= self._MIN_INTERVAL_S:
+        if (fraction is not None and fraction >= 1.0) or now - self._last >= self._MIN_INTERVAL_S:
             self._last = now
             self._on_progress(fraction, message)
 

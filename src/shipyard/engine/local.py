@@ -7,6 +7,7 @@ left QUEUED or RUNNING by a process that died are marked FAILED when the next en
 
 from __future__ import annotations
 
+import builtins
 import logging
 import threading
 import time
@@ -152,7 +153,9 @@ class LocalEngine:
                 stmt = stmt.where(jobs.c.state == JobState(state.upper()).value)
             except ValueError:
                 valid = ", ".join(s.value for s in JobState)
-                raise InvalidArgument(f"unknown job state {state!r}: expected one of {valid}") from None
+                raise InvalidArgument(
+                    f"unknown job state {state!r}: expected one of {valid}"
+                ) from None
         if kind is not None:
             stmt = stmt.where(jobs.c.kind == kind)
         with self._store.connect() as conn:
@@ -165,7 +168,7 @@ class LocalEngine:
                 row_to_item=lambda r: Job.model_validate(dict(r._mapping)),
             )
 
-    def logs(self, job_id: str, *, since: int = 0, limit: int = 10_000) -> list[LogLine]:
+    def logs(self, job_id: str, *, since: int = 0, limit: int = 10_000) -> builtins.list[LogLine]:
         """Log lines with ``seq > since``, oldest first."""
         self.get(job_id)
         stmt = (
@@ -200,11 +203,14 @@ class LocalEngine:
             ctx, future = entry
             ctx._request_cancel()
             if future is not None and future.cancel():  # never started: finish it here
-                self._finish(job_id, JobState.CANCELLED, error=JobCancelled(
-                    f"job {job_id} was cancelled before it started").to_dict())
+                self._finish(
+                    job_id,
+                    JobState.CANCELLED,
+                    error=JobCancelled(f"job {job_id} was cancelled before it started").to_dict(),
+                )
         return self.get(job_id)
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> builtins.list[R]:
         """Apply ``fn`` to every item in parallel threads; results in input order."""
         with ThreadPoolExecutor(max_workers=self._max_workers) as pool:
             return list(pool.map(fn, items))
@@ -222,7 +228,12 @@ class LocalEngine:
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
 
     def _finish(
-        self, job_id: str, state: JobState, *, result: Any = None, error: dict[str, Any] | None = None
+        self,
+        job_id: str,
+        state: JobState,
+        *,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
     ) -> None:
         values: dict[str, Any] = {"state": state.value, "ended_at": utcnow(), "error": error}
         if state is JobState.SUCCEEDED:

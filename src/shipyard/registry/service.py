@@ -202,7 +202,10 @@ class ModelService:
     def exists(self, name: str) -> bool:
         qname = QualifiedName.parse(name, kind="model")
         with self.ctx.metadata.connect() as conn:
-            return conn.execute(select(models.c.name).where(models.c.name == str(qname))).first() is not None
+            return (
+                conn.execute(select(models.c.name).where(models.c.name == str(qname))).first()
+                is not None
+            )
 
     def get(self, name: str) -> Model:
         qname = self._require(name)
@@ -251,11 +254,16 @@ class ModelService:
         with self.ctx.metadata.connect() as conn:
             aliases = self._aliases(conn, str(qname))
             number = self._resolve(str(qname), version, alias, aliases)
-            row = conn.execute(
-                select(model_versions).where(
-                    model_versions.c.model_name == str(qname), model_versions.c.version == number
+            row = (
+                conn.execute(
+                    select(model_versions).where(
+                        model_versions.c.model_name == str(qname),
+                        model_versions.c.version == number,
+                    )
                 )
-            ).mappings().first()
+                .mappings()
+                .first()
+            )
         if row is None:
             raise NotFound(
                 f"model {qname} has no version {number}",
@@ -263,7 +271,9 @@ class ModelService:
             )
         return _version(row, aliases)
 
-    def manifest(self, name: str, version: int | None = None, *, alias: str | None = None) -> Manifest:
+    def manifest(
+        self, name: str, version: int | None = None, *, alias: str | None = None
+    ) -> Manifest:
         """The manifest as stored in the artifact store, verified against its digest."""
         mv = self.get_version(name, version, alias=alias)
         data = self.ctx.artifacts.get_bytes(mv.manifest_digest)
@@ -293,16 +303,7 @@ class ModelService:
                 return cached
         manifest = self.manifest(mv.model, mv.version)
         folder = self._materialise(mv.manifest_digest, manifest)
-        try:
-            model = load_model(manifest.flavor, folder, manifest.flavor_meta)
-        except (ArtifactCorrupted, FailedPrecondition):
-            raise
-        except Exception as exc:
-            raise ArtifactCorrupted(
-                f"model {mv.model} version {mv.version} could not be loaded: {exc}",
-                resource=mv.resource,
-            ) from exc
-        predictor = predictor_for(manifest, model)
+        predictor = load_predictor(mv, manifest, folder)
         with self._lock:
             self._predictors[key] = predictor
             while len(self._predictors) > _PREDICTOR_CACHE_SIZE:
@@ -313,9 +314,7 @@ class ModelService:
         """Copy the package's files into a local cache folder, verifying every hash."""
         folder = self.ctx.home / "cache" / "packages" / manifest_digest
         marker = folder / ".complete"
-        if marker.exists() and all(
-            _sha256_file(folder / f) == d for f, d in manifest.files.items()
-        ):
+        if marker.exists() and package_is_intact(folder, manifest):
             return folder
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder.parent))
@@ -351,7 +350,8 @@ class ModelService:
         alias = _check_alias(alias or DEFAULT_ALIAS)
         if alias not in aliases:
             raise NotFound(
-                f"model {name} has no alias {alias!r}; aliases: {', '.join(sorted(aliases)) or 'none'}"
+                f"model {name} has no alias {alias!r}; "
+                f"aliases: {', '.join(sorted(aliases)) or 'none'}"
             )
         return aliases[alias]
 
@@ -383,6 +383,28 @@ class ModelService:
             created_at=row["created_at"],
             updated_at=row["updated_at"],
         )
+
+
+def load_predictor(mv: ModelVersion, manifest: Manifest, folder: Path) -> Predictor:
+    """The Predictor of a version whose files are in ``folder``, already verified.
+
+    Shared by the registry and the remote client, so both load a package the same way.
+    """
+    try:
+        model = load_model(manifest.flavor, folder, manifest.flavor_meta)
+    except (ArtifactCorrupted, FailedPrecondition):
+        raise
+    except Exception as exc:
+        raise ArtifactCorrupted(
+            f"model {mv.model} version {mv.version} could not be loaded: {exc}",
+            resource=mv.resource,
+        ) from exc
+    return predictor_for(manifest, model)
+
+
+def package_is_intact(folder: Path, manifest: Manifest) -> bool:
+    """Every file of the manifest is in ``folder`` with its sha256."""
+    return all(sha256_file(folder / f) == d for f, d in manifest.files.items())
 
 
 def predictor_for(manifest: Manifest, model: Any) -> Predictor:
@@ -427,7 +449,7 @@ def _check_alias(alias: str) -> str:
     return alias.lower()
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     if not path.is_file():
         return ""
     h = hashlib.sha256()

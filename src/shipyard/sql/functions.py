@@ -38,7 +38,7 @@ class MLCall:
                 )
             expected = allowed[key]
             if value is not None and (
-                not isinstance(value, expected) or isinstance(value, bool) and expected is float
+                not isinstance(value, expected) or (isinstance(value, bool) and expected is float)
             ):
                 raise InvalidArgument(
                     f"ML.{self.function} parameter {key!r} must be "

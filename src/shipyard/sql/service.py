@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
@@ -93,9 +94,7 @@ class SqlService:
                     self._results.popitem(last=False)
             return result.info()
 
-        job = self.ctx.engine.submit(
-            "query", run, description=_describe(sql), params={"sql": sql}
-        )
+        job = self.ctx.engine.submit("query", run, description=_describe(sql), params={"sql": sql})
         return job
 
     def result(self, job_id: str) -> QueryResult:
@@ -178,14 +177,18 @@ class SqlService:
 
     # -- ML table functions ---------------------------------------------------------------
 
-    def materialise_ml_functions(self, cur: duckdb.DuckDBPyConnection, tree: exp.Expression) -> list[str]:
+    def materialise_ml_functions(
+        self, cur: duckdb.DuckDBPyConnection, tree: exp.Expression
+    ) -> list[str]:
         """Replace every ML.* call in ``tree`` (in place) by a table registered on ``cur``.
 
         A call runs once its input relation (and the CTEs that relation reads) holds no other
         pending call, so nested calls and calls inside CTEs resolve inner first.
         """
         registered: list[str] = []
-        pending = [n for n in tree.find_all(exp.Predict, MLFunction)]
+        pending = [
+            n for n in tree.find_all(exp.Predict, MLFunction) if isinstance(n, exp.Expression)
+        ]
         ctes = _ctes(tree)
         while pending:
             ready = next((n for n in pending if not _blocked(n, pending, ctes)), None)
@@ -198,7 +201,7 @@ class SqlService:
     def _materialise(
         self, cur: duckdb.DuckDBPyConnection, node: exp.Expression, ctes: dict[str, exp.CTE]
     ) -> str:
-        function = "PREDICT" if isinstance(node, exp.Predict) else node.function
+        function = node.function if isinstance(node, MLFunction) else "PREDICT"
         handler = ML_HANDLERS.get(function)
         if handler is None:
             raise Unsupported(
@@ -248,7 +251,9 @@ def _referenced_ctes(node: exp.Expression, ctes: dict[str, exp.CTE]) -> list[exp
     return sorted(seen.values(), key=lambda c: order.index(c.alias_or_name.lower()))
 
 
-def _blocked(node: exp.Expression, pending: list[exp.Expression], ctes: dict[str, exp.CTE]) -> bool:
+def _blocked(
+    node: exp.Expression, pending: Sequence[exp.Expression], ctes: dict[str, exp.CTE]
+) -> bool:
     relation = node.args.get("expression")
     if relation is None:
         return False
@@ -256,8 +261,8 @@ def _blocked(node: exp.Expression, pending: list[exp.Expression], ctes: dict[str
     return any(other is not node and _inside(other, scope) for other in pending for scope in scopes)
 
 
-def _inside(node: exp.Expression, scope: exp.Expression) -> bool:
-    parent: exp.Expression | None = node
+def _inside(node: exp.Expr, scope: exp.Expr) -> bool:
+    parent: exp.Expr | None = node
     while parent is not None:
         if parent is scope:
             return True
@@ -265,8 +270,9 @@ def _inside(node: exp.Expression, scope: exp.Expression) -> bool:
     return False
 
 
-def _relation_query(relation: exp.Expression, ctes: dict[str, exp.CTE]) -> exp.Expression:
+def _relation_query(relation: exp.Expression, ctes: dict[str, exp.CTE]) -> exp.Expr:
     """A standalone SELECT for an ML function's input, carrying the CTEs it reads."""
+    query: exp.Expr
     if isinstance(relation, exp.Subquery):
         query = relation.this.copy()
     elif isinstance(relation, exp.Table):
@@ -289,7 +295,9 @@ def _statement_type(statement: exp.Expression) -> tuple[str, str | None]:
         target = statement.this
         if isinstance(target, exp.Schema):
             target = target.this
-        name = table_name(target) if isinstance(target, exp.Table) and target.args.get("db") else None
+        name = (
+            table_name(target) if isinstance(target, exp.Table) and target.args.get("db") else None
+        )
         if kind == "TABLE":
             return ("CREATE_TABLE_AS_SELECT" if statement.expression else "CREATE_TABLE"), name
         if kind == "VIEW":

@@ -22,10 +22,9 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from pydantic import BaseModel
 from sqlalchemy.engine import URL, Connection, Engine, Row, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
@@ -34,6 +33,7 @@ from sqlalchemy.sql.elements import UnaryExpression
 
 from shipyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable
 from shipyard.store import migrations
+from shipyard.store.page import Page
 
 __all__ = ["MAX_PAGE_SIZE", "MetadataStore", "Page"]
 
@@ -47,13 +47,6 @@ _PG_CONNECT_TIMEOUT_S = 10
 _PG_MIGRATION_LOCK = 0x7368697079617264
 # Execution option read by the SQLite "begin" hook: IMMEDIATE takes the write lock up front.
 _BEGIN_OPTION = "shipyard_sqlite_begin"
-
-
-class Page(BaseModel, Generic[T]):
-    """One page of a list call; pass ``next_page_token`` back to get the next (None: the end)."""
-
-    items: list[T]
-    next_page_token: str | None = None
 
 
 class MetadataStore:

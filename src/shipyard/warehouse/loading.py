@@ -73,6 +73,16 @@ def to_arrow(source: Any) -> pa.Table | None:
     return None
 
 
+def rows_to_arrow(data: Any, *, purpose: str = "predict on") -> pa.Table:
+    """Arrow from Arrow, pandas or a list of dicts; anything else is an InvalidArgument."""
+    table = to_arrow(data)
+    if table is None:
+        raise InvalidArgument(
+            f"cannot {purpose} a {type(data).__name__}: expected Arrow, pandas or a list of dicts"
+        )
+    return table
+
+
 def load(
     warehouse: Warehouse,
     name: QualifiedName,

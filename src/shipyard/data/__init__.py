@@ -1,0 +1,1 @@
+"""Data: warehouse tables as users see them, their versions, loading."""
