@@ -91,8 +91,11 @@ def setup(services: Services) -> list[str]:
         services.sql.execute(statement)
         model = services.models.get(f"{DATASET}.{name}")
         version = services.models.get_version(model.name)
+        headline = ("r2_score", "mean_absolute_error", "accuracy", "roc_auc", "f1_score")
         metrics = ", ".join(
-            f"{k}={v:.3f}" for k, v in list(version.metrics.items())[:3] if isinstance(v, float)
+            f"{k}={version.metrics[k]:.3f}"
+            for k in headline
+            if isinstance(version.metrics.get(k), float)
         )
         lines.append(f"model {model.name} v{version.version}: {about} ({metrics})")
     return lines

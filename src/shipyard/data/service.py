@@ -27,11 +27,23 @@ class TableService:
     # -- writing --------------------------------------------------------------------------
 
     def load(
-        self, name: str, source: Any, *, mode: str = "replace", format: str | None = None
+        self,
+        name: str,
+        source: Any,
+        *,
+        mode: str = "replace",
+        format: str | None = None,
+        source_name: str | None = None,
     ) -> TableInfo:
-        """Load a file path (CSV, Parquet, JSON/JSONL, Excel), a DataFrame or an Arrow table."""
+        """Load a file path (CSV, Parquet, JSON/JSONL, Excel), a DataFrame or an Arrow table.
+
+        ``source_name`` is what lineage records as the source's URI when the file is a stand-in
+        (e.g. the server's temporary copy of an upload).
+        """
         qname = QualifiedName.parse(name)
         described = load(self.warehouse, qname, source, mode=mode, format=format)
+        if source_name is not None:
+            described["uri"] = source_name
         self.record_version(qname, {**described, "mode": mode})
         return self.get(str(qname))
 

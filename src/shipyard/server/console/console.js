@@ -231,7 +231,7 @@
     const table = el("table", { class: "grid" }, [el("thead", {}, head), el("tbody", {}, rows)]);
     target.appendChild(el("div", { class: "table-wrap" }, table));
     const shown = Math.min(result.rows.length, MAX_RESULT_ROWS);
-    const note = result.num_rows + " rows" + (shown < result.num_rows ? " (showing " + shown + ")" : "");
+    const note = result.num_rows + (result.num_rows === 1 ? " row" : " rows") + (shown < result.num_rows ? " (showing " + shown + ")" : "");
     target.appendChild(el("div", { class: "muted", text: note + (result.message ? " · " + result.message : "") }));
   }
 

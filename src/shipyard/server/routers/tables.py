@@ -115,7 +115,12 @@ async def load_table(
         if is_arrow:
             source = await run_in_threadpool(_read_arrow_file, path)
         info: TableInfo = await run_in_threadpool(
-            services.tables.load, name, source, mode=mode, format=format
+            services.tables.load,
+            name,
+            source,
+            mode=mode,
+            format=format,
+            source_name=None if is_arrow else f"upload:{fname}",
         )
         return info
 
