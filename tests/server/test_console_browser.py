@@ -61,5 +61,5 @@ def test_console_lists_tables_models_jobs_and_runs_sql(
     assert "linear reg" in dom.lower() or "LINEAR_REG" in dom
     assert "r2_score" in dom  # the default version's metrics
     assert "SUCCEEDED" in dom  # the CREATE MODEL job
-    # the SQL box ran the query from ?q= and shows 3 × 7
+    # the SQL box ran the query from ?q= and shows 3 * 7
     assert "predicted_y</th>" in dom and '<td class="num">21.00</td>' in dom
