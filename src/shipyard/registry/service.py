@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from shipyard.context import Context
 from shipyard.errors import (
@@ -90,25 +91,31 @@ class ModelService:
         manifest_digest, manifest = self._write_package(new)
         now = utcnow()
         with self.ctx.metadata.translate_errors(), self.ctx.metadata.transaction() as conn:
-            row = conn.execute(
-                select(models.c.latest_version).where(models.c.name == str(qname)).with_for_update()
-            ).first()
-            if row is None:
-                conn.execute(
-                    insert(models).values(
-                        name=str(qname),
-                        description=description,
-                        labels={},
-                        latest_version=0,
-                        created_at=now,
-                        updated_at=now,
+            # Create the model row if absent (a savepoint absorbs losing a race to another
+            # writer), then lock it: concurrent registrations get consecutive versions.
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(models).values(
+                            name=str(qname),
+                            description=description,
+                            labels={},
+                            latest_version=0,
+                            created_at=now,
+                            updated_at=now,
+                        )
                     )
-                )
-                version = 1
-            elif not replace:
+                created = True
+            except IntegrityError:
+                created = False
+            if not created and not replace:
+                if if_not_exists:
+                    return None
                 raise AlreadyExists(f"model {qname} already exists", resource=f"models/{qname}")
-            else:
-                version = row[0] + 1
+            latest = conn.execute(
+                select(models.c.latest_version).where(models.c.name == str(qname)).with_for_update()
+            ).scalar_one()
+            version = latest + 1
             conn.execute(
                 insert(model_versions).values(
                     model_name=str(qname),
