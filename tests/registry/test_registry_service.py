@@ -71,7 +71,7 @@ def test_paging_models(services: Services) -> None:
 def test_corrupted_artifact_is_detected_not_loaded(services: Services) -> None:
     services.sql.execute(LINEAR)
     manifest = services.models.manifest("demo.m")
-    (fname, digest), *_ = manifest.files.items()
+    (_fname, digest), *_ = manifest.files.items()
     stored = Path(services.ctx.artifacts.path(digest))
     stored.write_bytes(stored.read_bytes()[:-8] + b"tampered")
     with pytest.raises(sy.ArtifactCorrupted, match=digest[:12]):
