@@ -1,0 +1,230 @@
+"""Model flavors: how a trained model is written to, and read back from, a package folder.
+
+Every flavor uses a format that cannot run code when it is read:
+
+========  =====================================  ==============================================
+flavor    file                                   loaded with
+========  =====================================  ==============================================
+xgboost   ``model.ubj`` (XGBoost's native UBJSON)  ``xgboost.Booster().load_model``
+lightgbm  ``model.txt`` (LightGBM's text format)   ``lightgbm.Booster(model_file=…)``
+sklearn   ``model.skops`` (skops, never pickle)    ``skops.io.load`` with an explicit trust list
+========  =====================================  ==============================================
+
+For ``sklearn`` the types skops does not trust by default are recorded at save time
+(``trusted_types`` in the returned metadata). At load time the file's untrusted types must be a
+subset of that list *and* each must come from an allow-listed module (``sklearn.``, ``numpy.``,
+``scipy.``); anything else is refused with :class:`~shipyard.errors.ArtifactCorrupted`. The
+registry verifies each file's sha256 before :func:`load_model` is called.
+
+Example::
+
+    meta = save_model("xgboost", booster, folder)   # {"files": ["model.ubj"], ...}
+    booster = load_model("xgboost", folder, meta)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from shipyard.errors import ArtifactCorrupted, InvalidArgument, Unsupported
+
+__all__ = ["ALLOWED_MODULE_PREFIXES", "FLAVORS", "load_model", "save_model"]
+
+#: Module prefixes whose types a ``sklearn`` flavor file may contain beyond skops' defaults.
+ALLOWED_MODULE_PREFIXES: tuple[str, ...] = ("sklearn.", "numpy.", "scipy.")
+
+_XGB_FILE = "model.ubj"
+_LGB_FILE = "model.txt"
+_SKOPS_FILE = "model.skops"
+
+
+def _threads() -> int:
+    return os.cpu_count() or 1
+
+
+def _require_file(folder: Path, name: str, flavor: str) -> Path:
+    path = Path(folder) / name
+    if not path.is_file():
+        raise ArtifactCorrupted(
+            f"{flavor} model file {name!r} is missing from {str(folder)!r}; the package must "
+            f"contain the files its manifest lists",
+            path=str(path),
+        )
+    return path
+
+
+def _files_of(meta: dict[str, Any], default: str) -> str:
+    files = meta.get("files") or [default]
+    return str(files[0])
+
+
+# -- xgboost ----------------------------------------------------------------------------------
+
+
+def _save_xgboost(model: Any, folder: Path) -> dict[str, Any]:
+    import xgboost as xgb
+
+    booster = model.get_booster() if hasattr(model, "get_booster") else model
+    if not isinstance(booster, xgb.Booster):
+        raise InvalidArgument(
+            f"the xgboost flavor stores an xgboost.Booster or XGBModel, got "
+            f"{type(model).__module__}.{type(model).__qualname__}"
+        )
+    booster.save_model(str(Path(folder) / _XGB_FILE))
+    return {"files": [_XGB_FILE], "format": "ubj", "library_version": xgb.__version__}
+
+
+def _load_xgboost(folder: Path, meta: dict[str, Any]) -> Any:
+    import xgboost as xgb
+
+    path = _require_file(folder, _files_of(meta, _XGB_FILE), "xgboost")
+    booster = xgb.Booster()
+    try:
+        booster.load_model(str(path))
+    except xgb.core.XGBoostError as exc:
+        raise ArtifactCorrupted(
+            f"xgboost model file {path.name!r} cannot be read: {str(exc).splitlines()[0]}",
+            path=str(path),
+        ) from exc
+    booster.set_param({"nthread": _threads()})
+    return booster
+
+
+# -- lightgbm ---------------------------------------------------------------------------------
+
+
+def _save_lightgbm(model: Any, folder: Path) -> dict[str, Any]:
+    import lightgbm as lgb
+
+    booster = model.booster_ if hasattr(model, "booster_") else model
+    if not isinstance(booster, lgb.Booster):
+        raise InvalidArgument(
+            f"the lightgbm flavor stores a lightgbm.Booster or LGBMModel, got "
+            f"{type(model).__module__}.{type(model).__qualname__}"
+        )
+    booster.save_model(str(Path(folder) / _LGB_FILE))
+    return {"files": [_LGB_FILE], "format": "text", "library_version": lgb.__version__}
+
+
+def _load_lightgbm(folder: Path, meta: dict[str, Any]) -> Any:
+    import lightgbm as lgb
+
+    path = _require_file(folder, _files_of(meta, _LGB_FILE), "lightgbm")
+    try:
+        return lgb.Booster(model_file=str(path))
+    except lgb.basic.LightGBMError as exc:
+        raise ArtifactCorrupted(
+            f"lightgbm model file {path.name!r} cannot be read: {exc}", path=str(path)
+        ) from exc
+
+
+# -- sklearn (skops) --------------------------------------------------------------------------
+
+
+def _disallowed(types: list[str]) -> list[str]:
+    return [t for t in types if not t.startswith(ALLOWED_MODULE_PREFIXES)]
+
+
+def _save_sklearn(model: Any, folder: Path) -> dict[str, Any]:
+    import sklearn
+    import skops.io as sio
+
+    path = Path(folder) / _SKOPS_FILE
+    sio.dump(model, path)
+    trusted = sorted(sio.get_untrusted_types(file=path))
+    bad = _disallowed(trusted)
+    if bad:
+        path.unlink(missing_ok=True)
+        # Refuse now rather than write a package that can never be loaded.
+        raise Unsupported(
+            f"the sklearn flavor cannot store {type(model).__qualname__}: it contains types "
+            f"{bad} from modules outside {list(ALLOWED_MODULE_PREFIXES)}",
+            types=bad,
+        )
+    return {
+        "files": [_SKOPS_FILE],
+        "format": "skops",
+        "trusted_types": trusted,
+        "library_version": sklearn.__version__,
+    }
+
+
+def _load_sklearn(folder: Path, meta: dict[str, Any]) -> Any:
+    import skops.io as sio
+
+    path = _require_file(folder, _files_of(meta, _SKOPS_FILE), "sklearn")
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:  # a damaged zip or schema: skops raises many kinds
+        raise ArtifactCorrupted(
+            f"sklearn model file {path.name!r} cannot be read: {exc}", path=str(path)
+        ) from exc
+    recorded = set(meta.get("trusted_types") or [])
+    unexpected = sorted(set(untrusted) - recorded)
+    if unexpected:
+        raise ArtifactCorrupted(
+            f"sklearn model file {path.name!r} contains types {unexpected} that were not "
+            f"recorded when it was saved (recorded: {sorted(recorded)}); refusing to load it",
+            path=str(path),
+            types=unexpected,
+        )
+    bad = _disallowed(list(untrusted))
+    if bad:
+        raise ArtifactCorrupted(
+            f"sklearn model file {path.name!r} contains types {bad} outside the allowed modules "
+            f"{list(ALLOWED_MODULE_PREFIXES)}; refusing to load it",
+            path=str(path),
+            types=bad,
+        )
+    try:
+        return sio.load(path, trusted=list(untrusted))
+    except Exception as exc:
+        raise ArtifactCorrupted(
+            f"sklearn model file {path.name!r} cannot be loaded: {exc}", path=str(path)
+        ) from exc
+
+
+# -- dispatch ---------------------------------------------------------------------------------
+
+_Saver = Callable[[Any, Path], dict[str, Any]]
+_Loader = Callable[[Path, dict[str, Any]], Any]
+
+FLAVORS: dict[str, tuple[_Saver, _Loader]] = {
+    "lightgbm": (_save_lightgbm, _load_lightgbm),
+    "sklearn": (_save_sklearn, _load_sklearn),
+    "xgboost": (_save_xgboost, _load_xgboost),
+}
+
+
+def _flavor(flavor: str) -> tuple[_Saver, _Loader]:
+    try:
+        return FLAVORS[flavor]
+    except KeyError:
+        raise Unsupported(
+            f"model flavor {flavor!r} is not supported; "
+            f"valid flavors: {', '.join(sorted(FLAVORS))}",
+            flavor=flavor,
+        ) from None
+
+
+def save_model(flavor: str, model: Any, folder: Path) -> dict[str, Any]:
+    """Write ``model`` into ``folder`` (which must exist); returns the flavor's manifest entry.
+
+    The entry always has ``files`` (names relative to ``folder``) and ``library_version``.
+    """
+    saver, _ = _flavor(flavor)
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InvalidArgument(f"model folder {str(folder)!r} does not exist or is not a folder")
+    meta = saver(model, folder)
+    meta["flavor"] = flavor
+    return meta
+
+
+def load_model(flavor: str, folder: Path, flavor_meta: dict[str, Any]) -> Any:
+    """Read back the model that :func:`save_model` wrote, given its manifest entry."""
+    _, loader = _flavor(flavor)
+    return loader(Path(folder), dict(flavor_meta or {}))

@@ -1,0 +1,287 @@
+"""The Predictor: a trained model plus its preprocessing, Arrow table in, Arrow table out.
+
+``Predictor.predict`` produces BigQuery ML's ML.PREDICT output:
+
+* ``predicted_<label>``: FLOAT64 for regression; for classifiers the predicted class, in the
+  training label's own Arrow type (string, integer, bool, …);
+* for classifiers, ``predicted_<label>_probs``: ``list<struct<label, prob: double>>``, one entry
+  per class, in descending class order, so a binary model lists its positive class first
+  (as BigQuery ML's examples show, e.g. ``[{1, 0.93}, {0, 0.07}]``);
+* then the input columns, unchanged (``keep_original_columns=False`` leaves them out).
+
+A binary classifier predicts the positive class (the greater of the two, see
+:class:`~shipyard.registry.preprocessing.LabelInfo`) when its probability is above
+``threshold`` (default 0.5); multiclass models predict the most probable class.
+
+Everything is vectorised: the model runs once on the whole matrix and the list-of-struct column
+is assembled from flat numpy buffers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from shipyard.errors import InvalidArgument
+from shipyard.registry.preprocessing import FeaturePreprocessor, LabelInfo
+
+__all__ = ["TASKS", "Predictor"]
+
+TASKS: tuple[str, ...] = ("regression", "binary_classification", "multiclass_classification")
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+_INT32_MAX = 2**31 - 1
+
+
+def _tile(values: pa.Array, times: int) -> pa.Array:
+    """``values`` repeated ``times`` times, built from numpy buffers (no per-row Python)."""
+    dtype = values.type
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        large = pa.types.is_large_string(dtype)
+        offset_type = np.int64 if large else np.int32
+        value_offsets = np.frombuffer(values.buffers()[1], dtype=offset_type)
+        value_offsets = value_offsets[values.offset : values.offset + len(values) + 1]
+        lengths = np.diff(value_offsets)
+        start = int(value_offsets[0]) if len(value_offsets) else 0
+        data = np.frombuffer(values.buffers()[2] or b"", dtype=np.uint8)
+        data = data[start : start + int(lengths.sum())]
+        offsets = np.zeros(len(values) * times + 1, dtype=offset_type)
+        np.cumsum(np.tile(lengths, times), out=offsets[1:])
+        cls = pa.LargeStringArray if large else pa.StringArray
+        return cls.from_buffers(  # type: ignore[no-any-return]
+            len(values) * times, pa.py_buffer(offsets), pa.py_buffer(np.tile(data, times))
+        )
+    return pa.array(np.tile(values.to_numpy(zero_copy_only=False), times), type=dtype)
+
+
+def _probs_column(classes: pa.Array, probabilities: np.ndarray) -> pa.Array | pa.ChunkedArray:
+    """``list<struct<label, prob>>`` with the classes in descending order, per row."""
+    n, k = probabilities.shape
+    labels = classes.take(pa.array(np.arange(k)[::-1]))
+    ordered = probabilities[:, ::-1]  # a view; contiguous when it came from interpret_scores
+    label_bytes = 0
+    if pa.types.is_string(classes.type):
+        label_bytes = int(sum(len(str(v).encode()) for v in labels.to_pylist()))
+    # list offsets (and string offsets) are int32: split very large outputs into chunks.
+    per_row = max(k, label_bytes, 1)
+    batch = max(1, _INT32_MAX // per_row)
+    chunks = []
+    for start in range(0, max(n, 1), batch):
+        stop = min(n, start + batch)
+        rows = stop - start
+        probs = pa.array(np.ascontiguousarray(ordered[start:stop], dtype=np.float64).reshape(-1))
+        struct = pa.StructArray.from_arrays([_tile(labels, rows), probs], names=["label", "prob"])
+        offsets = pa.array(np.arange(0, rows * k + 1, k, dtype=np.int32))
+        chunks.append(pa.ListArray.from_arrays(offsets, struct))
+    return chunks[0] if len(chunks) == 1 else pa.chunked_array(chunks)
+
+
+class Predictor:
+    """Runs a trained model on Arrow tables with the preprocessing it was trained with.
+
+    Parameters: ``task`` (one of :data:`TASKS`), the in-memory ``model`` (an xgboost/lightgbm
+    Booster or a scikit-learn estimator), its ``flavor``, the fitted ``preprocessor``, the
+    ``label_info`` (classifiers only), the training ``label`` column name, and ``config``
+    (``matrix_dtype``: "float32" | "float64"; ``threshold``: the default binary threshold).
+    """
+
+    def __init__(
+        self,
+        task: str,
+        model: Any,
+        flavor: str,
+        preprocessor: FeaturePreprocessor,
+        label_info: LabelInfo | None,
+        label: str,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        if task not in TASKS:
+            raise InvalidArgument(f"task {task!r} is not valid; valid tasks: {', '.join(TASKS)}")
+        if task != "regression" and label_info is None:
+            raise InvalidArgument(f"a {task} predictor needs the label's classes (label_info)")
+        if task == "binary_classification" and label_info and label_info.n_classes != 2:
+            raise InvalidArgument(
+                f"a binary_classification predictor needs 2 classes, got {label_info.n_classes}"
+            )
+        self.task = task
+        self.model = model
+        self.flavor = flavor
+        self.preprocessor = preprocessor
+        self.label_info = label_info if task != "regression" else None
+        self.label = label
+        self.config = dict(config or {})
+        dtype_name = self.config.setdefault(
+            "matrix_dtype", "float32" if flavor in ("xgboost", "lightgbm") else "float64"
+        )
+        if dtype_name not in _DTYPES:
+            raise InvalidArgument(
+                f"matrix_dtype {dtype_name!r} is not valid; valid: {', '.join(_DTYPES)}"
+            )
+        self._dtype = _DTYPES[dtype_name]
+        self.config.setdefault("threshold", 0.5)
+
+    # -- description -------------------------------------------------------------------------
+
+    @property
+    def output_names(self) -> list[str]:
+        names = [f"predicted_{self.label}"]
+        if self.label_info is not None:
+            names.append(f"predicted_{self.label}_probs")
+        return names
+
+    def _output_types(self) -> list[pa.DataType]:
+        if self.label_info is None:
+            return [pa.float64()]
+        t = self.label_info.arrow_type
+        return [t, pa.list_(pa.struct([("label", t), ("prob", pa.float64())]))]
+
+    @property
+    def signature(self) -> dict[str, list[dict[str, str]]]:
+        """``{"inputs": [{name, type}], "outputs": [{name, type}]}`` with Arrow type strings."""
+        outputs = [
+            {"name": n, "type": str(t)}
+            for n, t in zip(self.output_names, self._output_types(), strict=True)
+        ]
+        return {"inputs": self.preprocessor.input_schema, "outputs": outputs}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Pure JSON: everything but the model object (stored by its flavor)."""
+        return {
+            "task": self.task,
+            "flavor": self.flavor,
+            "label": self.label,
+            "preprocessor": self.preprocessor.to_dict(),
+            "label_info": self.label_info.to_dict() if self.label_info else None,
+            "config": self.config,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], model: Any) -> Predictor:
+        """The predictor that :meth:`to_dict` described, around the loaded ``model``."""
+        try:
+            label_info = data.get("label_info")
+            return cls(
+                task=data["task"],
+                model=model,
+                flavor=data["flavor"],
+                preprocessor=FeaturePreprocessor.from_dict(data["preprocessor"]),
+                label_info=LabelInfo.from_dict(label_info) if label_info else None,
+                label=data["label"],
+                config=data.get("config") or {},
+            )
+        except KeyError as exc:
+            raise InvalidArgument(
+                f"the stored predictor description lacks {exc.args[0]!r}; it must be what "
+                "Predictor.to_dict() produced"
+            ) from exc
+
+    def __repr__(self) -> str:
+        return f"Predictor(task={self.task!r}, flavor={self.flavor!r}, label={self.label!r})"
+
+    # -- prediction --------------------------------------------------------------------------
+
+    def _threshold(self, threshold: float | None) -> float:
+        if threshold is None:
+            return float(self.config["threshold"])
+        if self.task != "binary_classification":
+            raise InvalidArgument(
+                f"threshold={threshold} applies only to binary classification models; this "
+                f"model is {self.task}"
+            )
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            raise InvalidArgument(f"threshold must be a number in [0, 1], got {threshold!r}")
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise InvalidArgument(f"threshold must be in [0, 1], got {threshold}")
+        return float(threshold)
+
+    def _scores(self, matrix: np.ndarray) -> np.ndarray:
+        """The model's raw output: values (regression) or probabilities (classifiers)."""
+        model = self.model
+        if self.flavor == "xgboost":
+            return np.asarray(model.inplace_predict(matrix))
+        if self.flavor == "lightgbm":
+            return np.asarray(model.predict(matrix))
+        if self.label_info is None:
+            return np.asarray(model.predict(matrix))
+        proba = np.asarray(model.predict_proba(matrix))
+        k = self.label_info.n_classes
+        seen = np.asarray(getattr(model, "classes_", np.arange(k)))
+        if proba.shape[1] != k or not np.array_equal(seen, np.arange(k)):
+            # A class absent from the training split: place the columns by class index.
+            full = np.zeros((proba.shape[0], k))
+            full[:, seen.astype(np.int64)] = proba
+            proba = full
+        return proba
+
+    def predict_raw(
+        self, matrix: np.ndarray, *, threshold: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(predictions, probabilities) for a preprocessed matrix.
+
+        Regression: (float64 values, None). Classification: (class indices 0..K-1 as int64,
+        float64 probabilities of shape (rows, K) in class order).
+        """
+        return self.interpret_scores(self._scores(matrix), threshold=threshold)
+
+    def interpret_scores(
+        self, scores: np.ndarray, *, threshold: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(predictions, probabilities), as :meth:`predict_raw`, from the model's raw output.
+
+        ``scores`` are values (regression), positive-class probabilities (binary, 1-D) or
+        class probabilities (rows, K).
+        """
+        cut = self._threshold(threshold)
+        scores = np.asarray(scores)
+        if self.label_info is None:
+            return scores.astype(np.float64, copy=False).reshape(-1), None
+        k = self.label_info.n_classes
+        # One buffer, filled in *descending* class order (the order of the _probs column);
+        # the class-ordered matrix is a reversed view of it. Fewer large temporaries matter:
+        # fresh memory is most of the cost of assembling the output.
+        descending = np.empty((len(scores), k))
+        if self.task == "binary_classification" and scores.ndim == 1:
+            descending[:, 0] = scores
+            np.subtract(1.0, descending[:, 0], out=descending[:, 1])
+        else:
+            descending[...] = scores.reshape(len(scores), k)[:, ::-1]
+        probabilities = descending[:, ::-1]
+        if self.task == "binary_classification":
+            codes = (descending[:, 0] > cut).astype(np.int64)
+        else:
+            codes = np.argmax(probabilities, axis=1).astype(np.int64)
+        return codes, probabilities
+
+    def predict(
+        self,
+        table: pa.Table,
+        *,
+        threshold: float | None = None,
+        keep_original_columns: bool = True,
+    ) -> pa.Table:
+        """ML.PREDICT: the predicted columns first, then (by default) the input columns."""
+        names = self.output_names
+        if keep_original_columns:
+            clash = [n for n in names if n in table.column_names]
+            if clash:
+                raise InvalidArgument(
+                    f"input already has columns {clash}, which ML.PREDICT outputs; rename or "
+                    "drop them (or pass keep_original_columns=False)",
+                    columns=clash,
+                )
+        matrix = self.preprocessor.transform(table, dtype=self._dtype)
+        predictions, probabilities = self.predict_raw(matrix, threshold=threshold)
+        columns: list[pa.Array | pa.ChunkedArray]
+        if self.label_info is None:
+            columns = [pa.array(predictions, type=pa.float64())]
+        else:
+            assert probabilities is not None
+            columns = [
+                self.label_info.decode(predictions),
+                _probs_column(self.label_info.classes, probabilities),
+            ]
+        if keep_original_columns:
+            columns.extend(table.columns)
+            names = names + table.column_names
+        return pa.Table.from_arrays(columns, names=names)

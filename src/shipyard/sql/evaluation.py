@@ -1,0 +1,199 @@
+"""ML.EVALUATE metrics with BigQuery ML's names and definitions.
+
+=========================  ==================================================================
+task                       metrics
+=========================  ==================================================================
+regression                 mean_absolute_error, mean_squared_error, mean_squared_log_error,
+                           median_absolute_error, r2_score, explained_variance
+binary_classification      precision, recall, accuracy, f1_score, log_loss, roc_auc — the
+                           positive class is the greater class (index 1); a row is predicted
+                           positive when its positive probability is above ``threshold``
+multiclass_classification  the same names; precision, recall and f1_score are macro averages
+                           over the classes, roc_auc the macro average of one-vs-rest AUCs
+=========================  ==================================================================
+
+A metric that is undefined for the data is ``None`` (JSON null), never NaN:
+mean_squared_log_error when a label or prediction is negative, roc_auc when only one class is
+present, r2_score/explained_variance with fewer than two rows.
+
+``accuracy`` for multiclass is the plain fraction of correct predictions (BigQuery ML's page
+does not define it further).
+
+Example::
+
+    >>> evaluate("regression", [1.0, 2.0], [1.0, 3.0], None, None)["mean_absolute_error"]
+    0.5
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from shipyard.errors import InvalidArgument
+
+__all__ = ["CLASSIFICATION_METRICS", "REGRESSION_METRICS", "evaluate"]
+
+REGRESSION_METRICS: tuple[str, ...] = (
+    "mean_absolute_error",
+    "mean_squared_error",
+    "mean_squared_log_error",
+    "median_absolute_error",
+    "r2_score",
+    "explained_variance",
+)
+CLASSIFICATION_METRICS: tuple[str, ...] = (
+    "precision",
+    "recall",
+    "accuracy",
+    "f1_score",
+    "log_loss",
+    "roc_auc",
+)
+_TASKS = ("regression", "binary_classification", "multiclass_classification")
+
+
+def _clean(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _regression(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float | None]:
+    from sklearn import metrics as skm
+
+    result: dict[str, float | None] = {
+        "mean_absolute_error": _clean(skm.mean_absolute_error(y_true, y_pred)),
+        "mean_squared_error": _clean(skm.mean_squared_error(y_true, y_pred)),
+        "mean_squared_log_error": None,
+        "median_absolute_error": _clean(skm.median_absolute_error(y_true, y_pred)),
+        "r2_score": None,
+        "explained_variance": None,
+    }
+    if (y_true >= 0).all() and (y_pred >= 0).all():
+        result["mean_squared_log_error"] = _clean(skm.mean_squared_log_error(y_true, y_pred))
+    if len(y_true) >= 2:
+        result["r2_score"] = _clean(skm.r2_score(y_true, y_pred))
+        result["explained_variance"] = _clean(skm.explained_variance_score(y_true, y_pred))
+    return result
+
+
+def _roc_auc(y_true: np.ndarray, probabilities: np.ndarray, binary: bool) -> float | None:
+    from sklearn import metrics as skm
+
+    if binary:
+        if len(np.unique(y_true)) < 2:
+            return None
+        return _clean(skm.roc_auc_score(y_true, probabilities[:, 1]))
+    aucs = []
+    for k in range(probabilities.shape[1]):
+        positives = y_true == k
+        if 0 < positives.sum() < len(y_true):
+            aucs.append(skm.roc_auc_score(positives, probabilities[:, k]))
+    return _clean(np.mean(aucs)) if aucs else None
+
+
+def _classification(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    probabilities: np.ndarray,
+    binary: bool,
+) -> dict[str, float | None]:
+    from sklearn import metrics as skm
+
+    k = probabilities.shape[1]
+    average = "binary" if binary else "macro"
+    kwargs: dict[str, Any] = {"average": average, "zero_division": 0}
+    if binary:
+        kwargs["pos_label"] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clipped = np.clip(probabilities, 1e-15, 1.0)
+        log_loss = skm.log_loss(
+            y_true, clipped / clipped.sum(axis=1, keepdims=True), labels=range(k)
+        )
+        return {
+            "precision": _clean(skm.precision_score(y_true, y_pred, **kwargs)),
+            "recall": _clean(skm.recall_score(y_true, y_pred, **kwargs)),
+            "accuracy": _clean(skm.accuracy_score(y_true, y_pred)),
+            "f1_score": _clean(skm.f1_score(y_true, y_pred, **kwargs)),
+            "log_loss": _clean(log_loss),
+            "roc_auc": _roc_auc(y_true, probabilities, binary),
+        }
+
+
+def evaluate(
+    task: str,
+    y_true: Sequence[Any] | np.ndarray,
+    y_pred: Sequence[Any] | np.ndarray | None,
+    probabilities: np.ndarray | None,
+    classes: Sequence[Any] | None,
+    *,
+    threshold: float | None = None,
+) -> dict[str, float | None]:
+    """ML.EVALUATE's metrics for one task.
+
+    Regression: ``y_true``/``y_pred`` are numbers; ``probabilities`` and ``classes`` are None.
+    Classification: ``y_true`` and ``y_pred`` are class indices 0..K-1 (``y_pred`` may be None:
+    it is then derived from the probabilities), ``probabilities`` has shape (rows, K) in class
+    order and ``classes`` lists the K class values. For binary tasks a ``threshold`` recomputes
+    the predictions from the positive-class probability.
+    """
+    if task not in _TASKS:
+        raise InvalidArgument(f"task {task!r} is not valid; valid tasks: {', '.join(_TASKS)}")
+    truth = np.asarray(y_true)
+    if len(truth) == 0:
+        raise InvalidArgument(
+            "there are no rows to evaluate: the evaluation data is empty (or every label is NULL)"
+        )
+    if task == "regression":
+        if y_pred is None:
+            raise InvalidArgument("regression evaluation needs y_pred, the predicted values")
+        if threshold is not None:
+            raise InvalidArgument(
+                f"threshold={threshold} applies only to binary classification models"
+            )
+        pred = np.asarray(y_pred, dtype=np.float64)
+        if pred.shape != truth.shape:
+            raise InvalidArgument(
+                f"y_true has {len(truth)} rows but y_pred has {len(pred)}; they must match"
+            )
+        return _regression(truth.astype(np.float64), pred)
+
+    if probabilities is None or classes is None:
+        raise InvalidArgument(f"{task} evaluation needs the class probabilities and the classes")
+    proba = np.asarray(probabilities, dtype=np.float64)
+    k = len(classes)
+    if proba.ndim != 2 or proba.shape != (len(truth), k):
+        raise InvalidArgument(
+            f"probabilities must have shape (rows, classes) = ({len(truth)}, {k}), "
+            f"got {proba.shape}"
+        )
+    binary = task == "binary_classification"
+    if binary and k != 2:
+        raise InvalidArgument(f"binary_classification needs 2 classes, got {k}: {list(classes)}")
+    truth = truth.astype(np.int64)
+    if truth.min() < 0 or truth.max() >= k:
+        raise InvalidArgument(
+            f"y_true must hold class indices 0..{k - 1}; got values from {truth.min()} "
+            f"to {truth.max()}"
+        )
+    if threshold is not None:
+        if not binary:
+            raise InvalidArgument(
+                f"threshold={threshold} applies only to binary classification models; "
+                "multiclass models predict the most probable class"
+            )
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise InvalidArgument(f"threshold must be in [0, 1], got {threshold}")
+        pred = (proba[:, 1] > float(threshold)).astype(np.int64)
+    elif y_pred is None:
+        pred = (proba[:, 1] > 0.5).astype(np.int64) if binary else np.argmax(proba, axis=1)
+    else:
+        pred = np.asarray(y_pred).astype(np.int64)
+    return _classification(truth, pred, proba, binary)

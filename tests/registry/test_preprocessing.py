@@ -1,0 +1,336 @@
+"""BigQuery ML automatic preprocessing: what a model sees for each kind of input column."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from sklearn.datasets import load_iris
+
+from shipyard.errors import InvalidArgument
+from shipyard.registry.preprocessing import FeaturePreprocessor, LabelInfo
+
+
+def _fit(table: pa.Table, **kwargs: object) -> FeaturePreprocessor:
+    params: dict[str, object] = {"standardize": True, "categorical_encoding": "one_hot"}
+    params.update(kwargs)
+    return FeaturePreprocessor.fit(table, table.column_names, **params)  # type: ignore[arg-type]
+
+
+def _roundtrip(p: FeaturePreprocessor) -> FeaturePreprocessor:
+    return FeaturePreprocessor.from_dict(json.loads(json.dumps(p.to_dict())))
+
+
+@pytest.fixture(scope="module")
+def iris() -> pa.Table:
+    data = load_iris()
+    return pa.table({name: data.data[:, i] for i, name in enumerate(data.feature_names)})
+
+
+# -- numbers ----------------------------------------------------------------------------------
+
+
+def test_numeric_columns_are_standardized_with_training_mean_and_stddev(iris: pa.Table) -> None:
+    p = _fit(iris)
+    x = p.transform(iris, dtype=np.float64)
+    raw = np.column_stack([c.to_numpy() for c in iris.columns])
+    expected = (raw - raw.mean(axis=0)) / raw.std(axis=0, ddof=1)
+    np.testing.assert_allclose(x, expected, rtol=1e-10, atol=1e-12)
+    assert p.feature_names_out == iris.column_names
+
+
+def test_null_nan_and_inf_are_imputed_with_the_training_mean() -> None:
+    t = pa.table({"x": pa.array([1.0, None, 5.0, float("nan"), float("-inf")])})
+    p = _fit(t, standardize=False)
+    np.testing.assert_array_equal(p.transform(t)[:, 0], [1.0, 3.0, 5.0, 3.0, 3.0])
+    assert p.feature_info()[0]["null_count"] == 3
+    # ...and at prediction time, with the training mean, not the new data's.
+    new = pa.table({"x": pa.array([None, 10.0], type=pa.float64())})
+    np.testing.assert_array_equal(p.transform(new)[:, 0], [3.0, 10.0])
+    standardized = _fit(t).transform(new, dtype=np.float64)
+    assert standardized[0, 0] == 0.0  # the mean standardizes to 0
+
+
+def test_constant_column_is_only_centred() -> None:
+    t = pa.table({"c": [7, 7, 7], "x": [1.0, 2.0, 3.0]})
+    x = _fit(t).transform(t)
+    np.testing.assert_array_equal(x[:, 0], [0.0, 0.0, 0.0])
+    assert np.isfinite(x).all()
+
+
+def test_integer_and_decimal_columns_are_numbers() -> None:
+    import decimal
+
+    t = pa.table(
+        {
+            "i": pa.array([1, 2, None], type=pa.int32()),
+            "d": pa.array([decimal.Decimal("1.5"), None, decimal.Decimal("2.5")]),
+        }
+    )
+    x = _fit(t, standardize=False).transform(t)
+    np.testing.assert_array_equal(x, [[1.0, 1.5], [2.0, 2.0], [1.5, 2.5]])
+
+
+def test_prediction_accepts_another_numeric_type_and_null_columns() -> None:
+    t = pa.table({"x": pa.array([1.0, 2.0, 3.0])})
+    p = _fit(t, standardize=False)
+    as_int = pa.table({"x": pa.array([4, 5], type=pa.int64())})
+    np.testing.assert_array_equal(p.transform(as_int)[:, 0], [4.0, 5.0])
+    all_null = pa.table({"x": pa.nulls(2)})
+    np.testing.assert_array_equal(p.transform(all_null)[:, 0], [2.0, 2.0])
+
+
+def test_output_is_c_contiguous_float32_by_default(iris: pa.Table) -> None:
+    p = _fit(iris)
+    x = p.transform(iris)
+    assert x.dtype == np.float32 and x.flags["C_CONTIGUOUS"]
+    assert x.shape == (150, 4)
+    assert p.transform(iris, dtype=np.float64).dtype == np.float64
+
+
+def test_chunked_input_gives_the_same_matrix(iris: pa.Table) -> None:
+    p = _fit(iris)
+    chunked = pa.Table.from_batches(iris.to_batches(max_chunksize=17))
+    assert chunked.column(0).num_chunks > 1
+    np.testing.assert_array_equal(p.transform(chunked), p.transform(iris))
+
+
+# -- categories -------------------------------------------------------------------------------
+
+
+def test_one_hot_adds_a_null_category_and_zeros_unseen_values() -> None:
+    t = pa.table({"c": ["b", "a", None, "b"]})
+    p = _fit(t)
+    assert p.feature_names_out == ["c=a", "c=b", "c=<NULL>"]
+    np.testing.assert_array_equal(p.transform(t), [[0, 1, 0], [1, 0, 0], [0, 0, 1], [0, 1, 0]])
+    new = pa.table({"c": ["zzz", None, "a"]})
+    np.testing.assert_array_equal(p.transform(new), [[0, 0, 0], [0, 0, 1], [1, 0, 0]])
+
+
+def test_one_hot_without_training_nulls_maps_null_to_all_zeros() -> None:
+    p = _fit(pa.table({"c": ["a", "b"]}))
+    assert p.feature_names_out == ["c=a", "c=b"]
+    new = pa.table({"c": pa.array([None, "b"], type=pa.string())})
+    np.testing.assert_array_equal(p.transform(new), [[0, 0], [0, 1]])
+
+
+def test_dummy_encoding_drops_the_first_category() -> None:
+    t = pa.table({"c": ["a", "b", "c"]})
+    p = _fit(t, categorical_encoding="dummy")
+    assert p.feature_names_out == ["c=b", "c=c"]
+    np.testing.assert_array_equal(p.transform(t), [[0, 0], [1, 0], [0, 1]])
+
+
+def test_label_encoding_uses_ranks_and_nan_for_null_or_unseen() -> None:
+    t = pa.table({"c": ["b", "a", None]})
+    p = _fit(t, standardize=False, categorical_encoding="label")
+    assert p.feature_names_out == ["c"]
+    x = p.transform(pa.table({"c": ["a", "b", None, "new"]}))[:, 0]
+    assert x[:2].tolist() == [1.0, 2.0]
+    assert np.isnan(x[2:]).all()
+
+
+def test_dictionary_strings_match_plain_strings() -> None:
+    plain = pa.table({"c": ["x", "y", None, "x"]})
+    encoded = pa.table({"c": plain.column("c").dictionary_encode()})
+    p = _fit(plain)
+    np.testing.assert_array_equal(p.transform(encoded), p.transform(plain))
+    assert np.array_equal(_fit(encoded).transform(plain), p.transform(plain))
+
+
+def test_bool_and_date_and_time_are_one_hot_encoded() -> None:
+    t = pa.table(
+        {
+            "b": [True, False, True],
+            "d": [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 1)],
+            "t": [dt.time(9, 0), dt.time(10, 30), dt.time(9, 0)],
+        }
+    )
+    p = _fit(t)
+    assert p.feature_names_out == [
+        "b=false",
+        "b=true",
+        "d=2024-01-01",
+        "d=2024-01-02",
+        "t=09:00:00",
+        "t=10:30:00",
+    ]
+    np.testing.assert_array_equal(p.transform(t)[1], [1, 0, 0, 1, 0, 1])
+    np.testing.assert_array_equal(_roundtrip(p).transform(t), p.transform(t))
+
+
+def test_timestamp_becomes_standardized_unix_seconds() -> None:
+    stamps = [dt.datetime(2024, 1, 1, tzinfo=dt.UTC), None, dt.datetime(2024, 1, 3, tzinfo=dt.UTC)]
+    t = pa.table({"ts": pa.array(stamps, type=pa.timestamp("us", tz="UTC"))})
+    p = _fit(t)
+    x = p.transform(t, dtype=np.float64)[:, 0]
+    assert x[1] == 0.0  # NULL → the mean
+    assert x[0] == pytest.approx(-x[2])
+    raw = _fit(t, standardize=False).transform(t, dtype=np.float64)[:, 0]
+    assert raw[0] == stamps[0].timestamp()  # type: ignore[union-attr]
+    # A different unit at prediction time means the same instant.
+    in_seconds = pa.table({"ts": pa.array([stamps[0]], type=pa.timestamp("s", tz="UTC"))})
+    assert p.transform(in_seconds, dtype=np.float64)[0, 0] == pytest.approx(x[0])
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "type_text"),
+    [
+        (pa.array([[1, 2], [3]]), "list"),
+        (pa.array([{"a": 1}, {"a": 2}]), "struct"),
+        (pa.array([b"x", b"y"]), "binary"),
+    ],
+)
+def test_unsupported_types_are_refused_naming_column_and_type(
+    column: pa.Array, type_text: str
+) -> None:
+    t = pa.table({"ok": [1.0, 2.0], "bad": column})
+    with pytest.raises(InvalidArgument, match=rf"'bad'.*{type_text}"):
+        _fit(t)
+
+
+def test_all_null_feature_is_refused() -> None:
+    t = pa.table({"x": pa.array([None, None], type=pa.float64()), "y": [1.0, 2.0]})
+    with pytest.raises(InvalidArgument, match="'x' is NULL in every training row"):
+        _fit(t)
+    with pytest.raises(InvalidArgument, match="'s' is NULL"):
+        _fit(pa.table({"s": pa.array([None, None], type=pa.string())}))
+
+
+def test_missing_columns_are_listed_with_the_expected_ones(iris: pa.Table) -> None:
+    p = _fit(iris)
+    partial = iris.drop_columns(["petal width (cm)", "sepal length (cm)"])
+    with pytest.raises(InvalidArgument) as err:
+        p.transform(partial)
+    assert "petal width (cm)" in str(err.value) and "sepal length (cm)" in str(err.value)
+    assert err.value.details["expected"] == iris.column_names
+
+
+def test_extra_columns_are_ignored(iris: pa.Table) -> None:
+    p = _fit(iris)
+    wider = iris.append_column("other", pa.array(["x"] * 150))
+    np.testing.assert_array_equal(p.transform(wider), p.transform(iris))
+
+
+def test_incompatible_type_at_prediction_names_the_column() -> None:
+    p = _fit(pa.table({"x": [1.0, 2.0], "c": ["a", "b"]}))
+    with pytest.raises(InvalidArgument, match=r"'x' has type string.*double"):
+        p.transform(pa.table({"x": ["1", "2"], "c": ["a", "b"]}))
+    with pytest.raises(InvalidArgument, match=r"'c' has type int64"):
+        p.transform(pa.table({"x": [1.0], "c": [1]}))
+
+
+def test_invalid_encoding_name_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="one_hot, dummy, label"):
+        FeaturePreprocessor.fit(
+            pa.table({"x": [1]}), ["x"], standardize=True, categorical_encoding="target"
+        )
+
+
+def test_feature_not_in_table_and_no_features_are_refused() -> None:
+    t = pa.table({"x": [1.0]})
+    with pytest.raises(InvalidArgument, match=r"\['nope'\].*\['x'\]"):
+        FeaturePreprocessor.fit(t, ["nope"], standardize=True)
+    with pytest.raises(InvalidArgument, match="no feature columns"):
+        FeaturePreprocessor.fit(t, [], standardize=True)
+
+
+# -- serialisation and statistics -------------------------------------------------------------
+
+
+def test_to_dict_round_trip_gives_the_same_transform() -> None:
+    t = pa.table(
+        {
+            "x": [1.0, None, 3.0, 4.0],
+            "c": ["a", "b", None, "a"],
+            "b": [True, None, False, True],
+            "ts": pa.array([1, 2, 3, None], type=pa.timestamp("ms")),
+        }
+    )
+    for encoding in ("one_hot", "dummy", "label"):
+        p = _fit(t, categorical_encoding=encoding)
+        q = _roundtrip(p)
+        np.testing.assert_array_equal(q.transform(t), p.transform(t))
+        assert q.feature_names_out == p.feature_names_out
+        assert q.input_schema == p.input_schema
+        assert q.feature_info() == p.feature_info()
+    assert _fit(t).input_schema[3] == {"name": "ts", "type": "timestamp[ms]"}
+
+
+def test_from_dict_refuses_malformed_descriptions() -> None:
+    with pytest.raises(InvalidArgument, match="format_version"):
+        FeaturePreprocessor.from_dict({"columns": []})
+    with pytest.raises(InvalidArgument, match="malformed"):
+        FeaturePreprocessor.from_dict({"format_version": 1, "columns": [{"kind": "numeric"}]})
+
+
+def test_feature_info_holds_training_statistics(iris: pa.Table) -> None:
+    t = iris.append_column("species", pa.array(["a", "b", None] * 50))
+    info = {row["input"]: row for row in _fit(t).feature_info()}
+    x = iris.column("sepal length (cm)").to_numpy()
+    row = info["sepal length (cm)"]
+    assert row["min"] == x.min() and row["max"] == x.max()
+    assert row["mean"] == pytest.approx(x.mean())
+    assert row["stddev"] == pytest.approx(x.std(ddof=1))
+    assert row["median"] == pytest.approx(np.median(x))
+    assert row["null_count"] == 0 and row["category_count"] is None
+    species = info["species"]
+    assert species["category_count"] == 2 and species["null_count"] == 50
+    assert species["mean"] is None
+    json.dumps(list(info.values()))  # pure JSON
+
+
+# -- labels -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "classes"),
+    [
+        (pa.array(["no", "yes", None, "maybe"]), ["maybe", "no", "yes"]),
+        (pa.array([3, 1, 2, 1], type=pa.int64()), [1, 2, 3]),
+        (pa.array([True, False, None]), [False, True]),
+    ],
+)
+def test_label_classes_are_sorted_and_keep_their_type(values: pa.Array, classes: list) -> None:
+    info = LabelInfo.fit(values, label="y")
+    assert info.values() == classes
+    assert info.arrow_type == values.type
+    codes = info.encode(pa.array(classes, type=values.type))
+    assert codes.tolist() == list(range(len(classes)))
+    assert info.decode(codes).to_pylist() == classes
+    assert info.decode(codes).type == values.type
+    again = LabelInfo.from_dict(json.loads(json.dumps(info.to_dict())))
+    assert again.values() == classes and again.arrow_type == values.type
+
+
+def test_binary_positive_class_is_the_greater_one() -> None:
+    assert LabelInfo.fit(pa.array([1, 0, 1]), label="y").positive_class == 1
+    assert LabelInfo.fit(pa.array(["yes", "no"]), label="y").positive_class == "yes"
+    assert LabelInfo.fit(pa.array(["a", "b", "c"]), label="y").positive_class is None
+
+
+def test_label_needs_two_classes_and_at_most_fifty() -> None:
+    with pytest.raises(InvalidArgument, match="at least 2 classes"):
+        LabelInfo.fit(pa.array(["a", "a", None]), label="y")
+    many = pa.array([f"c{i}" for i in range(51)])
+    with pytest.raises(InvalidArgument, match="51 distinct values; at most 50"):
+        LabelInfo.fit(many, label="y")
+    assert LabelInfo.fit(many, label="y", max_classes=None).n_classes == 51
+
+
+def test_label_encode_reports_unknown_values() -> None:
+    info = LabelInfo.fit(pa.array(["a", "b"]), label="y")
+    with pytest.raises(InvalidArgument, match=r"\['z'\] are not classes"):
+        info.encode(pa.array(["a", "z"]))
+    assert info.encode(pa.array(["z", None, "b"]), strict=False).tolist() == [-1, -1, 1]
+
+
+def test_label_of_unsupported_type_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="'y' has type date32"):
+        LabelInfo.fit(pa.array([dt.date(2024, 1, 1), dt.date(2024, 1, 2)]), label="y")
