@@ -307,3 +307,12 @@ def test_jobs_record_every_statement(t: Any) -> None:
     assert t.jobs.result(job.id).to_pylist() == [{"n": 240}]
     with pytest.raises(sy.NotFound):
         t.jobs.get("no-such-job")
+
+
+def test_rows_that_do_not_make_a_table_are_refused(ws: Any) -> None:
+    with pytest.raises(sy.InvalidArgument, match="table"):
+        ws.load_table("demo.mixed", [{"a": 1}, {"a": "one"}])
+    with pytest.raises(sy.InvalidArgument, match="empty"):
+        ws.load_table("demo.none", [])
+    with pytest.raises(sy.NotFound):
+        ws.tables.get("demo.mixed")

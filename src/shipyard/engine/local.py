@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy import func, insert, select, update
 
 from shipyard.engine.jobs import Job, JobCancelled, JobContext, JobState, LogLine
-from shipyard.errors import InvalidArgument, NotFound, ShipyardError
+from shipyard.errors import Internal, InvalidArgument, NotFound, ShipyardError
 from shipyard.store import MetadataStore, Page
 from shipyard.store.schema import job_logs, jobs, utcnow
 
@@ -116,10 +116,17 @@ class LocalEngine:
             self._append_log(job_id, f"ERROR {exc.code}: {exc}")
             self._finish(job_id, JobState.FAILED, error=exc.to_dict())
             raise
-        except BaseException as exc:
+        except Exception as exc:
+            # A bug, not a user error: the traceback goes to the job's log, the caller gets an
+            # Internal error that names the job (never a bare library exception).
             self._append_log(job_id, "".join(traceback.format_exception(exc)).rstrip())
-            error = {"code": "INTERNAL", "message": f"{type(exc).__name__}: {exc}", "details": {}}
-            self._finish(job_id, JobState.FAILED, error=error)
+            internal = Internal(
+                f"job {job_id} failed unexpectedly: {type(exc).__name__}: {exc}", job_id=job_id
+            )
+            self._finish(job_id, JobState.FAILED, error=internal.to_dict())
+            raise internal from exc
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: record and let it go
+            self._finish(job_id, JobState.FAILED, error=Internal(repr(exc)).to_dict())
             raise
         else:
             self._finish(job_id, JobState.SUCCEEDED, result=_jsonable(value))

@@ -65,11 +65,17 @@ def to_arrow(source: Any) -> pa.Table | None:
     if isinstance(source, list) and all(isinstance(row, dict) for row in source):
         if not source:
             raise InvalidArgument("cannot load an empty list of rows: the columns are unknown")
-        return pa.Table.from_pylist(source)
+        try:
+            return pa.Table.from_pylist(source)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise InvalidArgument(f"cannot make a table of these rows: {exc}") from exc
     if isinstance(source, pd.DataFrame):
         # Non-default indexes carry data (e.g. after set_index); keep them as columns.
         keep_index = not isinstance(source.index, pd.RangeIndex)
-        return pa.Table.from_pandas(source, preserve_index=keep_index)
+        try:
+            return pa.Table.from_pandas(source, preserve_index=keep_index)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise InvalidArgument(f"cannot make a table of this DataFrame: {exc}") from exc
     return None
 
 
