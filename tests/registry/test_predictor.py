@@ -115,6 +115,15 @@ def test_binary_bool_labels_and_threshold(cancer: pa.Table) -> None:
     assert custom.to_pylist() == (positive > 0.9).tolist()
 
 
+def test_a_probability_at_the_threshold_is_negative(cancer: pa.Table) -> None:
+    predictor = _xgb_classifier(cancer)
+    codes, probs = predictor.interpret_scores(np.array([0.5, 0.5001, 0.25]))
+    assert codes.tolist() == [0, 1, 0]  # only *above* the threshold is positive
+    assert probs is not None and probs[:, 1].tolist() == [0.5, 0.5001, 0.25]
+    codes, _ = predictor.interpret_scores(np.array([0.25, 0.3]), threshold=0.25)
+    assert codes.tolist() == [0, 1]
+
+
 def test_integer_labels_keep_their_type() -> None:
     data = load_iris()
     t = _table(data.data, pa.array(data.target.astype(np.int32)))

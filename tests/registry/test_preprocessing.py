@@ -124,6 +124,17 @@ def test_dummy_encoding_drops_the_first_category() -> None:
     np.testing.assert_array_equal(p.transform(t), [[0, 0], [1, 0], [0, 1]])
 
 
+def test_dummy_encoding_drops_the_most_frequent_category() -> None:
+    t = pa.table({"c": ["a", "b", "b", "c", None]})
+    p = _fit(t, categorical_encoding="dummy")
+    assert p.feature_names_out == ["c=a", "c=c", "c=<NULL>"]
+    np.testing.assert_array_equal(
+        p.transform(t), [[1, 0, 0], [0, 0, 0], [0, 0, 0], [0, 1, 0], [0, 0, 1]]
+    )
+    # The choice is part of the stored form: a reloaded preprocessor drops the same one.
+    np.testing.assert_array_equal(_roundtrip(p).transform(t), p.transform(t))
+
+
 def test_label_encoding_uses_ranks_and_nan_for_null_or_unseen() -> None:
     t = pa.table({"c": ["b", "a", None]})
     p = _fit(t, standardize=False, categorical_encoding="label")

@@ -62,9 +62,21 @@ def test_multiclass_metrics_are_macro_averages() -> None:
     assert m["recall"] == pytest.approx(skm.recall_score(y, pred, average="macro"))
     assert m["f1_score"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
     assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
-    assert m["log_loss"] == pytest.approx(skm.log_loss(y, probs), rel=1e-6)
+    # BigQuery ML macro-averages log_loss too: each class against the rest, then the mean.
+    per_class = [skm.log_loss(y == k, probs[:, k], labels=[False, True]) for k in range(3)]
+    assert m["log_loss"] == pytest.approx(np.mean(per_class), rel=1e-6)
+    assert m["log_loss"] != pytest.approx(skm.log_loss(y, probs), rel=1e-3)
     expected_auc = skm.roc_auc_score(y, probs, multi_class="ovr", average="macro")
     assert m["roc_auc"] == pytest.approx(expected_auc)
+
+
+def test_binary_precision_is_none_when_nothing_is_predicted_positive() -> None:
+    probs = np.array([[0.4, 0.6], [0.8, 0.2], [0.3, 0.7]])
+    m = evaluate("binary_classification", [1, 0, 0], None, probs, [0, 1], threshold=0.9)
+    assert m["precision"] is None  # BigQuery ML: NaN, no positive prediction at all
+    assert m["recall"] == 0.0 and m["f1_score"] == 0.0
+    wrong = evaluate("binary_classification", [1, 0, 0], None, probs, [0, 1], threshold=0.65)
+    assert wrong["precision"] == 0.0  # one positive prediction, and it is wrong
 
 
 def test_roc_auc_is_none_with_a_single_class() -> None:

@@ -73,6 +73,12 @@ def test_defaults_are_bigquery_mls() -> None:
     assert trees.booster_type == "GBTREE" and trees.tree_method == "AUTO"
     assert trees.category_encoding_method == "LABEL_ENCODING"
     assert trees.num_parallel_tree == 1 and trees.min_tree_child_weight == 1
+    assert trees.colsample_bytree == trees.colsample_bylevel == trees.colsample_bynode == 1.0
+    assert (trees.min_split_loss, trees.l1_reg, trees.dropout) == (0.0, 0.0, 0.0)
+    assert trees.max_iterations == 20 and trees.early_stop is True
+    assert trees.dart_normalize_type == "TREE" and trees.auto_class_weights is False
+    assert linear.fit_intercept is True and linear.learn_rate_strategy == "LINE_SEARCH"
+    assert linear.ls_init_learn_rate == 0.1
 
 
 def test_names_and_enum_values_are_case_insensitive() -> None:
@@ -106,11 +112,29 @@ def test_unknown_option_lists_the_valid_ones() -> None:
         ({"input_label_cols": ["a", "b"]}, "exactly one column"),
         ({"data_split_method": "CUSTOM"}, "needs option 'data_split_col'"),
         ({"data_split_col": "c"}, "only valid with data_split_method CUSTOM or SEQ"),
+        ({"data_split_eval_fraction": 0.999}, "between 0.01 and 0.99"),
+        ({"learn_rate": 0.5}, "'learn_rate' applies only with learn_rate_strategy 'CONSTANT'"),
+        (
+            {"optimize_strategy": "normal_equation", "l1_reg": 1.0},
+            "'NORMAL_EQUATION' cannot be used with option 'l1_reg'",
+        ),
     ],
 )
 def test_bad_option_values_name_option_value_and_expectation(options: dict, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         parse_options({"model_type": "LINEAR_REG", **options})
+
+
+def test_bigquery_rules_that_need_no_error() -> None:
+    constant = parse_options(
+        {"model_type": "LINEAR_REG", "learn_rate_strategy": "constant", "learn_rate": 0.5}
+    )
+    assert constant.learn_rate == 0.5
+    # BigQuery ML keeps two decimals of the evaluation fraction.
+    opts = parse_options({"model_type": "LINEAR_REG", "data_split_eval_fraction": 0.333})
+    assert opts.data_split_eval_fraction == 0.33
+    with pytest.raises(InvalidArgument, match=r"'min_tree_child_weight'.*INT64"):
+        parse_options({"model_type": "BOOSTED_TREE_REGRESSOR", "min_tree_child_weight": 1.5})
 
 
 def test_model_type_errors() -> None:
@@ -130,6 +154,13 @@ def test_unsupported_switches_say_so() -> None:
             {"model_type": "BOOSTED_TREE_REGRESSOR", "category_encoding_method": "target_encoding"}
         )
     assert parse_options({"model_type": "LINEAR_REG", "enable_global_explain": True})
+    # BigQuery ML options Shipyard knows but does not implement are Unsupported, not unknown.
+    with pytest.raises(Unsupported, match=r"'num_trials' \(hyperparameter tuning\)"):
+        parse_options({"model_type": "LOGISTIC_REG", "num_trials": 10})
+    with pytest.raises(Unsupported, match="'xgboost_version'"):
+        parse_options({"model_type": "BOOSTED_TREE_CLASSIFIER", "xgboost_version": "1.1"})
+    with pytest.raises(InvalidArgument, match="unknown option 'xgboost_version'"):
+        parse_options({"model_type": "LINEAR_REG", "xgboost_version": "1.1"})
 
 
 def test_class_weights_forms_and_conflicts() -> None:
@@ -159,6 +190,16 @@ def test_linear_reg_matches_sklearn(diabetes: pa.Table) -> None:
     np.testing.assert_allclose(
         out.column("predicted_label").to_numpy(), reference.predict(_standardized(diabetes))
     )
+
+
+def test_fit_intercept_false_fits_through_the_origin(diabetes: pa.Table, cancer: pa.Table) -> None:
+    model = _train("LINEAR_REG", diabetes, data_split_method="NO_SPLIT", fit_intercept=False)
+    assert model.model.intercept_ == 0.0
+    y = diabetes.column("label").to_numpy()
+    reference = LinearRegression(fit_intercept=False).fit(_standardized(diabetes), y)
+    np.testing.assert_allclose(model.model.coef_, reference.coef_)
+    logistic = _train("LOGISTIC_REG", cancer, data_split_method="NO_SPLIT", fit_intercept=False)
+    assert np.all(logistic.model.intercept_ == 0.0)
 
 
 def test_linear_reg_regularization_maps_to_ridge_and_elastic_net(diabetes: pa.Table) -> None:
@@ -274,6 +315,13 @@ def test_null_labels_are_dropped_and_types_are_checked() -> None:
         _train("LOGISTIC_REG", many)
     with pytest.raises(InvalidArgument, match="no rows with a non-NULL label"):
         _train("LINEAR_REG", pa.table({"x": [1.0], "label": pa.array([None], pa.float64())}))
+    infinite = pa.table({"x": [1.0, 2.0, 3.0], "label": [1.0, float("inf"), -float("inf")]})
+    for model_type in ("LINEAR_REG", "BOOSTED_TREE_REGRESSOR"):
+        with pytest.raises(InvalidArgument, match=r"infinity in 2 row\(s\)"):
+            _train(model_type, infinite)
+    too_many = pa.table({"x": np.arange(1001.0), "label": [f"c{i}" for i in range(1001)]})
+    with pytest.raises(InvalidArgument, match="at most 1000"):
+        _train("BOOSTED_TREE_CLASSIFIER", too_many)
 
 
 def test_categorical_features_nulls_and_unseen_values_end_to_end() -> None:
@@ -310,6 +358,8 @@ def test_class_weights(cancer: pa.Table) -> None:
     assert heavy.options["class_weights"] == {"0": 50.0, "1": 1.0}
     with pytest.raises(InvalidArgument, match=r"classes \['7'\].*classes: \['0', '1'\]"):
         _train("BOOSTED_TREE_CLASSIFIER", cancer, class_weights={"7": 2.0})
+    with pytest.raises(InvalidArgument, match=r"no weight for classes \['1'\]"):
+        _train("LOGISTIC_REG", cancer, class_weights={"0": 2.0})
     assert _train("BOOSTED_TREE_CLASSIFIER", cancer, auto_class_weights=True).eval_metrics
 
 
@@ -339,6 +389,18 @@ def test_random_split_is_deterministic_and_honours_the_fraction() -> None:
     assert a.eval_metrics == b.eval_metrics
 
 
+@pytest.mark.parametrize(("rows", "eval_rows"), [(400, 0), (600, 120)])
+def test_random_split_without_a_fraction_is_sized_like_auto_split(
+    rows: int, eval_rows: int
+) -> None:
+    model = _train("LINEAR_REG", _synthetic(rows), data_split_method="RANDOM")
+    assert model.data_split["eval_rows"] == eval_rows
+    given = _train(
+        "LINEAR_REG", _synthetic(rows), data_split_method="RANDOM", data_split_eval_fraction=0.2
+    )
+    assert given.data_split["eval_rows"] == round(rows * 0.2)
+
+
 def test_custom_split_uses_a_bool_column_true_or_null_is_eval() -> None:
     t = _synthetic(100)
     flags = [True if i < 20 else (None if i < 30 else False) for i in range(100)]
@@ -350,6 +412,15 @@ def test_custom_split_uses_a_bool_column_true_or_null_is_eval() -> None:
         _train("LINEAR_REG", t, data_split_method="CUSTOM", data_split_col="x")
     with pytest.raises(InvalidArgument, match="data_split_col 'nope' is not in"):
         _train("LINEAR_REG", t, data_split_method="CUSTOM", data_split_col="nope")
+
+
+def test_seq_split_sends_ties_at_the_cut_and_nulls_to_evaluation() -> None:
+    t = _synthetic(10).append_column("k", pa.array([1, 2, 3, 4, 5, 6, 8, 8, 8, None]))
+    model = _train(
+        "LINEAR_REG", t, data_split_method="SEQ", data_split_col="k", data_split_eval_fraction=0.3
+    )
+    # The cut is the value 8 (the 7th of 10 in order); every 8 and the NULL evaluate.
+    assert model.data_split["eval_rows"] == 4 and model.data_split["train_rows"] == 6
 
 
 def test_seq_split_evaluates_the_last_rows_in_order() -> None:

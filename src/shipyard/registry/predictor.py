@@ -6,12 +6,16 @@
   training label's own Arrow type (string, integer, bool, …);
 * for classifiers, ``predicted_<label>_probs``: ``list<struct<label, prob: double>>``, one entry
   per class, in descending class order, so a binary model lists its positive class first
-  (as BigQuery ML's examples show, e.g. ``[{1, 0.93}, {0, 0.07}]``);
-* then the input columns, unchanged (``keep_original_columns=False`` leaves them out).
+  (BigQuery ML's reference leaves the order open; its examples, and queries that read
+  ``probs[OFFSET(0)]`` as the positive probability, show it first);
+* then the input columns, unchanged (``keep_original_columns=False`` leaves them out; in
+  BigQuery ML that argument only exists for PCA models).
 
 A binary classifier predicts the positive class (the greater of the two, see
 :class:`~shipyard.registry.preprocessing.LabelInfo`) when its probability is above
-``threshold`` (default 0.5); multiclass models predict the most probable class.
+``threshold`` (default 0.5); a probability exactly at the threshold predicts the negative class
+(BigQuery ML only says "above: positive, below: negative"). Multiclass models predict the most
+probable class.
 
 Everything is vectorised: the model runs once on the whole matrix and the list-of-struct column
 is assembled from flat numpy buffers.

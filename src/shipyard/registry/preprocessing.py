@@ -17,7 +17,8 @@ BOOL, STRING, DATE, TIME                ``one_hot``: one 0/1 column per training
 (Arrow dictionary strings too)          plus one for NULL when training saw NULLs; an
                                         unseen category (or a NULL the training data never
                                         had) is all zeros. ``dummy``: the same without the
-                                        first category. ``label``: one column holding the
+                                        most frequent category (ties: the first in sort
+                                        order). ``label``: one column holding the
                                         category's 1-based rank; NULL/unseen → NaN
 TIMESTAMP (any Arrow timestamp)         one numeric column: seconds since the Unix epoch,
                                         imputed and standardized like numbers
@@ -31,6 +32,8 @@ Where this differs from BigQuery ML (short "why" comments in the code too):
   ML does for DATETIME: a one-hot per distinct instant is useless for prediction.
 * ``label`` encoding maps NULL and unseen categories to NaN (XGBoost's "missing", which learns
   a default direction) instead of BigQuery ML's reserved code 0.
+* ``dummy`` encoding: when several categories are the most frequent, BigQuery ML drops one at
+  random; we drop the first in sort order, so retraining on the same data gives the same model.
 * A feature that is NULL in every training row is refused (InvalidArgument): it carries no
   information and has no mean to impute with.
 * BYTES (Arrow binary), ARRAY and STRUCT columns are refused (InvalidArgument); BigQuery ML
@@ -248,7 +251,8 @@ class _CategoricalSpec:
 
     @property
     def _dropped(self) -> int:
-        # DUMMY_ENCODING drops the first category (in sort order): it becomes the all-zeros row.
+        # DUMMY_ENCODING drops the first category, the most frequent one (``_fit_categorical``
+        # stores it first): it becomes the all-zeros row.
         return 1 if self.encoding == "dummy" and len(self.categories) else 0
 
     @property
@@ -340,6 +344,19 @@ def _fit_numeric(name: str, col: pa.ChunkedArray, kind: str, standardize: bool) 
     )
 
 
+def _most_frequent_first(values: pa.Array, categories: pa.Array) -> pa.Array:
+    """``categories`` (sorted) with the most frequent one moved to the front.
+
+    DUMMY_ENCODING drops the most frequent category (BigQuery ML's rule). BigQuery ML breaks
+    a tie at random; we take the first in sort order, so the same data always encodes the same.
+    """
+    codes = pc.index_in(values, value_set=categories).fill_null(-1).to_numpy(zero_copy_only=False)
+    counts = np.bincount(codes[codes >= 0], minlength=len(categories))
+    top = int(np.argmax(counts))  # the first maximum: the smallest value among ties
+    order = [top, *(i for i in range(len(categories)) if i != top)]
+    return categories.take(pa.array(order))
+
+
 def _fit_categorical(name: str, col: pa.ChunkedArray, kind: str, encoding: str) -> _CategoricalSpec:
     values = _categorical_values(col, kind)
     null_count = values.null_count
@@ -351,6 +368,8 @@ def _fit_categorical(name: str, col: pa.ChunkedArray, kind: str, encoding: str) 
         )
     uniques = pc.drop_null(pc.unique(values))
     categories = uniques.take(pc.array_sort_indices(uniques))
+    if encoding == "dummy" and len(categories) > 1:
+        categories = _most_frequent_first(values, categories)
     return _CategoricalSpec(
         name=name,
         arrow_type=str(col.type),

@@ -8,16 +8,20 @@ regression                 mean_absolute_error, mean_squared_error, mean_squared
 binary_classification      precision, recall, accuracy, f1_score, log_loss, roc_auc — the
                            positive class is the greater class (index 1); a row is predicted
                            positive when its positive probability is above ``threshold``
-multiclass_classification  the same names; precision, recall and f1_score are macro averages
-                           over the classes, roc_auc the macro average of one-vs-rest AUCs
+multiclass_classification  the same names; precision, recall, f1_score, log_loss and roc_auc
+                           are macro averages: computed for each class against the rest, then
+                           averaged without weights (BigQuery ML's rule)
 =========================  ==================================================================
+
+``accuracy`` is the fraction of correct predictions (a micro average). ``log_loss`` per class is
+the binary log loss of "this class or not"; for a binary model both classes give the same value,
+the usual log loss.
 
 A metric that is undefined for the data is ``None`` (JSON null), never NaN:
 mean_squared_log_error when a label or prediction is negative, roc_auc when only one class is
-present, r2_score/explained_variance with fewer than two rows.
-
-``accuracy`` for multiclass is the plain fraction of correct predictions (BigQuery ML's page
-does not define it further).
+present, r2_score/explained_variance with fewer than two rows, and a binary model's precision
+when the threshold leaves no row predicted positive (BigQuery ML returns NaN there).
+Multiclass precision counts a class that is never predicted as 0 (BigQuery ML does not say).
 
 Example::
 
@@ -98,6 +102,16 @@ def _roc_auc(y_true: np.ndarray, probabilities: np.ndarray, binary: bool) -> flo
     return _clean(np.mean(aucs)) if aucs else None
 
 
+def _macro_log_loss(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:
+    """The unweighted mean over classes of the one-vs-rest binary log loss."""
+    k = probabilities.shape[1]
+    clipped = np.clip(probabilities, 1e-15, 1.0)
+    p = np.clip(clipped / clipped.sum(axis=1, keepdims=True), 1e-15, 1.0 - 1e-15)
+    is_class = y_true[:, None] == np.arange(k)
+    per_class = -np.mean(np.where(is_class, np.log(p), np.log1p(-p)), axis=0)
+    return _clean(np.mean(per_class))
+
+
 def _classification(
     y_true: np.ndarray,
     y_pred: np.ndarray,
@@ -106,23 +120,21 @@ def _classification(
 ) -> dict[str, float | None]:
     from sklearn import metrics as skm
 
-    k = probabilities.shape[1]
     average = "binary" if binary else "macro"
     kwargs: dict[str, Any] = {"average": average, "zero_division": 0}
     if binary:
         kwargs["pos_label"] = 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        clipped = np.clip(probabilities, 1e-15, 1.0)
-        log_loss = skm.log_loss(
-            y_true, clipped / clipped.sum(axis=1, keepdims=True), labels=range(k)
-        )
+        precision: float | None = _clean(skm.precision_score(y_true, y_pred, **kwargs))
+        if binary and not (y_pred == 1).any():
+            precision = None  # no row predicted positive: BigQuery ML's NaN
         return {
-            "precision": _clean(skm.precision_score(y_true, y_pred, **kwargs)),
+            "precision": precision,
             "recall": _clean(skm.recall_score(y_true, y_pred, **kwargs)),
             "accuracy": _clean(skm.accuracy_score(y_true, y_pred)),
             "f1_score": _clean(skm.f1_score(y_true, y_pred, **kwargs)),
-            "log_loss": _clean(log_loss),
+            "log_loss": _macro_log_loss(y_true, probabilities),
             "roc_auc": _roc_auc(y_true, probabilities, binary),
         }
 
