@@ -16,10 +16,10 @@ from shipyard.engine import JobContext
 from shipyard.errors import AlreadyExists, InvalidArgument, SQLError, Unsupported
 from shipyard.registry.entities import Lineage
 from shipyard.registry.service import NewVersion
-from shipyard.sql.dialect import ShipyardBigQuery, literal_value, table_name, to_duckdb
+from shipyard.sql.dialect import ShipyardBigQuery, literal_value, table_name
 from shipyard.sql.entities import QueryResult
 from shipyard.sql.modeltypes import MODEL_TYPES
-from shipyard.warehouse import QualifiedName, fetch_arrow
+from shipyard.warehouse import QualifiedName
 
 if TYPE_CHECKING:
     from shipyard.sql.service import SqlService
@@ -146,16 +146,7 @@ def _training_data(
         name = str(QualifiedName.parse(table_name(table)))
         if name not in read:
             read.append(name)
-    cur = service.ctx.warehouse.cursor()
-    try:
-        registered = service.materialise_ml_functions(cur, tree)
-        try:
-            data = fetch_arrow(cur, to_duckdb(tree))
-        finally:
-            for name in registered:
-                cur.unregister(name)
-    finally:
-        cur.close()
+    data = service.query_arrow(tree)
     inputs = []
     for name in read:
         qname = QualifiedName.parse(name)
