@@ -19,6 +19,8 @@ import binascii
 import contextlib
 import json
 import os
+import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -244,12 +246,12 @@ def _sqlite_engine(url: URL) -> Engine:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         for pragma in (
-            "journal_mode=WAL",
+            f"busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}",
             "synchronous=NORMAL",  # durable across process crashes in WAL mode; fast
             "foreign_keys=ON",
-            f"busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}",
         ):
             cursor.execute(f"PRAGMA {pragma}")
+        _enable_wal(cursor)
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
@@ -258,6 +260,25 @@ def _sqlite_engine(url: URL) -> Engine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch a database file to WAL (persistent, so usually already done).
+
+    Switching needs a moment of exclusive access, and SQLite answers "database is locked" at once
+    — without waiting out busy_timeout — when another connection is opening the same new file,
+    so the switch is retried briefly.
+    """
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() in ("wal", "memory"):
+        return
+    for attempt in range(100):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.05)
 
 
 def _pg_engine(url: URL) -> Engine:
