@@ -316,3 +316,18 @@ def test_rows_that_do_not_make_a_table_are_refused(ws: Any) -> None:
         ws.load_table("demo.none", [])
     with pytest.raises(sy.NotFound):
         ws.tables.get("demo.mixed")
+
+
+def test_lineage_sees_every_write_between_trainings(t: Any) -> None:
+    create = (
+        "CREATE OR REPLACE MODEL demo.m OPTIONS(model_type='linear_reg', "
+        "input_label_cols=['amount']) AS SELECT x, amount FROM demo.t"
+    )
+    t.sql(create)
+    t.sql(create)  # nothing changed in between: the same table version
+    t.sql("UPDATE demo.t SET amount = amount + 1 WHERE x > 5")
+    t.sql(create)
+    seen = [t.models.get_version("demo.m", v).lineage.input_tables[0] for v in (1, 2, 3)]
+    assert seen[0]["version"] == seen[1]["version"]
+    assert seen[2]["version"] == seen[1]["version"] + 1
+    assert seen[2]["fingerprint"] != seen[1]["fingerprint"]

@@ -14,12 +14,10 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 import httpx
@@ -42,11 +40,9 @@ from shipyard.errors import (
     error_class_for_code,
 )
 from shipyard.registry.entities import Manifest, Model, ModelVersion
+from shipyard.registry.predictor import Predictor, PredictorCache
 from shipyard.sql.entities import QueryResult
 from shipyard.store import Page
-
-if TYPE_CHECKING:
-    from shipyard.registry.predictor import Predictor
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 RESULT_HEADER = "X-Shipyard-Result"
@@ -323,8 +319,7 @@ class RemoteModels:
     def __init__(self, http: _Http, cache_dir: Path) -> None:
         self._http = http
         self._cache_dir = cache_dir
-        self._predictors: OrderedDict[str, Predictor] = OrderedDict()
-        self._lock = threading.Lock()
+        self._predictors = PredictorCache(_PREDICTOR_CACHE_SIZE)
 
     def list(
         self, *, dataset: str | None = None, page_size: int = 100, page_token: str | None = None
@@ -392,21 +387,16 @@ class RemoteModels:
     def load(self, name: str, version: int | None = None, *, alias: str | None = None) -> Predictor:
         """Download the version's package (verifying every file's sha256) and load it here."""
         mv = self.get_version(name, version, alias=alias)
-        key = f"{mv.model}@{mv.version}:{mv.manifest_digest}"
-        with self._lock:
-            cached = self._predictors.get(key)
-            if cached is not None:
-                self._predictors.move_to_end(key)
-                return cached
+        key = PredictorCache.key(mv.model, mv.version, mv.manifest_digest)
+        cached = self._predictors.get(key)
+        if cached is not None:
+            return cached
         manifest = self._manifest(mv)
         folder = self._materialise(mv, manifest)
         from shipyard.registry.service import load_predictor
 
         predictor = load_predictor(mv, manifest, folder)
-        with self._lock:
-            self._predictors[key] = predictor
-            while len(self._predictors) > _PREDICTOR_CACHE_SIZE:
-                self._predictors.popitem(last=False)
+        self._predictors.put(key, predictor)
         return predictor
 
     def _materialise(self, mv: ModelVersion, manifest: Manifest) -> Path:

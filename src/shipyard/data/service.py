@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import threading
 from typing import Any
 
 import pyarrow as pa
@@ -23,6 +24,11 @@ class TableService:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.warehouse = ctx.warehouse
+        # The last version seen per table while no write went through this process since.
+        # This process owns the warehouse, so every write passes through Shipyard and calls
+        # forget() or record_version(); reads can then skip re-hashing the whole table.
+        self._seen: dict[str, TableVersion] = {}
+        self._seen_lock = threading.Lock()
 
     # -- writing --------------------------------------------------------------------------
 
@@ -47,20 +53,35 @@ class TableService:
         self.record_version(qname, {**described, "mode": mode})
         return self.get(str(qname))
 
+    def observed_version(self, qname: QualifiedName) -> TableVersion:
+        """The version of ``qname`` as it is now, for lineage of a read (e.g. a training query).
+
+        Hashes the table only when Shipyard may have written it since it last looked.
+        """
+        with self._seen_lock:
+            seen = self._seen.get(str(qname))
+        return seen or self.record_version(qname, {"kind": "observed"})
+
+    def forget(self, qname: QualifiedName | None = None) -> None:
+        """Drop what is known of one table (or all): a write may have changed it."""
+        with self._seen_lock:
+            if qname is None:
+                self._seen.clear()
+            else:
+                self._seen.pop(str(qname), None)
+
     def record_version(self, qname: QualifiedName, source: dict[str, Any] | None) -> TableVersion:
         """Record a write of ``qname``: a new version unless the content did not change."""
+        version = self._record_version(qname, source)
+        with self._seen_lock:
+            self._seen[str(qname)] = version
+        return version
+
+    def _record_version(self, qname: QualifiedName, source: dict[str, Any] | None) -> TableVersion:
+        self.forget(qname)
         stats = self.warehouse.stats(qname)
         with self.ctx.metadata.transaction() as conn:
-            last = (
-                conn.execute(
-                    select(table_versions)
-                    .where(table_versions.c.table_name == str(qname))
-                    .order_by(table_versions.c.version.desc())
-                    .limit(1)
-                )
-                .mappings()
-                .first()
-            )
+            last = _latest_row(conn, qname)
             if last is not None and last["fingerprint"] == stats.fingerprint:
                 return _version(last)
             version = (last["version"] if last else 0) + 1
@@ -77,7 +98,9 @@ class TableService:
         return _version(row)
 
     def drop(self, name: str) -> None:
-        self.warehouse.drop(QualifiedName.parse(name))
+        qname = QualifiedName.parse(name)
+        self.forget(qname)
+        self.warehouse.drop(qname)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -99,16 +122,7 @@ class TableService:
 
     def latest_version(self, qname: QualifiedName) -> TableVersion | None:
         with self.ctx.metadata.connect() as conn:
-            row = (
-                conn.execute(
-                    select(table_versions)
-                    .where(table_versions.c.table_name == str(qname))
-                    .order_by(table_versions.c.version.desc())
-                    .limit(1)
-                )
-                .mappings()
-                .first()
-            )
+            row = _latest_row(conn, qname)
         return _version(row) if row else None
 
     def versions(self, name: str) -> list[TableVersion]:
@@ -172,6 +186,19 @@ class TableService:
         )
         with self.ctx.metadata.connect() as conn:
             return {r["table_name"]: _version(r) for r in conn.execute(stmt).mappings()}
+
+
+def _latest_row(conn: Any, qname: QualifiedName) -> Any:
+    return (
+        conn.execute(
+            select(table_versions)
+            .where(table_versions.c.table_name == str(qname))
+            .order_by(table_versions.c.version.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
 
 
 def _version(row: Any) -> TableVersion:

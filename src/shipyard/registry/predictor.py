@@ -23,6 +23,8 @@ is assembled from flat numpy buffers.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -289,3 +291,37 @@ class Predictor:
             columns.extend(table.columns)
             names = names + table.column_names
         return pa.Table.from_arrays(columns, names=names)
+
+
+class PredictorCache:
+    """A small thread-safe LRU of loaded predictors, keyed by ``model@version:manifest-digest``.
+
+    The digest in the key means a cached predictor can never outlive the bytes it came from.
+    """
+
+    def __init__(self, size: int = 16) -> None:
+        self._size = size
+        self._items: OrderedDict[str, Predictor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(model: str, version: int, manifest_digest: str) -> str:
+        return f"{model}@{version}:{manifest_digest}"
+
+    def get(self, key: str) -> Predictor | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: str, predictor: Predictor) -> None:
+        with self._lock:
+            self._items[key] = predictor
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def drop_model(self, model: str) -> None:
+        with self._lock:
+            for key in [k for k in self._items if k.startswith(f"{model}@")]:
+                del self._items[key]

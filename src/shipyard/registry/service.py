@@ -12,8 +12,6 @@ import hashlib
 import json
 import shutil
 import tempfile
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,7 @@ from shipyard.registry.entities import (
     Signature,
 )
 from shipyard.registry.flavors import load_model, save_model
-from shipyard.registry.predictor import Predictor
+from shipyard.registry.predictor import Predictor, PredictorCache
 from shipyard.store import Page
 from shipyard.store.schema import model_aliases, model_versions, models, utcnow
 from shipyard.warehouse import QualifiedName
@@ -60,8 +58,7 @@ class NewVersion:
 class ModelService:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._predictors: OrderedDict[str, Predictor] = OrderedDict()
-        self._lock = threading.Lock()
+        self._predictors = PredictorCache(_PREDICTOR_CACHE_SIZE)
 
     # -- registering ----------------------------------------------------------------------
 
@@ -293,28 +290,21 @@ class ModelService:
             conn.execute(delete(model_aliases).where(model_aliases.c.model_name == str(qname)))
             conn.execute(delete(model_versions).where(model_versions.c.model_name == str(qname)))
             conn.execute(delete(models).where(models.c.name == str(qname)))
-        with self._lock:
-            for key in [k for k in self._predictors if k.startswith(f"{qname}@")]:
-                del self._predictors[key]
+        self._predictors.drop_model(str(qname))
 
     # -- loading --------------------------------------------------------------------------
 
     def load(self, name: str, version: int | None = None, *, alias: str | None = None) -> Predictor:
         """A ready Predictor for a version; cached, and verified byte for byte on first load."""
         mv = self.get_version(name, version, alias=alias)
-        key = f"{mv.model}@{mv.version}:{mv.manifest_digest}"
-        with self._lock:
-            cached = self._predictors.get(key)
-            if cached is not None:
-                self._predictors.move_to_end(key)
-                return cached
+        key = PredictorCache.key(mv.model, mv.version, mv.manifest_digest)
+        cached = self._predictors.get(key)
+        if cached is not None:
+            return cached
         manifest = self.manifest(mv.model, mv.version)
         folder = self._materialise(mv.manifest_digest, manifest)
         predictor = load_predictor(mv, manifest, folder)
-        with self._lock:
-            self._predictors[key] = predictor
-            while len(self._predictors) > _PREDICTOR_CACHE_SIZE:
-                self._predictors.popitem(last=False)
+        self._predictors.put(key, predictor)
         return predictor
 
     def _materialise(self, manifest_digest: str, manifest: Manifest) -> Path:

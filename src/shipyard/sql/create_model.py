@@ -152,8 +152,7 @@ def _training_data(
         qname = QualifiedName.parse(name)
         if not service.ctx.warehouse.exists(qname):
             continue
-        # Records a version only if the content changed since the last one Shipyard saw.
-        version = service.tables.record_version(qname, {"kind": "observed"})
+        version = service.tables.observed_version(qname)
         inputs.append(
             {"name": name, "version": version.version, "fingerprint": version.fingerprint}
         )

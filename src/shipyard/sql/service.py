@@ -151,8 +151,15 @@ class SqlService:
         return QueryResult(pa.table({}), statement_type="DROP_MODEL", message=message)
 
     def _run_query(self, statement: exp.Expression) -> QueryResult:
-        rows = self.query_arrow(statement)
         statement_type, written = _statement_type(statement)
+        writes = statement_type != "SELECT"
+        if writes:
+            self.tables.forget()  # DDL and DML may touch any table
+        try:
+            rows = self.query_arrow(statement)
+        finally:
+            if writes:  # again: a concurrent read may have looked while this one wrote
+                self.tables.forget()
         table = None
         if written is not None:
             qname = QualifiedName.parse(written)
