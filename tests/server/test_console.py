@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pyarrow as pa
 import pytest
+from starlette.testclient import TestClient
 
 from shipyard.server import create_app
 from shipyard.server.app import CONSOLE_DIR
@@ -76,3 +77,14 @@ def test_the_console_endpoints_answer_what_the_js_reads(
         for key in ("state", "kind", "description", "progress", "started_at", "ended_at", "error"):
             assert key in job
         assert {"home", "version"} <= set(client.get("/v1/workspace").json())
+
+
+def test_api_docs_are_served_without_a_cdn(services: Any) -> None:
+    with TestClient(create_app(services, token="t")) as client:
+        page = client.get("/docs")
+        assert page.status_code == 200
+        assert "/docs/assets/swagger-ui-bundle.js" in page.text
+        assert "cdn" not in page.text.lower() and "https://" not in page.text
+        asset = client.get("/docs/assets/swagger-ui-bundle.js")
+        assert asset.status_code == 200 and len(asset.content) > 100_000
+        assert client.get("/openapi.json").status_code == 401  # the spec itself needs the token

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
 
 from shipyard.errors import PayloadTooLarge
 from shipyard.server.auth import BearerAuth
@@ -56,7 +58,7 @@ def create_app(
         description="BigQuery ML's SQL on DuckDB, a model registry and jobs, over REST. "
         "Errors are JSON `{code, message, details}`; lists page with `page_token`.",
         openapi_tags=_TAGS,
-        docs_url="/docs",
+        docs_url=None,  # FastAPI's page loads Swagger UI from a CDN; ours serves it locally
         redoc_url=None,
     )
     app.state.services = services
@@ -71,6 +73,19 @@ def create_app(
         return FileResponse(CONSOLE_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/console", StaticFiles(directory=CONSOLE_DIR), name="console")
+
+    # Swagger UI from the installed swagger-ui-bundle package: no CDN, works offline.
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Shipyard API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 

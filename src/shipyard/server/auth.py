@@ -16,8 +16,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shipyard.errors import PermissionDenied, ShipyardError, Unauthenticated
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/", "/favicon.ico"})
-OPEN_PREFIXES = ("/console/",)
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/", "/favicon.ico", "/docs"})
+OPEN_PREFIXES = ("/console/", "/docs/assets/")
 
 
 def is_open(path: str) -> bool:
