@@ -345,3 +345,143 @@ def test_label_encode_reports_unknown_values() -> None:
 def test_label_of_unsupported_type_is_refused() -> None:
     with pytest.raises(InvalidArgument, match="'y' has type date32"):
         LabelInfo.fit(pa.array([dt.date(2024, 1, 1), dt.date(2024, 1, 2)]), label="y")
+
+
+# -- chunked input: the same bits whatever the chunking ---------------------------------------
+
+
+def _mixed_table(n: int = 3_000) -> pa.Table:
+    """Every column kind, with NULL, NaN and ±inf where they can be."""
+    import decimal
+
+    rng = np.random.default_rng(11)
+
+    def masked(values: object, type_: pa.DataType, frac: float = 0.05) -> pa.Array:
+        return pa.array(values, type=type_, mask=rng.random(n) < frac)
+
+    floats = rng.standard_normal(n) * 100
+    floats[rng.random(n) < 0.02] = np.nan
+    floats[rng.random(n) < 0.01] = np.inf
+    floats[rng.random(n) < 0.01] = -np.inf
+    late_nan = rng.standard_normal(n)
+    late_nan[n - 5] = np.nan  # NaN in one late chunk of a column without NULLs
+    mostly_null = np.zeros(n, dtype=bool)
+    mostly_null[: 2 * n // 3] = True
+    mostly_null[2 * n // 3 + 10 :] = True  # values only in rows 2n/3 .. 2n/3+9
+    words = np.array(["a", "bb", "c", "dd", "e"], dtype=object)
+    return pa.table(
+        {
+            "f64": masked(floats, pa.float64()),
+            "f64_late_nan": pa.array(late_nan),
+            "f32": masked(floats.astype(np.float32), pa.float32()),
+            "i64": pa.array(rng.integers(-1000, 1000, n)),
+            "i32_nulls": masked(rng.integers(-1000, 1000, n).astype(np.int32), pa.int32()),
+            "mostly_null": pa.array(rng.standard_normal(n), mask=mostly_null),
+            "dec": pa.array(
+                [decimal.Decimal(int(v)) / 100 for v in rng.integers(-(10**6), 10**6, n)],
+                type=pa.decimal128(12, 2),
+            ),
+            "dict_int": masked(rng.integers(0, 50, n), pa.int64()).dictionary_encode(),
+            "ts": masked(rng.integers(0, 2 * 10**15, n), pa.int64()).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
+            "s": masked(words[rng.integers(0, 5, n)], pa.string()),
+            "s_dict": masked(words[rng.integers(0, 5, n)], pa.string()).dictionary_encode(),
+            "b": masked(rng.random(n) < 0.3, pa.bool_()),
+            "d": pa.array(rng.integers(19000, 19010, n).astype(np.int32)).cast(pa.date32()),
+            "t": masked(rng.integers(0, 5, n) * 3_600_000_000, pa.int64()).cast(pa.time64("us")),
+        }
+    )
+
+
+def _ragged(table: pa.Table) -> pa.Table:
+    """Each column chunked differently, with zero-length chunks among them."""
+    layouts = [[701, 13, 1_000], [1, 333], [2_999], [0, 1_500, 0]]
+    columns = {}
+    for j, name in enumerate(table.column_names):
+        col = table.column(name).combine_chunks()
+        pieces, pos, k = [col.slice(0, 0)], 0, 0
+        sizes = layouts[j % len(layouts)]
+        while pos < len(col):
+            size = sizes[k % len(sizes)] or 1
+            pieces += [col.slice(pos, size), col.slice(pos, 0)]
+            pos, k = pos + size, k + 1
+        columns[name] = pa.chunked_array(pieces, type=col.type)
+    return pa.table(columns)
+
+
+@pytest.mark.parametrize("encoding", ["one_hot", "dummy", "label"])
+@pytest.mark.parametrize("standardize", [True, False])
+def test_chunking_changes_no_bit_of_the_statistics_or_the_matrix(
+    encoding: str, standardize: bool
+) -> None:
+    combined = _mixed_table().combine_chunks()
+    batches = pa.Table.from_batches(combined.to_batches(max_chunksize=211))
+    ragged = _ragged(combined)
+    assert batches.column("f64").num_chunks > 10
+    assert ragged.column("f64").num_chunks != ragged.column("f32").num_chunks
+    reference = _fit(combined, standardize=standardize, categorical_encoding=encoding)
+    expected = {
+        dtype: reference.transform(combined, dtype=dtype) for dtype in (np.float32, np.float64)
+    }
+    assert np.isfinite(expected[np.float64][:, 0]).all()  # NULL, NaN and ±inf were imputed
+    for table in (batches, ragged):
+        p = _fit(table, standardize=standardize, categorical_encoding=encoding)
+        # json.dumps tells 0.0 from -0.0, which == does not.
+        assert json.dumps(p.to_dict()) == json.dumps(reference.to_dict())
+        assert json.dumps(p.feature_info()) == json.dumps(reference.feature_info())
+        for dtype, matrix in expected.items():
+            for model in (p, reference):
+                assert model.transform(table, dtype=dtype).tobytes() == matrix.tobytes()
+
+
+def test_integers_round_alike_in_chunks_with_and_without_nulls() -> None:
+    # 2**60 + 2**36 + 1 rounds to 2**60 through float64 (as a column with NULLs is converted)
+    # but to 2**60 + 2**37 straight to float32: every chunk must take the float64 road.
+    value = 2**60 + 2**36 + 1
+    col = pa.chunked_array([pa.array([1, None], type=pa.int64()), pa.array([value, 3])])
+    chunked = pa.table({"x": col})
+    p = _fit(chunked, standardize=False)
+    x = p.transform(chunked)[:, 0]
+    assert x[2] == np.float32(np.float64(value)) == np.float32(2.0**60)
+    assert x.tobytes() == p.transform(chunked.combine_chunks()).tobytes()
+
+
+def test_nan_inf_in_chunks_without_nulls_are_imputed_and_huge_numbers_kept() -> None:
+    t = pa.table({"x": pa.array([1.0, 3.0])})
+    p = _fit(t, standardize=False)
+    col = pa.chunked_array([[5.0, 6.0], [float("nan"), 7.0], [float("-inf"), float("inf")]])
+    np.testing.assert_array_equal(
+        p.transform(pa.table({"x": col}), dtype=np.float64)[:, 0], [5, 6, 2, 7, 2, 2]
+    )
+    # Finite values whose sum overflows are not mistaken for missing ones.
+    huge = pa.table({"x": pa.chunked_array([[1e308, 1e308], [-1e308, 2.0]])})
+    for q in (p, _fit(t)):
+        x = q.transform(huge, dtype=np.float64)[:, 0]
+        assert np.isfinite(x).all() and x[0] == x[1] != q.transform(t, dtype=np.float64)[0, 0]
+
+
+def test_a_column_null_in_every_chunk_but_one() -> None:
+    nulls = [pa.nulls(k, pa.float64()) for k in (5, 0, 4)]
+    col = pa.chunked_array([nulls[0], nulls[1], [1.0, 2.0, float("nan")], nulls[2]])
+    chunked = pa.table({"x": col})
+    p = _fit(chunked, standardize=False)
+    info = p.feature_info()[0]
+    assert (info["null_count"], info["mean"], info["min"], info["max"]) == (10, 1.5, 1.0, 2.0)
+    x = p.transform(chunked)[:, 0]
+    np.testing.assert_array_equal(x, [1.5] * 5 + [1.0, 2.0] + [1.5] * 5)
+    assert json.dumps(p.to_dict()) == json.dumps(
+        _fit(chunked.combine_chunks(), standardize=False).to_dict()
+    )
+
+
+def test_empty_input() -> None:
+    t = _mixed_table(50)
+    p = _fit(t)
+    no_chunks = pa.Table.from_batches([], schema=t.schema)
+    assert no_chunks.column(0).num_chunks == 0
+    for empty in (t.slice(0, 0), no_chunks):
+        x = p.transform(empty)
+        assert x.shape == (0, len(p.feature_names_out)) and x.dtype == np.float32
+        with pytest.raises(InvalidArgument, match="NULL in every training row"):
+            _fit(empty)

@@ -64,6 +64,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shipyard.errors import InvalidArgument
+from shipyard.registry.statistics import NumericSource, numeric_source, numeric_stats
+from shipyard.registry.statistics import one_array as _one_array
 
 __all__ = [
     "MAX_LOGISTIC_CLASSES",
@@ -84,9 +86,6 @@ _FORMAT_VERSION = 1
 # cache while it is written, so each output cache line leaves the CPU once (2-3x faster than
 # writing one strided column at a time over the whole matrix).
 _BLOCK_BYTES = 4 << 20
-_MEDIAN_SAMPLE = 20_000
-
-_TIMESTAMP_DIVISOR = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 
 # Canonical Arrow types of the categorical kinds; categories are stored as JSON in these.
 _CATEGORY_TYPES: dict[str, pa.DataType] = {
@@ -131,47 +130,16 @@ def _column(table: pa.Table, name: str) -> pa.ChunkedArray:
     return table.column(name)
 
 
-def _one_array(col: pa.ChunkedArray | pa.Array) -> pa.Array:
-    if isinstance(col, pa.Array):
-        return col
-    if col.num_chunks == 1:
-        return col.chunk(0)
-    return col.combine_chunks()
-
-
-def _float_values(col: pa.ChunkedArray | pa.Array, kind: str) -> np.ndarray:
-    """A numpy vector of the column's numbers (timestamps: Unix seconds); NULL → NaN.
-
-    Zero-copy for a primitive numeric column without NULLs.
-    """
-    arr = _one_array(col)
-    if pa.types.is_null(arr.type):
-        return np.full(len(arr), np.nan)
-    if kind == "timestamp":
-        divisor = _TIMESTAMP_DIVISOR[arr.type.unit]
-        ints = arr.cast(pa.int64())
-        raw = ints.to_numpy(zero_copy_only=False)
-        return raw / divisor
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.cast(arr.type.value_type)
-    if pa.types.is_decimal(arr.type):
-        arr = arr.cast(pa.float64())
-    if arr.null_count:
-        return arr.to_numpy(zero_copy_only=False)
-    return arr.to_numpy()
-
-
-def _categorical_values(col: pa.ChunkedArray | pa.Array, kind: str) -> pa.Array:
-    """The column as one array of its kind's canonical type (string, bool, date32, time64[us])."""
-    arr = _one_array(col)
+def _categorical_values(col: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
+    """The column in its kind's canonical type (string, bool, date32, time64[us]), still chunked."""
     target = _CATEGORY_TYPES[kind]
-    if pa.types.is_null(arr.type):
-        return pa.nulls(len(arr), type=target)
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.cast(arr.type.value_type)
-    if not arr.type.equals(target):
-        arr = arr.cast(target)
-    return arr
+    if pa.types.is_null(col.type):
+        return pa.chunked_array([pa.nulls(len(col), type=target)], type=target)
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    if not col.type.equals(target):
+        col = col.cast(target)
+    return col
 
 
 def _categories_to_json(values: pa.Array, kind: str) -> list[Any]:
@@ -193,13 +161,6 @@ def _display(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _finite_or_none(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,35 +246,8 @@ class _CategoricalSpec:
 _Spec = _NumericSpec | _CategoricalSpec
 
 
-def _numeric_stats(values: np.ndarray, n_rows: int) -> dict[str, Any]:
-    """min, max, mean, median (sampled), stddev and null count; NaN and ±inf count as NULL."""
-    finite_sum = float(np.sum(values)) if len(values) else 0.0
-    if values.dtype.kind == "f" and not math.isfinite(finite_sum):
-        present = values[np.isfinite(values)]
-    else:
-        present = values
-    null_count = n_rows - len(present)
-    if len(present) == 0:
-        return {"null_count": null_count, "count": 0}
-    as_arrow = pa.array(present)  # zero-copy; Arrow's single-pass kernels are the fastest here
-    mean = float(pc.mean(as_arrow).as_py())
-    std = float(pc.stddev(as_arrow, ddof=1).as_py()) if len(present) > 1 else 0.0
-    step = max(1, len(present) // _MEDIAN_SAMPLE)
-    median = float(np.median(present[::step]))  # approximate on a strided sample: fast, stable
-    return {
-        "min": _finite_or_none(np.min(present)),
-        "max": _finite_or_none(np.max(present)),
-        "mean": _finite_or_none(mean),
-        "median": _finite_or_none(median),
-        "stddev": _finite_or_none(std),
-        "null_count": null_count,
-        "count": len(present),
-    }
-
-
 def _fit_numeric(name: str, col: pa.ChunkedArray, kind: str, standardize: bool) -> _NumericSpec:
-    values = _float_values(col, kind)
-    stats = _numeric_stats(values, len(col))
+    stats = numeric_stats(numeric_source(col, kind), len(col))
     if stats["count"] == 0:
         raise InvalidArgument(
             f"feature column {name!r} is NULL in every training row; it carries no information "
@@ -388,6 +322,14 @@ def _fit_categorical(name: str, col: pa.ChunkedArray, kind: str, encoding: str) 
             "null_count": null_count,
         },
     )
+
+
+def _imputed(values: np.ndarray, impute: float) -> np.ndarray:
+    """``values`` with NaN and ±inf (NULL is NaN by now) replaced by ``impute``."""
+    missing = ~np.isfinite(values)
+    if missing.any():
+        return np.where(missing, impute, values)
+    return values
 
 
 # --------------------------------------------------------------------------------------------
@@ -634,22 +576,11 @@ class FeaturePreprocessor:
         self._check_input(table)
         n = table.num_rows
         out = np.zeros((n, self._width), dtype=dtype)  # calloc: untouched zeros cost nothing
-        numeric: list[tuple[int, np.ndarray, float, float | None]] = []
+        numeric: list[tuple[_NumericSpec, int, NumericSource]] = []
         for spec, offset in zip(self._specs, self._offsets, strict=True):
             col = table.column(spec.name)
             if isinstance(spec, _NumericSpec):
-                values = _float_values(col, spec.kind)
-                # One cheap reduction tells whether any NULL/NaN needs imputing.
-                if (
-                    values.dtype.kind == "f"
-                    and len(values)
-                    and not math.isfinite(float(np.sum(values)))
-                ):
-                    missing = ~np.isfinite(values)
-                    if missing.any():
-                        values = np.where(missing, spec.impute, values)
-                inv = None if (spec.center == 0.0 and spec.scale == 1.0) else 1.0 / spec.scale
-                numeric.append((offset, values, spec.center, inv))
+                numeric.append((spec, offset, numeric_source(col, spec.kind)))
             else:
                 self._write_categorical(out, spec, offset, col)
         if numeric:
@@ -658,21 +589,55 @@ class FeaturePreprocessor:
 
     @staticmethod
     def _write_numeric(
-        out: np.ndarray, columns: list[tuple[int, np.ndarray, float, float | None]]
+        out: np.ndarray, columns: list[tuple[_NumericSpec, int, NumericSource]]
     ) -> None:
+        """Fill the numeric columns of ``out``, imputing NULL, NaN and ±inf.
+
+        Chunks are never combined: the rows go batch by batch (row ranges where every column is
+        one chunk), and inside a batch in blocks of rows whose output stays in cache while all
+        columns are written. Only chunks with NULLs, or float chunks whose block sum is not
+        finite, are checked element by element.
+        """
         n, width = out.shape
         block = max(1024, _BLOCK_BYTES // max(1, width * out.itemsize))
         tmp = np.empty(min(block, n), dtype=np.float64)
-        for start in range(0, n, block):
-            stop = min(n, start + block)
-            t = tmp[: stop - start]
-            for offset, values, center, inv in columns:
-                target = out[start:stop, offset]
-                if inv is None:
-                    target[...] = values[start:stop]
-                else:
-                    np.subtract(values[start:stop], center, out=t)
-                    np.multiply(t, inv, out=target, casting="same_kind")
+        aligned = pa.Table.from_arrays(
+            [source.data for _, _, source in columns], names=[str(i) for i in range(len(columns))]
+        )
+        row = 0
+        for batch in aligned.to_batches():
+            m = batch.num_rows
+            if m == 0:
+                continue
+            parts: list[tuple[int, np.ndarray, float, float | None, float, bool]] = []
+            for i, (spec, offset, source) in enumerate(columns):
+                arr = batch.column(i)
+                values = source.values(arr)
+                check = source.nonfinite_possible
+                if arr.null_count:
+                    values = _imputed(values, spec.impute)
+                    check = False
+                inv = None if (spec.center == 0.0 and spec.scale == 1.0) else 1.0 / spec.scale
+                parts.append((offset, values, spec.center, inv, spec.impute, check))
+            size = -(-m // -(-m // block))  # equal blocks of at most ``block`` rows
+            for start in range(0, m, size):
+                stop = min(m, start + size)
+                rows = out[row + start : row + stop]
+                t = tmp[: stop - start]
+                for offset, values, center, inv, impute, check in parts:
+                    v = values[start:stop]
+                    # One cheap sum tells whether any NaN/±inf needs imputing (einsum's plain
+                    # sum is faster than np.sum's pairwise one). It also reads the block in
+                    # order, so the strided write below reads from cache.
+                    if check and not math.isfinite(np.einsum("i->", v)):
+                        v = _imputed(v, impute)
+                    target = rows[:, offset]
+                    if inv is None:
+                        target[...] = v
+                    else:
+                        np.subtract(v, center, out=t)
+                        np.multiply(t, inv, out=target, casting="same_kind")
+            row += m
 
     @staticmethod
     def _write_categorical(
