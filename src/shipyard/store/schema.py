@@ -157,3 +157,78 @@ job_logs = Table(
     Column("line", Text, nullable=False),
     ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
 )
+
+# -- experiment tracking ------------------------------------------------------------------------
+# Metric points are append-only history; ``run_latest_metrics`` keeps each key's latest point
+# (highest step, then newest timestamp) so searching and ordering runs never scans history.
+# Metric timestamps are integer milliseconds since the epoch, as training code and MLflow use.
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("description", Text, nullable=True),
+    Column("tags", JSONText, nullable=False, default=dict),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("lifecycle", String(16), nullable=False, default="active"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("experiment_id", String(32), nullable=False),
+    Column("parent_run_id", String(32), nullable=True),
+    Column("name", String(255), nullable=False),
+    Column("status", String(16), nullable=False),  # RUNNING FINISHED FAILED KILLED
+    Column("start_time", UTCDateTime, nullable=False),
+    Column("end_time", UTCDateTime, nullable=True),
+    Column("created_by", String(255), nullable=True),
+    Column("notes", Text, nullable=True),
+    ForeignKeyConstraint(["experiment_id"], ["experiments.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(["parent_run_id"], ["runs.id"], ondelete="CASCADE"),
+    Index("ix_runs_experiment_start", "experiment_id", "start_time", "id"),
+    Index("ix_runs_parent_run_id", "parent_run_id"),
+)
+
+run_params = Table(
+    "run_params",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+    ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
+)
+
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+    ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
+)
+
+run_metrics = Table(
+    "run_metrics",
+    metadata,
+    Column("run_id", String(32), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
+    Index("ix_run_metrics_run_key_step", "run_id", "key", "step"),
+)
+
+run_latest_metrics = Table(
+    "run_latest_metrics",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
+    Index("ix_run_latest_metrics_key_value", "key", "value"),
+)
