@@ -29,7 +29,18 @@ def test_public_api_is_pinned() -> None:
         "Unavailable",
         "Unsupported",
         "__version__",
+        "active_run",
         "connect",
+        "end_run",
+        "log_metric",
+        "log_metrics",
+        "log_param",
+        "log_params",
+        "set_experiment",
+        "set_tag",
+        "set_tags",
+        "set_workspace",
+        "start_run",
     ]
     for name in shipyard.__all__:
         assert hasattr(shipyard, name), name

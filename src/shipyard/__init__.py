@@ -7,6 +7,19 @@
 
 from shipyard._version import __version__
 from shipyard.client import connect
+from shipyard.client.fluent import (
+    active_run,
+    end_run,
+    log_metric,
+    log_metrics,
+    log_param,
+    log_params,
+    set_experiment,
+    set_tag,
+    set_tags,
+    set_workspace,
+    start_run,
+)
 from shipyard.errors import (
     AlreadyExists,
     ArtifactCorrupted,
@@ -40,5 +53,16 @@ __all__ = [
     "Unavailable",
     "Unsupported",
     "__version__",
+    "active_run",
     "connect",
+    "end_run",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "set_experiment",
+    "set_tag",
+    "set_tags",
+    "set_workspace",
+    "start_run",
 ]

@@ -13,6 +13,7 @@ from shipyard.data.service import TableService
 from shipyard.engine import LocalEngine
 from shipyard.registry.service import ModelService
 from shipyard.sql.service import SqlService
+from shipyard.tracking.service import TrackingService
 
 
 @dataclass
@@ -21,12 +22,19 @@ class Services:
     tables: TableService
     models: ModelService
     sql: SqlService
+    tracking: TrackingService
 
     @classmethod
     def build(cls, ctx: Context) -> Services:
         tables = TableService(ctx)
         models = ModelService(ctx)
-        return cls(ctx=ctx, tables=tables, models=models, sql=SqlService(ctx, tables, models))
+        return cls(
+            ctx=ctx,
+            tables=tables,
+            models=models,
+            sql=SqlService(ctx, tables, models),
+            tracking=TrackingService(ctx),
+        )
 
     @property
     def engine(self) -> LocalEngine:

@@ -13,8 +13,22 @@ import pytest
 from starlette.testclient import TestClient
 
 import shipyard as sy
-from shipyard.client.local import LocalJobs, LocalModels, LocalTables, LocalWorkspace
-from shipyard.client.remote import RemoteJobs, RemoteModels, RemoteTables, RemoteWorkspace
+from shipyard.client.local import (
+    LocalExperiments,
+    LocalJobs,
+    LocalModels,
+    LocalRuns,
+    LocalTables,
+    LocalWorkspace,
+)
+from shipyard.client.remote import (
+    RemoteExperiments,
+    RemoteJobs,
+    RemoteModels,
+    RemoteRuns,
+    RemoteTables,
+    RemoteWorkspace,
+)
 from shipyard.server import create_app
 
 PAIRS = [
@@ -22,6 +36,8 @@ PAIRS = [
     (LocalTables, RemoteTables),
     (LocalModels, RemoteModels),
     (LocalJobs, RemoteJobs),
+    (LocalExperiments, RemoteExperiments),
+    (LocalRuns, RemoteRuns),
 ]
 
 
@@ -54,7 +70,7 @@ def test_same_public_methods_and_signatures(local: type, remote: type) -> None:
 def test_same_collections(embedded: LocalWorkspace) -> None:
     remote = RemoteWorkspace("http://127.0.0.1:1")  # never contacted
     assert LocalWorkspace.remote is False and RemoteWorkspace.remote is True
-    for attr in ("tables", "models", "jobs"):
+    for attr in ("tables", "models", "jobs", "experiments", "runs"):
         local_cls, remote_cls = type(getattr(embedded, attr)), type(getattr(remote, attr))
         assert (local_cls, remote_cls) in PAIRS, attr
     remote.close()

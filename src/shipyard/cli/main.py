@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -51,6 +52,10 @@ jobs_app = typer.Typer(help="Jobs the engine runs.", no_args_is_help=True)
 app.add_typer(tables_app, name="tables")
 app.add_typer(models_app, name="models")
 app.add_typer(jobs_app, name="jobs")
+experiments_app = typer.Typer(help="Experiments: namespaces of runs.", no_args_is_help=True)
+runs_app = typer.Typer(help="Tracked runs: params, metrics, search, compare.", no_args_is_help=True)
+app.add_typer(experiments_app, name="experiments")
+app.add_typer(runs_app, name="runs")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -551,6 +556,137 @@ def jobs_cancel(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="I
     with _session(ctx) as ws:
         job = ws.jobs.cancel(job_id)
         out.print(f"job {job.id}: {_state(job.state)}")
+
+
+# -- experiments and runs -----------------------------------------------------------------------
+
+
+@experiments_app.command("list")
+def experiments_list(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
+    """List experiments."""
+    with _session(ctx) as ws:
+        items = _all_pages(ws.experiments.list, page_size=1000)
+        if as_json:
+            _print_json(items)
+            return
+        table = Table("name", "description", "created", header_style="bold")
+        for e in items:
+            table.add_row(escape(e.name), escape(e.description or ""), _when(e.created_at))
+        out.print(table if items else "no experiments")
+
+
+@runs_app.command("list")
+def runs_list(
+    ctx: typer.Context,
+    experiment: list[str] | None = typer.Option(
+        None, "--experiment", "-e", help="Only this experiment (repeat for more)."
+    ),
+    filter: str | None = typer.Option(
+        None, "--filter", "-f", help="e.g. \"metrics.auc > 0.9 and params.depth = '6'\""
+    ),
+    order_by: list[str] | None = typer.Option(
+        None, "--order-by", help="e.g. 'metrics.auc DESC' (repeat for more)."
+    ),
+    limit: int = typer.Option(100, "--limit", min=1, max=1000, help="At most N runs."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List runs of every experiment (or those named), newest first unless --order-by."""
+    with _session(ctx) as ws:
+        page = ws.runs.list(
+            experiment=experiment or None, filter=filter, order_by=order_by, page_size=limit
+        )
+        if as_json:
+            _print_json(page.items)
+            return
+        table = Table(header_style="bold")
+        table.add_column("id", no_wrap=True, min_width=32)
+        for column in ("experiment", "name", "status", "started", "metrics"):
+            table.add_column(column, overflow="fold")
+        for r in page.items:
+            table.add_row(
+                r.id,
+                escape(r.experiment),
+                escape(r.name),
+                _run_status(r.status),
+                _when(r.start_time),
+                _metrics_summary(r.metrics),
+            )
+        out.print(table if page.items else "no runs")
+        if page.next_page_token:
+            out.print(f"showing the first {limit} runs (--limit)", style="dim", markup=False)
+
+
+def _run_status(status: Any) -> str:
+    value = str(getattr(status, "value", status))
+    color = {"FINISHED": "green", "FAILED": "red", "KILLED": "yellow", "RUNNING": "cyan"}
+    return f"[{color.get(value, 'white')}]{value}[/]"
+
+
+@runs_app.command("show")
+def runs_show(
+    ctx: typer.Context,
+    run_id: str = typer.Argument(..., metavar="RUN"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show one run: attributes, params, tags and latest metrics."""
+    with _session(ctx) as ws:
+        run = ws.runs.get(run_id)
+        if as_json:
+            _print_json(run)
+            return
+        table = Table(show_header=False, box=None)
+        table.add_column(style="bold")
+        table.add_column(overflow="fold")
+        table.add_row("id", run.id)
+        table.add_row("name", escape(run.name))
+        table.add_row("experiment", escape(run.experiment))
+        table.add_row("status", _run_status(run.status))
+        table.add_row("parent", run.parent_run_id or "")
+        table.add_row("started", _when(run.start_time))
+        table.add_row("ended", _when(run.end_time))
+        if run.notes:
+            table.add_row("notes", escape(run.notes))
+        out.print(table)
+        for title, values in (("param", run.params), ("metric", run.metrics), ("tag", run.tags)):
+            if values:
+                detail = Table(title, "value", header_style="bold")
+                for key, value in sorted(values.items()):
+                    detail.add_row(escape(key), escape(_cell(value)))
+                out.print(detail)
+
+
+@runs_app.command("compare")
+def runs_compare(
+    ctx: typer.Context,
+    run_ids: list[str] = typer.Argument(..., metavar="RUN RUN…"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Params and latest metrics of runs side by side (a row per key, a column per run)."""
+    with _session(ctx) as ws:
+        runs = [ws.runs.get(r) for r in run_ids]
+        rows = [("name", "", [r.name for r in runs])]
+        for kind, attr in (("param", "params"), ("metric", "metrics")):
+            keys = sorted({k for r in runs for k in getattr(r, attr)})
+            rows += [(kind, k, [getattr(r, attr).get(k) for r in runs]) for k in keys]
+        if as_json:
+            _print_json(
+                {
+                    "runs": [r.id for r in runs],
+                    "params": {k: v for kind, k, v in rows if kind == "param"},
+                    "metrics": {k: v for kind, k, v in rows if kind == "metric"},
+                }
+            )
+            return
+        table = Table("", "key", header_style="bold")
+        for r in runs:
+            table.add_column(r.id[:8], overflow="fold")
+        for kind, key, values in rows:
+            differ = len({str(v) for v in values}) > 1
+            cells = [escape(_cell(v)) for v in values]
+            table.add_row(kind, escape(key), *(f"[yellow]{c}[/]" if differ else c for c in cells))
+        out.print(table)
 
 
 # -- up ------------------------------------------------------------------------------------------

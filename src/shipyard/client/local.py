@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from shipyard.services import Services
 from shipyard.sql.entities import QueryResult
 from shipyard.sql.service import SqlService
 from shipyard.store import Page
+from shipyard.tracking.entities import Experiment, MetricPoint, Run
+from shipyard.tracking.service import TrackingService
 from shipyard.warehouse.loading import rows_to_arrow
 
 
@@ -141,6 +144,97 @@ class LocalJobs:
         return self._sql.result(job_id)
 
 
+class LocalExperiments:
+    """``ws.experiments``: namespaces of runs."""
+
+    def __init__(self, service: TrackingService) -> None:
+        self._s = service
+
+    def create(
+        self, name: str, *, description: str | None = None, tags: dict[str, Any] | None = None
+    ) -> Experiment:
+        return self._s.create_experiment(name, description=description, tags=tags)
+
+    def get(self, name: str) -> Experiment:
+        return self._s.get_experiment(name)
+
+    def list(self, *, page_size: int = 100, page_token: str | None = None) -> Page[Experiment]:
+        return self._s.list_experiments(page_size=page_size, page_token=page_token)
+
+    def delete(self, name: str) -> None:
+        """Delete the experiment with all its runs (permanently)."""
+        self._s.delete_experiment(name)
+
+
+class LocalRuns:
+    """``ws.runs``: runs, their params, tags and metric series; search with a filter."""
+
+    def __init__(self, service: TrackingService) -> None:
+        self._s = service
+
+    def create(
+        self,
+        experiment: str,
+        *,
+        name: str | None = None,
+        parent_run_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        created_by: str | None = None,
+    ) -> Run:
+        return self._s.create_run(
+            experiment, name=name, parent_run_id=parent_run_id, tags=tags, created_by=created_by
+        )
+
+    def get(self, run_id: str) -> Run:
+        return self._s.get_run(run_id)
+
+    def list(
+        self,
+        *,
+        experiment: str | builtins.list[str] | None = None,
+        filter: str | None = None,
+        order_by: builtins.list[str] | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+    ) -> Page[Run]:
+        """Runs matching ``filter`` (e.g. ``"metrics.auc > 0.9 and params.depth = '6'"``)."""
+        return self._s.search_runs(
+            experiment, filter, order_by, page_size=page_size, page_token=page_token
+        )
+
+    def update(self, run_id: str, *, name: str | None = None, notes: str | None = None) -> Run:
+        return self._s.update_run(run_id, name=name, notes=notes)
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Iterable[Any] = (),
+        params: dict[str, Any] | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> None:
+        """Log ``(key, value, step, timestamp)`` points, params and tags in one transaction."""
+        self._s.log_batch(run_id, metrics, params, tags)
+
+    def log_metric(
+        self, run_id: str, key: str, value: float, step: int = 0, timestamp: int | None = None
+    ) -> None:
+        self._s.log_metric(run_id, key, value, step, timestamp)
+
+    def log_param(self, run_id: str, key: str, value: Any) -> None:
+        self._s.log_param(run_id, key, value)
+
+    def set_tag(self, run_id: str, key: str, value: Any) -> None:
+        self._s.set_tag(run_id, key, value)
+
+    def end(self, run_id: str, status: str = "FINISHED") -> Run:
+        return self._s.end_run(run_id, status)
+
+    def metric_history(
+        self, run_id: str, key: str, *, page_size: int = 1000, page_token: str | None = None
+    ) -> Page[MetricPoint]:
+        return self._s.metric_history(run_id, key, page_size=page_size, page_token=page_token)
+
+
 class LocalWorkspace:
     """A workspace opened in this process (DuckDB + SQLite + local files by default)."""
 
@@ -153,6 +247,8 @@ class LocalWorkspace:
         self.tables = LocalTables(self.services.tables)
         self.models = LocalModels(self.services.models)
         self.jobs = LocalJobs(ctx, self._sql)
+        self.experiments = LocalExperiments(self.services.tracking)
+        self.runs = LocalRuns(self.services.tracking)
 
     @property
     def home(self) -> Path:

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
@@ -43,6 +43,7 @@ from shipyard.registry.entities import Manifest, Model, ModelVersion
 from shipyard.registry.predictor import Predictor, PredictorCache
 from shipyard.sql.entities import QueryResult
 from shipyard.store import Page
+from shipyard.tracking.entities import Experiment, MetricPoint, Run, metric_tuples
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 RESULT_HEADER = "X-Shipyard-Result"
@@ -521,6 +522,133 @@ class RemoteJobs:
         return _result(self._http.request("GET", f"/v1/jobs/{_seg(job_id)}/result", headers=_ARROW))
 
 
+class RemoteExperiments:
+    """``ws.experiments``: namespaces of runs."""
+
+    def __init__(self, http: _Http) -> None:
+        self._http = http
+
+    def create(
+        self, name: str, *, description: str | None = None, tags: dict[str, Any] | None = None
+    ) -> Experiment:
+        body = {"name": name, "description": description, "tags": tags or {}}
+        response = self._http.request("POST", "/v1/experiments", json_body=body)
+        return Experiment.model_validate(response.json())
+
+    def get(self, name: str) -> Experiment:
+        return Experiment.model_validate(
+            self._http.request("GET", f"/v1/experiments/{_seg(name)}").json()
+        )
+
+    def list(self, *, page_size: int = 100, page_token: str | None = None) -> Page[Experiment]:
+        params = {"page_size": page_size, "page_token": page_token}
+        return Page[Experiment].model_validate(
+            self._http.request("GET", "/v1/experiments", params=params).json()
+        )
+
+    def delete(self, name: str) -> None:
+        """Delete the experiment with all its runs (permanently)."""
+        self._http.request("DELETE", f"/v1/experiments/{_seg(name)}", expected=(200, 204))
+
+
+class RemoteRuns:
+    """``ws.runs``: runs, their params, tags and metric series; search with a filter."""
+
+    def __init__(self, http: _Http) -> None:
+        self._http = http
+
+    def create(
+        self,
+        experiment: str,
+        *,
+        name: str | None = None,
+        parent_run_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        created_by: str | None = None,
+    ) -> Run:
+        body = {
+            "experiment": experiment,
+            "name": name,
+            "parent_run_id": parent_run_id,
+            "tags": tags or {},
+            "created_by": created_by,
+        }
+        return Run.model_validate(self._http.request("POST", "/v1/runs", json_body=body).json())
+
+    def get(self, run_id: str) -> Run:
+        return Run.model_validate(self._http.request("GET", f"/v1/runs/{_seg(run_id)}").json())
+
+    def list(
+        self,
+        *,
+        experiment: str | builtins.list[str] | None = None,
+        filter: str | None = None,
+        order_by: builtins.list[str] | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+    ) -> Page[Run]:
+        """Runs matching ``filter`` (e.g. ``"metrics.auc > 0.9 and params.depth = '6'"``)."""
+        params: dict[str, Any] = {
+            "experiment": [experiment] if isinstance(experiment, str) else experiment,
+            "filter": filter,
+            "order_by": order_by,
+            "page_size": page_size,
+            "page_token": page_token,
+        }
+        return Page[Run].model_validate(self._http.request("GET", "/v1/runs", params=params).json())
+
+    def update(self, run_id: str, *, name: str | None = None, notes: str | None = None) -> Run:
+        body = {"name": name, "notes": notes}
+        return Run.model_validate(
+            self._http.request("PATCH", f"/v1/runs/{_seg(run_id)}", json_body=body).json()
+        )
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Iterable[Any] = (),
+        params: dict[str, Any] | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> None:
+        """Log ``(key, value, step, timestamp)`` points, params and tags in one transaction."""
+        # Validated here too: JSON cannot carry NaN, and a bad point should not cost a trip.
+        points = [[k, v, s, t] for k, s, t, v in metric_tuples(metrics)]
+        body = {
+            "metrics": points,
+            "params": {k: str(v) for k, v in (params or {}).items()},
+            "tags": {k: str(v) for k, v in (tags or {}).items()},
+        }
+        self._http.request(
+            "POST", f"/v1/runs/{_seg(run_id)}:logBatch", json_body=body, expected=(200, 204)
+        )
+
+    def log_metric(
+        self, run_id: str, key: str, value: float, step: int = 0, timestamp: int | None = None
+    ) -> None:
+        self.log_batch(run_id, metrics=[(key, value, step, timestamp)])
+
+    def log_param(self, run_id: str, key: str, value: Any) -> None:
+        self.log_batch(run_id, params={key: value})
+
+    def set_tag(self, run_id: str, key: str, value: Any) -> None:
+        self.log_batch(run_id, tags={key: value})
+
+    def end(self, run_id: str, status: str = "FINISHED") -> Run:
+        response = self._http.request(
+            "POST", f"/v1/runs/{_seg(run_id)}:end", json_body={"status": status}
+        )
+        return Run.model_validate(response.json())
+
+    def metric_history(
+        self, run_id: str, key: str, *, page_size: int = 1000, page_token: str | None = None
+    ) -> Page[MetricPoint]:
+        params = {"page_size": page_size, "page_token": page_token}
+        response = self._http.request(
+            "GET", f"/v1/runs/{_seg(run_id)}/metrics/{_seg(key)}", params=params
+        )
+        return Page[MetricPoint].model_validate(response.json())
+
+
 class RemoteWorkspace:
     """A workspace served by a Shipyard server, reached over HTTP.
 
@@ -553,6 +681,8 @@ class RemoteWorkspace:
         self.tables = RemoteTables(self._http, self)
         self.models = RemoteModels(self._http, _cache_dir(cache_dir))
         self.jobs = RemoteJobs(self._http)
+        self.experiments = RemoteExperiments(self._http)
+        self.runs = RemoteRuns(self._http)
 
     @property
     def home(self) -> Path:
@@ -620,4 +750,11 @@ def _cache_dir(explicit: str | Path | None) -> Path:
     return Path(base) / "shipyard"
 
 
-__all__ = ["RemoteJobs", "RemoteModels", "RemoteTables", "RemoteWorkspace"]
+__all__ = [
+    "RemoteExperiments",
+    "RemoteJobs",
+    "RemoteModels",
+    "RemoteRuns",
+    "RemoteTables",
+    "RemoteWorkspace",
+]

@@ -24,7 +24,7 @@ from swagger_ui_bundle import swagger_ui_path
 from shipyard.errors import PayloadTooLarge
 from shipyard.server.auth import BearerAuth
 from shipyard.server.errors import install_error_handlers
-from shipyard.server.routers import jobs, models, queries, system, tables
+from shipyard.server.routers import jobs, models, queries, system, tables, tracking
 from shipyard.server.routers.system import VERSION
 from shipyard.services import Services
 
@@ -35,6 +35,7 @@ _TAGS = [
     {"name": "queries", "description": "BigQuery ML SQL over the DuckDB warehouse."},
     {"name": "tables", "description": "Warehouse tables: load, describe, preview, versions."},
     {"name": "models", "description": "The model registry: versions, aliases, packages, predict."},
+    {"name": "tracking", "description": "Experiments and runs: params, metrics, search."},
     {"name": "jobs", "description": "Work the engine runs: state, progress, logs, cancel."},
     {"name": "system", "description": "Health, readiness and the workspace itself."},
 ]
@@ -67,6 +68,8 @@ def create_app(
 
     for module in (system, queries, tables, models, jobs):
         app.include_router(module.router)
+    app.include_router(tracking.experiments_router)
+    app.include_router(tracking.runs_router)
 
     @app.get("/", include_in_schema=False)
     def console() -> Response:
