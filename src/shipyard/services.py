@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from shipyard.context import Context
 from shipyard.data.service import TableService
 from shipyard.engine import LocalEngine
+from shipyard.metadata.service import MetadataService
 from shipyard.registry.service import ModelService
 from shipyard.sql.service import SqlService
 from shipyard.tracking.service import TrackingService
@@ -23,17 +24,20 @@ class Services:
     models: ModelService
     sql: SqlService
     tracking: TrackingService
+    metadata: MetadataService
 
     @classmethod
     def build(cls, ctx: Context) -> Services:
-        tables = TableService(ctx)
+        metadata = MetadataService(ctx)
+        tables = TableService(ctx, metadata)
         models = ModelService(ctx)
         return cls(
             ctx=ctx,
             tables=tables,
             models=models,
-            sql=SqlService(ctx, tables, models),
+            sql=SqlService(ctx, tables, models, metadata),
             tracking=TrackingService(ctx),
+            metadata=metadata,
         )
 
     @property

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.tree import Tree
 
 from shipyard.client import connect
 from shipyard.errors import (
@@ -725,3 +726,87 @@ def main() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+# -- lineage -------------------------------------------------------------------------------------
+
+
+@app.command("lineage")
+def lineage_command(
+    ctx: typer.Context,
+    resource: str = typer.Argument(
+        ..., metavar="RESOURCE", help="tables/d.t, models/d.m[/versions/N] or runs/ID."
+    ),
+    direction: str = typer.Option(
+        "both", "--direction", "-d", help="upstream, downstream or both."
+    ),
+    depth: int | None = typer.Option(None, "--depth", help="Executions away (default: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show where a table, model version or run came from, and what came of it."""
+    with _session(ctx) as ws:
+        graph = ws.lineage(resource, direction=direction, depth=depth)
+        if as_json:
+            _print_json(graph)
+            return
+        out.print(_lineage_tree(graph))
+
+
+def _lineage_tree(graph: Any) -> Tree:
+    """The graph as trees from the root: upstream through producing executions, downstream
+    through consuming ones (a node seen before on a branch is marked, not repeated)."""
+    artifacts = {a.id: a for a in graph.artifacts}
+    executions = {e.id: e for e in graph.executions}
+    root = next(a for a in graph.artifacts if a.uri == graph.root)
+    tree = Tree(f"[bold]{escape(root.uri)}[/bold] ({root.kind})")
+    ways = [("upstream", "OUTPUT", "INPUT", "⬆"), ("downstream", "INPUT", "OUTPUT", "⬇")]
+    for way, near, far, arrow in ways:
+        if graph.direction not in (way, "both"):
+            continue
+        branch = tree.add(f"[dim]{way}[/dim]")
+        _lineage_branch(branch, graph, root.id, near, far, arrow, artifacts, executions, set())
+    return tree
+
+
+def _lineage_branch(
+    node: Tree,
+    graph: Any,
+    artifact_id: str,
+    near: str,
+    far: str,
+    arrow: str,
+    artifacts: dict[str, Any],
+    executions: dict[str, Any],
+    seen: set[str],
+) -> None:
+    for edge in graph.edges:
+        if edge.artifact_id != artifact_id or edge.type != near:
+            continue
+        execution = executions.get(edge.execution_id)
+        if execution is None or execution.id in seen:
+            continue
+        statement = execution.properties.get("statement") or ""
+        summary = " ".join(str(statement).split())
+        summary = summary if len(summary) <= 80 else summary[:77] + "..."
+        label = f"{arrow} [cyan]{escape(execution.name)}[/cyan] ({execution.kind})"
+        if summary:
+            label += f" [dim]{escape(summary)}[/dim]"
+        child = node.add(label)
+        for other in graph.edges:
+            if other.execution_id != execution.id or other.type != far:
+                continue
+            artifact = artifacts.get(other.artifact_id)
+            if artifact is None:
+                continue
+            grandchild = child.add(f"{escape(artifact.uri)} ({artifact.kind})")
+            _lineage_branch(
+                grandchild,
+                graph,
+                artifact.id,
+                near,
+                far,
+                arrow,
+                artifacts,
+                executions,
+                seen | {execution.id},
+            )

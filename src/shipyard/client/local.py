@@ -13,6 +13,7 @@ from shipyard.context import Context
 from shipyard.data.entities import TableInfo, TableVersion
 from shipyard.data.service import TableService
 from shipyard.engine import Job, LogLine
+from shipyard.metadata.entities import LineageGraph
 from shipyard.registry.entities import Manifest, Model, ModelVersion
 from shipyard.registry.predictor import Predictor
 from shipyard.registry.service import ModelService
@@ -271,6 +272,14 @@ class LocalWorkspace:
     ) -> TableInfo:
         """Load a file (CSV, Parquet, JSON/JSONL, Excel), a DataFrame or an Arrow table."""
         return self.tables.load(name, source, mode=mode, format=format)
+
+    def lineage(
+        self, resource: str, *, direction: str = "both", depth: int | None = None
+    ) -> LineageGraph:
+        """Where ``resource`` came from and what came of it: ``models/d.m`` (its default
+        version), ``models/d.m/versions/2``, ``tables/d.t`` (its latest version), ``runs/<id>``.
+        ``direction``: upstream, downstream or both; ``depth``: executions away (None: all)."""
+        return self.services.metadata.lineage(resource, direction, depth)
 
     def close(self) -> None:
         self.ctx.close()

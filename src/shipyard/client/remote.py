@@ -39,6 +39,7 @@ from shipyard.errors import (
     Unsupported,
     error_class_for_code,
 )
+from shipyard.metadata.entities import LineageGraph
 from shipyard.registry.entities import Manifest, Model, ModelVersion
 from shipyard.registry.predictor import Predictor, PredictorCache
 from shipyard.sql.entities import QueryResult
@@ -727,6 +728,19 @@ class RemoteWorkspace:
     ) -> TableInfo:
         """Load a file (CSV, Parquet, JSON/JSONL, Excel), a DataFrame or an Arrow table."""
         return self.tables.load(name, source, mode=mode, format=format)
+
+    def lineage(
+        self, resource: str, *, direction: str = "both", depth: int | None = None
+    ) -> LineageGraph:
+        """Where ``resource`` came from and what came of it: ``models/d.m`` (its default
+        version), ``models/d.m/versions/2``, ``tables/d.t`` (its latest version), ``runs/<id>``.
+        ``direction``: upstream, downstream or both; ``depth``: executions away (None: all)."""
+        params: dict[str, Any] = {"direction": direction}
+        if depth is not None:
+            params["depth"] = depth
+        path = "/v1/lineage/" + "/".join(_seg(part) for part in str(resource).strip("/").split("/"))
+        response = self._http.request("GET", path, params=params)
+        return LineageGraph.model_validate(response.json())
 
     def close(self) -> None:
         self._http.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import builtins
 import threading
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -13,6 +14,7 @@ from sqlalchemy import func, insert, select
 from shipyard.context import Context
 from shipyard.data.entities import Column, TableInfo, TableVersion
 from shipyard.errors import InvalidArgument
+from shipyard.metadata.service import MetadataService, table_version_uri
 from shipyard.store import Page
 from shipyard.store.schema import table_versions, utcnow
 from shipyard.warehouse import QualifiedName, load
@@ -21,8 +23,9 @@ MAX_PREVIEW_ROWS = 10_000
 
 
 class TableService:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, metadata: MetadataService | None = None) -> None:
         self.ctx = ctx
+        self.metadata = metadata
         self.warehouse = ctx.warehouse
         # The last version seen per table while no write went through this process since.
         # This process owns the warehouse, so every write passes through Shipyard and calls
@@ -50,7 +53,23 @@ class TableService:
         described = load(self.warehouse, qname, source, mode=mode, format=format)
         if source_name is not None:
             described["uri"] = source_name
-        self.record_version(qname, {**described, "mode": mode})
+        version = self.record_version(qname, {**described, "mode": mode})
+        if self.metadata is not None:
+            uri = described.get("uri")
+            if isinstance(uri, str) and uri.startswith("/"):
+                uri = Path(uri).as_uri()
+            self.metadata.record_execution(
+                "load",
+                f"load {qname}",
+                {"mode": mode, "format": described.get("format"), "source": uri},
+                inputs=[uri] if isinstance(uri, str) and uri else [],
+                outputs=[table_version_uri(str(qname), version.version)],
+                artifact_properties={
+                    table_version_uri(str(qname), version.version): {
+                        "fingerprint": version.fingerprint
+                    }
+                },
+            )
         return self.get(str(qname))
 
     def observed_version(self, qname: QualifiedName) -> TableVersion:

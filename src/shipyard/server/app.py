@@ -24,7 +24,7 @@ from swagger_ui_bundle import swagger_ui_path
 from shipyard.errors import PayloadTooLarge
 from shipyard.server.auth import BearerAuth
 from shipyard.server.errors import install_error_handlers
-from shipyard.server.routers import jobs, models, queries, system, tables, tracking
+from shipyard.server.routers import jobs, lineage, models, queries, system, tables, tracking
 from shipyard.server.routers.system import VERSION
 from shipyard.services import Services
 
@@ -66,7 +66,7 @@ def create_app(
     app.state.token = token
     app.state.max_request_bytes = max_request_bytes
 
-    for module in (system, queries, tables, models, jobs):
+    for module in (system, queries, tables, models, jobs, lineage):
         app.include_router(module.router)
     app.include_router(tracking.experiments_router)
     app.include_router(tracking.runs_router)

@@ -14,6 +14,7 @@ from sqlglot import exp
 
 from shipyard.engine import JobContext
 from shipyard.errors import AlreadyExists, InvalidArgument, SQLError, Unsupported
+from shipyard.metadata.service import model_version_uri, table_version_uri
 from shipyard.registry.entities import Lineage
 from shipyard.registry.service import NewVersion
 from shipyard.sql.dialect import ShipyardBigQuery, literal_value, table_name
@@ -120,6 +121,22 @@ def create_model(
     )
     if version is None:  # created concurrently by someone else while we trained
         return QueryResult(pa.table({}), statement_type="CREATE_MODEL", message="model exists")
+    if service.metadata is not None:
+        output = model_version_uri(str(qname), version.version)
+        service.metadata.record_execution(
+            "sql_statement",
+            "CREATE_MODEL",
+            {"statement": text, "statement_type": "CREATE_MODEL", "job_id": job.job_id},
+            inputs=[table_version_uri(i["name"], i["version"]) for i in inputs],
+            outputs=[output],
+            artifact_properties={
+                output: {"model_type": spec.name},
+                **{
+                    table_version_uri(i["name"], i["version"]): {"fingerprint": i["fingerprint"]}
+                    for i in inputs
+                },
+            },
+        )
     job.log(f"registered {qname} version {version.version}")
     return QueryResult(
         pa.table({}),
@@ -129,11 +146,8 @@ def create_model(
     )
 
 
-def _training_data(
-    service: SqlService, query: exp.Expression
-) -> tuple[pa.Table, list[dict[str, Any]]]:
-    """Run the training query; return its rows and the tables it read, with their versions."""
-    tree = query.copy()
+def tables_read(tree: exp.Expression) -> list[str]:
+    """The warehouse tables (``dataset.name``) a statement names, CTEs and ML functions aside."""
     cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     read: list[str] = []
     for table in tree.find_all(exp.Table):
@@ -143,9 +157,21 @@ def _training_data(
             continue
         if table.args.get("db") is None:
             continue
-        name = str(QualifiedName.parse(table_name(table)))
+        try:
+            name = str(QualifiedName.parse(table_name(table)))
+        except InvalidArgument:
+            continue
         if name not in read:
             read.append(name)
+    return read
+
+
+def _training_data(
+    service: SqlService, query: exp.Expression
+) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """Run the training query; return its rows and the tables it read, with their versions."""
+    tree = query.copy()
+    read = tables_read(tree)
     data = service.query_arrow(tree)
     inputs = []
     for name in read:

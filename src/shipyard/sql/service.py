@@ -34,8 +34,9 @@ from shipyard.errors import (
     Unsupported,
     error_class_for_code,
 )
+from shipyard.metadata.service import MetadataService, model_version_uri, table_version_uri
 from shipyard.registry.service import ModelService
-from shipyard.sql.create_model import create_model
+from shipyard.sql.create_model import create_model, tables_read
 from shipyard.sql.dialect import (
     MLFunction,
     ShipyardBigQuery,
@@ -59,10 +60,17 @@ _WRITES = {
 
 
 class SqlService:
-    def __init__(self, ctx: Context, tables: TableService, models: ModelService) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        tables: TableService,
+        models: ModelService,
+        metadata: MetadataService | None = None,
+    ) -> None:
         self.ctx = ctx
         self.tables = tables
         self.models = models
+        self.metadata = metadata
         self._results: OrderedDict[str, QueryResult] = OrderedDict()
         self._lock = threading.Lock()
         self._names = itertools.count()
@@ -134,7 +142,7 @@ class SqlService:
             return create_model(self, job, statement, text)
         if isinstance(statement, exp.Drop) and statement.kind == "MODEL":
             return self._drop_model(statement)
-        return self._run_query(statement)
+        return self._run_query(statement, job, text)
 
     def _drop_model(self, statement: exp.Drop) -> QueryResult:
         names = [table_name(t) for t in statement.args.get("tables") or [statement.this]]
@@ -150,8 +158,12 @@ class SqlService:
         message = f"dropped model {', '.join(dropped)}" if dropped else "no model to drop"
         return QueryResult(pa.table({}), statement_type="DROP_MODEL", message=message)
 
-    def _run_query(self, statement: exp.Expression) -> QueryResult:
+    def _run_query(
+        self, statement: exp.Expression, job: JobContext | None = None, text: str | None = None
+    ) -> QueryResult:
         statement_type, written = _statement_type(statement)
+        # What the statement reads, resolved before it runs (cheap: metadata lookups, no hashing).
+        reads = self._reads(statement, written) if written is not None else None
         writes = statement_type != "SELECT"
         if writes:
             self.tables.forget()  # DDL and DML may touch any table
@@ -164,13 +176,54 @@ class SqlService:
         if written is not None:
             qname = QualifiedName.parse(written)
             if self.ctx.warehouse.exists(qname):
-                self.tables.record_version(qname, {"kind": "sql", "statement": statement_type})
+                version = self.tables.record_version(
+                    qname, {"kind": "sql", "statement": statement_type}
+                )
                 table = str(qname)
+                if self.metadata is not None and reads is not None:
+                    output = table_version_uri(table, version.version)
+                    self.metadata.record_execution(
+                        "sql_statement",
+                        statement_type,
+                        {
+                            "statement": text or statement.sql(dialect=ShipyardBigQuery),
+                            "statement_type": statement_type,
+                            "job_id": job.job_id if job is not None else None,
+                        },
+                        inputs=[u for u in reads if u != output],
+                        outputs=[output],
+                        artifact_properties={output: {"fingerprint": version.fingerprint}},
+                    )
         if statement_type != "SELECT" and rows.column_names == ["Count"]:
             # DuckDB reports a count for every write; BigQuery only for DML.
             dml = statement_type in _WRITES.values()
             rows = rows.rename_columns(["num_dml_affected_rows"]) if dml else pa.table({})
         return QueryResult(rows, statement_type=statement_type, table_name=table)
+
+    def _reads(self, statement: exp.Expression, written: str) -> list[str]:
+        """Artifact uris of the table versions and model versions ``statement`` reads, as far
+        as the metadata already knows them (the latest recorded table version; the model's
+        default version)."""
+        if self.metadata is None:
+            return []
+        uris: list[str] = []
+        target = str(QualifiedName.parse(written))
+        for name in tables_read(statement):
+            if name == target:
+                continue
+            latest = self.tables.latest_version(QualifiedName.parse(name))
+            if latest is not None:
+                uris.append(table_version_uri(name, latest.version))
+        for node in statement.find_all(exp.Predict, MLFunction):
+            model = node.this if isinstance(node, exp.Expression) else None
+            if model is None:
+                continue
+            try:
+                name = str(QualifiedName.parse(table_name(model), kind="model"))
+                uris.append(model_version_uri(name, self.models.get_version(name).version))
+            except (NotFound, InvalidArgument):
+                continue  # the statement itself reports it
+        return list(dict.fromkeys(uris))
 
     # -- ML table functions ---------------------------------------------------------------
 

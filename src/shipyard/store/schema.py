@@ -232,3 +232,43 @@ run_latest_metrics = Table(
     ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
     Index("ix_run_latest_metrics_key_value", "key", "value"),
 )
+
+# -- metadata and lineage -----------------------------------------------------------------------
+# An ML-Metadata-style graph: artifacts (table versions, model versions, runs, files) and
+# executions (SQL statements, loads, runs, jobs) joined by INPUT/OUTPUT events. An artifact is
+# named by its resource path (``tables/demo.t/versions/3``), unique. Contexts and attributions
+# (experiments, pipelines) are not modelled yet.
+md_artifacts = Table(
+    "md_artifacts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(32), nullable=False),  # table_version model_version run file …
+    Column("uri", String(1024), nullable=False, unique=True),
+    Column("name", String(255), nullable=False),
+    Column("properties", JSONText, nullable=False, default=dict),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+md_executions = Table(
+    "md_executions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(32), nullable=False),  # sql_statement load run job …
+    Column("name", String(255), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("properties", JSONText, nullable=False, default=dict),  # statement, job_id …
+    Column("state", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+md_events = Table(
+    "md_events",
+    metadata,
+    Column("execution_id", String(32), primary_key=True),
+    Column("artifact_id", String(32), primary_key=True),
+    Column("type", String(8), primary_key=True),  # INPUT OUTPUT
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    ForeignKeyConstraint(["execution_id"], ["md_executions.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(["artifact_id"], ["md_artifacts.id"], ondelete="CASCADE"),
+    Index("ix_md_events_artifact_type", "artifact_id", "type"),
+)
