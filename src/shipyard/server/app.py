@@ -24,7 +24,16 @@ from swagger_ui_bundle import swagger_ui_path
 from shipyard.errors import PayloadTooLarge
 from shipyard.server.auth import BearerAuth
 from shipyard.server.errors import install_error_handlers
-from shipyard.server.routers import jobs, lineage, models, queries, system, tables, tracking
+from shipyard.server.routers import (
+    jobs,
+    lineage,
+    mlflow,
+    models,
+    queries,
+    system,
+    tables,
+    tracking,
+)
 from shipyard.server.routers.system import VERSION
 from shipyard.services import Services
 
@@ -70,6 +79,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(tracking.experiments_router)
     app.include_router(tracking.runs_router)
+    app.include_router(mlflow.router)  # MLflow's tracking REST API, for unmodified clients
 
     @app.get("/", include_in_schema=False)
     def console() -> Response:

@@ -97,6 +97,17 @@ class TrackingService:
         with self.store.connect() as conn:
             return Experiment(**self._experiment_row(conn, name))
 
+    def get_experiment_by_id(self, experiment_id: str) -> Experiment:
+        with self.store.connect() as conn:
+            row = (
+                conn.execute(select(experiments).where(experiments.c.id == experiment_id))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise NotFound(f"experiment with id {experiment_id!r} not found")
+        return Experiment(**row)
+
     def list_experiments(
         self, *, page_size: int = 100, page_token: str | None = None
     ) -> Page[Experiment]:
