@@ -122,7 +122,7 @@
       const page = await api("/v1/tables?page_size=200");
       $("tables-count").textContent = page.items.length + (page.next_page_token ? "+" : "") + " tables";
       fill(tbody, page.items.map((t) => el("tr", {}, [
-        el("td", { class: "mono", text: t.name }),
+        el("td", { class: "mono" }, lineageLink("tables/" + t.name, t.name)),
         el("td", { class: "num", text: number(t.num_rows) }),
         el("td", { class: "num", text: t.version === null ? "" : String(t.version) }),
         el("td", { text: when(t.updated_at) }),
@@ -163,7 +163,7 @@
         const aliases = Object.entries(m.aliases || {}).map(([a, v]) => el("span", { class: "pill", text: a + " → " + v }));
         return el("tr", {}, [
           el("td", {}, [
-            el("div", { class: "mono", text: m.name }),
+            el("div", {}, lineageLink("models/" + m.name, m.name)),
             el("div", { class: "muted", text: (m.model_type || "").toLowerCase().replace(/_/g, " ") }),
           ]),
           el("td", { class: "num", text: String(m.latest_version) }),
@@ -273,12 +273,419 @@
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) runSql(event);
   });
 
+  // -- experiments & runs ------------------------------------------------------------------------
+
+  const MAX_COMPARE = 5;
+  const COLORS = ["#1f77b4", "#d95f02", "#1b9e77", "#7570b3", "#e7298a"];
+  // The SVG namespace is a name, never fetched; spelled in parts so the assets hold no URL.
+  const SVG_NS = ["http", "//www.w3.org/2000/svg"].join(":");
+  const track = { experiment: null, runs: [], selected: [], metric: null };
+
+  function svg(tag, attrs, children) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (key === "text") node.textContent = value;
+      else node.setAttribute(key, String(value));
+    }
+    for (const child of [].concat(children || [])) if (child) node.appendChild(child);
+    return node;
+  }
+
+  function syncUrl() {
+    const params = new URLSearchParams(window.location.search);
+    const set = (key, value) => (value ? params.set(key, value) : params.delete(key));
+    set("experiment", track.experiment);
+    set("runs", track.selected.join(","));
+    set("metric", track.selected.length ? track.metric : null);
+    set("filter", $("run-filter").value.trim());
+    const query = params.toString();
+    history.replaceState(null, "", window.location.pathname + (query ? "?" + query : ""));
+  }
+
+  async function loadExperiments() {
+    const tbody = $("experiments").tBodies[0];
+    try {
+      const page = await api("/v1/experiments?page_size=200");
+      $("experiments-count").textContent = page.items.length + (page.next_page_token ? "+" : "") + " experiments";
+      fill(tbody, page.items.map((x) => {
+        const row = el("tr", { class: "pick" + (x.name === track.experiment ? " chosen" : ""), title: x.description || "" }, [
+          el("td", { class: "mono", text: x.name }),
+          el("td", { text: when(x.created_at) }),
+        ]);
+        row.addEventListener("click", () => chooseExperiment(x.name));
+        return row;
+      }), 2, "No experiments yet — log a run with sy.start_run().");
+    } catch (error) {
+      fill(tbody, [], 2, problem(error));
+    }
+  }
+
+  function chooseExperiment(name) {
+    if (name !== track.experiment) track.selected = [];
+    track.experiment = name;
+    for (const row of $("experiments").tBodies[0].rows) {
+      row.classList.toggle("chosen", row.cells[0].textContent === name && row.classList.contains("pick"));
+    }
+    loadRuns();
+  }
+
+  function span(start, end) {
+    if (!start) return "";
+    const seconds = Math.max(0, ((end ? new Date(end) : new Date()) - new Date(start)) / 1000);
+    if (seconds < 60) return seconds.toFixed(1) + " s";
+    const minutes = Math.floor(seconds / 60);
+    return minutes < 60 ? minutes + " m " + Math.round(seconds % 60) + " s" : Math.floor(minutes / 60) + " h " + (minutes % 60) + " m";
+  }
+
+  function keysOf(runs, field) {
+    const keys = new Set();
+    for (const run of runs) for (const key of Object.keys(run[field] || {})) keys.add(key);
+    return [...keys].sort();
+  }
+
+  async function loadRuns() {
+    const thead = $("runs").tHead;
+    const tbody = $("runs").tBodies[0];
+    $("runs-error").classList.add("hidden");
+    if (!track.experiment) return;
+    $("runs-count").textContent = "loading…";
+    const filter = $("run-filter").value.trim();
+    let path = "/v1/runs?page_size=200&order_by=" + encodeURIComponent("start_time DESC") + "&experiment=" + encodeURIComponent(track.experiment);
+    if (filter) path += "&filter=" + encodeURIComponent(filter);
+    try {
+      const page = await api(path);
+      track.runs = page.items;
+    } catch (error) {
+      track.runs = [];
+      $("runs-count").textContent = "";
+      thead.replaceChildren();
+      fill(tbody, [], 1, error.status === 400 ? "No runs: the filter is not valid." : problem(error));
+      if (error.status === 400) {
+        $("runs-error").textContent = error.message;
+        $("runs-error").classList.remove("hidden");
+      }
+      return;
+    }
+    $("runs-count").textContent = track.experiment + " · " + track.runs.length + (track.runs.length === 1 ? " run" : " runs") + (filter ? " matching" : "");
+    const params = keysOf(track.runs, "params");
+    const metrics = keysOf(track.runs, "metrics");
+    thead.replaceChildren(el("tr", {}, [
+      el("th", { title: "Compare up to " + MAX_COMPARE + " runs" }, "✓"),
+      el("th", { text: "Run" }), el("th", { text: "Status" }), el("th", { text: "Started" }),
+      el("th", { class: "num", text: "Duration" }),
+      ...params.map((k) => el("th", { class: "param", text: k, title: "params." + k })),
+      ...metrics.map((k) => el("th", { class: "num metric-col", text: k, title: "metrics." + k })),
+    ]));
+    fill(tbody, track.runs.map((r) => {
+      const box = el("input", { type: "checkbox", "aria-label": "Compare " + r.name, value: r.id });
+      box.checked = track.selected.includes(r.id);
+      box.addEventListener("change", () => toggleRun(r.id, box.checked));
+      return el("tr", { class: box.checked ? "chosen" : "" }, [
+        el("td", {}, box),
+        el("td", { class: "mono", text: r.name, title: r.id }),
+        el("td", {}, el("span", { class: "state " + r.status, text: r.status })),
+        el("td", { text: when(r.start_time) }),
+        el("td", { class: "num", text: span(r.start_time, r.end_time) }),
+        ...params.map((k) => el("td", { class: "mono", text: r.params[k] === undefined ? "" : r.params[k] })),
+        ...metrics.map((k) => el("td", { class: "num", text: r.metrics[k] === undefined ? "" : number(r.metrics[k]) })),
+      ]);
+    }), 5 + params.length + metrics.length, filter ? "No run matches the filter." : "No runs in this experiment yet.");
+    // keep only selections that are still listed
+    track.selected = track.selected.filter((id) => track.runs.some((r) => r.id === id));
+    limitChecks();
+    renderCompare();
+  }
+
+  function toggleRun(id, on) {
+    track.selected = track.selected.filter((x) => x !== id);
+    if (on && track.selected.length < MAX_COMPARE) track.selected.push(id);
+    for (const row of $("runs").tBodies[0].rows) {
+      const box = row.querySelector("input[type=checkbox]");
+      if (box) row.classList.toggle("chosen", track.selected.includes(box.value));
+    }
+    limitChecks();
+    renderCompare();
+  }
+
+  function limitChecks() {
+    const full = track.selected.length >= MAX_COMPARE;
+    for (const box of $("runs").querySelectorAll("input[type=checkbox]")) {
+      box.checked = track.selected.includes(box.value);
+      box.disabled = full && !box.checked;
+    }
+  }
+
+  function renderCompare() {
+    syncUrl();
+    const runs = track.selected.map((id) => track.runs.find((r) => r.id === id)).filter(Boolean);
+    $("compare").classList.toggle("hidden", !runs.length);
+    if (!runs.length) return;
+    const row = (label, values, cls) => {
+      const differ = new Set(values.map((v) => (v === undefined ? "" : String(v)))).size > 1;
+      return el("tr", { class: differ && runs.length > 1 ? "differs" : "" }, [
+        el("th", { class: "key", text: label }),
+        ...values.map((v) => el("td", { class: cls, text: v === undefined ? "—" : typeof v === "number" ? number(v) : String(v) })),
+      ]);
+    };
+    const head = el("tr", {}, [el("th", { text: "" }), ...runs.map((r, i) => el("th", {}, [
+      el("span", { class: "swatch", style: "background:" + COLORS[i % COLORS.length] }), r.name,
+    ]))]);
+    const body = [row("status", runs.map((r) => r.status), "")];
+    body.push(row("duration", runs.map((r) => span(r.start_time, r.end_time)), "num"));
+    for (const k of keysOf(runs, "params")) body.push(row("params." + k, runs.map((r) => r.params[k]), "mono"));
+    for (const k of keysOf(runs, "metrics")) body.push(row("metrics." + k, runs.map((r) => r.metrics[k]), "num"));
+    $("compare-table").replaceChildren(el("thead", {}, head), el("tbody", {}, body));
+
+    const keys = keysOf(runs, "metrics");
+    if (!keys.includes(track.metric)) track.metric = keys.includes("loss") ? "loss" : keys[0] || null;
+    const select = $("metric-key");
+    select.replaceChildren(...keys.map((k) => el("option", { value: k, text: k })));
+    if (track.metric) select.value = track.metric;
+    syncUrl();
+    drawCurves(runs);
+  }
+
+  $("metric-key").addEventListener("change", () => {
+    track.metric = $("metric-key").value;
+    renderCompare();
+  });
+
+  async function metricHistory(runId, key) {
+    const points = [];
+    let token = null;
+    for (let i = 0; i < 20; i++) {
+      const page = await api("/v1/runs/" + encodeURIComponent(runId) + "/metrics/" + encodeURIComponent(key) + "?page_size=5000" + (token ? "&page_token=" + encodeURIComponent(token) : ""));
+      points.push(...page.items);
+      token = page.next_page_token;
+      if (!token) break;
+    }
+    return points;
+  }
+
+  let drawing = 0;
+  async function drawCurves(runs) {
+    const key = track.metric;
+    const chart = $("chart");
+    const legend = $("legend");
+    const ticket = ++drawing;
+    if (!key) {
+      chart.replaceChildren(el("div", { class: "muted empty-chart", text: "These runs logged no metrics." }));
+      legend.replaceChildren();
+      return;
+    }
+    let series;
+    try {
+      series = await Promise.all(runs.map(async (r, i) => ({ run: r, color: COLORS[i % COLORS.length], points: await metricHistory(r.id, key) })));
+    } catch (error) {
+      if (ticket === drawing) chart.replaceChildren(el("div", { class: "error", text: problem(error) }));
+      return;
+    }
+    if (ticket !== drawing) return; // a newer selection is being drawn
+    chart.replaceChildren(lineChart(series, key));
+    legend.replaceChildren(...series.map((s) => el("span", { class: "legend-item" }, [
+      el("span", { class: "swatch", style: "background:" + s.color }),
+      s.run.name + " (" + s.points.length + (s.points.length === 1 ? " point)" : " points)"),
+    ])));
+  }
+
+  function niceTicks(lo, hi, count) {
+    if (!(hi > lo)) {
+      const pad = lo === 0 ? 1 : Math.abs(lo) * 0.1;
+      lo -= pad;
+      hi += pad;
+    }
+    const raw = (hi - lo) / count;
+    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) || 10 * mag;
+    const start = Math.floor(lo / step) * step;
+    const end = Math.ceil(hi / step) * step;
+    const ticks = [];
+    for (let v = start; v <= end + step / 2; v += step) ticks.push(Number(v.toPrecision(12)));
+    return { lo: start, hi: end, ticks: ticks };
+  }
+
+  function tickLabel(v) {
+    if (v === 0) return "0";
+    const a = Math.abs(v);
+    if (a >= 1e5 || a < 1e-3) return v.toExponential(1);
+    return String(Number(v.toPrecision(4)));
+  }
+
+  function lineChart(series, key) {
+    const W = 640, H = 280, M = { left: 56, right: 16, top: 12, bottom: 36 };
+    const all = series.flatMap((s) => s.points);
+    const root = svg("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H, class: "line-chart", role: "img", "aria-label": key + " by step" });
+    if (!all.length) {
+      root.appendChild(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "axis-label", text: "no points for " + key }));
+      return root;
+    }
+    const steps = all.map((p) => p.step);
+    const values = all.map((p) => p.value);
+    let xs = niceTicks(Math.min(...steps), Math.max(...steps), 6);
+    if (xs.ticks.length > 1 && xs.ticks[1] - xs.ticks[0] < 1) xs = { lo: xs.lo, hi: xs.hi, ticks: xs.ticks.filter(Number.isInteger) };
+    const ys = niceTicks(Math.min(...values), Math.max(...values), 5);
+    const px = (v) => M.left + ((v - xs.lo) / (xs.hi - xs.lo)) * (W - M.left - M.right);
+    const py = (v) => H - M.bottom - ((v - ys.lo) / (ys.hi - ys.lo)) * (H - M.top - M.bottom);
+    const grid = svg("g", { class: "grid-lines" });
+    for (const t of ys.ticks) {
+      grid.appendChild(svg("line", { x1: M.left, x2: W - M.right, y1: py(t), y2: py(t) }));
+      grid.appendChild(svg("text", { x: M.left - 6, y: py(t) + 4, "text-anchor": "end", class: "tick", text: tickLabel(t) }));
+    }
+    for (const t of xs.ticks) {
+      grid.appendChild(svg("line", { x1: px(t), x2: px(t), y1: H - M.bottom, y2: H - M.bottom + 4, class: "tick-mark" }));
+      grid.appendChild(svg("text", { x: px(t), y: H - M.bottom + 17, "text-anchor": "middle", class: "tick", text: tickLabel(t) }));
+    }
+    root.appendChild(grid);
+    root.appendChild(svg("line", { x1: M.left, x2: W - M.right, y1: H - M.bottom, y2: H - M.bottom, class: "axis" }));
+    root.appendChild(svg("line", { x1: M.left, x2: M.left, y1: M.top, y2: H - M.bottom, class: "axis" }));
+    root.appendChild(svg("text", { x: (M.left + W - M.right) / 2, y: H - 4, "text-anchor": "middle", class: "axis-label", text: "step" }));
+    root.appendChild(svg("text", { x: 12, y: M.top + 2, class: "axis-label", "dominant-baseline": "hanging", transform: "rotate(-90 12 " + (M.top + 2) + ")", "text-anchor": "end", text: key }));
+    for (const s of series) {
+      const d = s.points.map((p, i) => (i ? "L" : "M") + px(p.step).toFixed(1) + " " + py(p.value).toFixed(1)).join(" ");
+      const group = svg("g", { class: "series" }, svg("title", { text: s.run.name }));
+      group.appendChild(svg("path", { d: d || "M0 0", fill: "none", stroke: s.color, "stroke-width": 2, "stroke-linejoin": "round", "data-run": s.run.id }));
+      if (s.points.length <= 40) {
+        for (const p of s.points) {
+          group.appendChild(svg("circle", { cx: px(p.step).toFixed(1), cy: py(p.value).toFixed(1), r: 2.5, fill: s.color }, svg("title", { text: s.run.name + " · step " + p.step + " · " + number(p.value) })));
+        }
+      }
+      root.appendChild(group);
+    }
+    return root;
+  }
+
+  $("filter-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    loadRuns();
+  });
+
+  // -- lineage -----------------------------------------------------------------------------------
+
+  function lineagePath(resource) {
+    return resource.split("/").map(encodeURIComponent).join("/");
+  }
+
+  async function openLineage(resource) {
+    resource = (resource || "").trim().replace(/^\/+/, "");
+    if (!resource) return;
+    $("lineage-resource").value = resource;
+    $("lineage-error").classList.add("hidden");
+    $("lineage-status").textContent = "loading…";
+    const params = new URLSearchParams(window.location.search);
+    params.set("lineage", resource);
+    history.replaceState(null, "", window.location.pathname + "?" + params.toString());
+    try {
+      const graph = await api("/v1/lineage/" + lineagePath(resource) + "?direction=" + encodeURIComponent($("lineage-direction").value));
+      $("lineage-status").textContent = graph.root + " · " + graph.artifacts.length + " artifacts, " + graph.executions.length + " executions";
+      $("lineage-graph").replaceChildren(lineageSvg(graph));
+    } catch (error) {
+      $("lineage-status").textContent = "";
+      $("lineage-graph").replaceChildren();
+      $("lineage-error").textContent = problem(error);
+      $("lineage-error").classList.remove("hidden");
+    }
+  }
+
+  function layoutLineage(graph) {
+    const nodes = new Map();
+    for (const a of graph.artifacts) nodes.set("a" + a.id, { key: "a" + a.id, artifact: a, col: null });
+    for (const x of graph.executions) nodes.set("x" + x.id, { key: "x" + x.id, execution: x, col: null });
+    // artifact INPUT of execution: artifact → execution; OUTPUT: execution → artifact
+    const links = graph.edges.filter((e) => nodes.has("a" + e.artifact_id) && nodes.has("x" + e.execution_id)).map((e) => (
+      e.type === "INPUT" ? { from: "a" + e.artifact_id, to: "x" + e.execution_id } : { from: "x" + e.execution_id, to: "a" + e.artifact_id }
+    ));
+    const rootNode = [...nodes.values()].find((n) => n.artifact && n.artifact.uri === graph.root) || nodes.values().next().value;
+    if (!rootNode) return { nodes: [], links: [] };
+    rootNode.col = 0;
+    const queue = [rootNode.key];
+    const visit = () => {
+      while (queue.length) {
+        const key = queue.shift();
+        const col = nodes.get(key).col;
+        for (const l of links) {
+          if (l.from === key && nodes.get(l.to).col === null) { nodes.get(l.to).col = col + 1; queue.push(l.to); }
+          if (l.to === key && nodes.get(l.from).col === null) { nodes.get(l.from).col = col - 1; queue.push(l.from); }
+        }
+      }
+    };
+    visit();
+    for (const n of nodes.values()) {
+      if (n.col === null) { n.col = Math.max(...[...nodes.values()].map((m) => m.col || 0)) + 1; queue.push(n.key); visit(); }
+    }
+    return { nodes: [...nodes.values()], links: links, root: rootNode.key };
+  }
+
+  function shorten(text, max) {
+    return text.length > max ? text.slice(0, max - 1) + "…" : text;
+  }
+
+  function lineageSvg(graph) {
+    const { nodes, links, root } = layoutLineage(graph);
+    if (!nodes.length) return el("div", { class: "muted", text: "Nothing recorded for this resource." });
+    const NW = 230, NH = 46, GX = 44, GY = 16, PAD = 12;
+    const cols = [...new Set(nodes.map((n) => n.col))].sort((a, b) => a - b);
+    const byCol = new Map(cols.map((c) => [c, nodes.filter((n) => n.col === c)]));
+    const tallest = Math.max(...[...byCol.values()].map((list) => list.length));
+    const W = PAD * 2 + cols.length * NW + (cols.length - 1) * GX;
+    const H = PAD * 2 + tallest * NH + (tallest - 1) * GY;
+    for (const [c, list] of byCol) {
+      list.sort((a, b) => (a.artifact ? a.artifact.uri : a.execution.name).localeCompare(b.artifact ? b.artifact.uri : b.execution.name));
+      const top = PAD + ((tallest - list.length) * (NH + GY)) / 2;
+      list.forEach((n, i) => { n.x = PAD + cols.indexOf(c) * (NW + GX); n.y = top + i * (NH + GY); });
+    }
+    const at = new Map(nodes.map((n) => [n.key, n]));
+    const root_ = svg("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H, class: "lineage-graph", role: "img", "aria-label": "Lineage of " + graph.root });
+    const edges = svg("g", { class: "edges" });
+    for (const l of links) {
+      const a = at.get(l.from), b = at.get(l.to);
+      const x1 = a.x + NW, y1 = a.y + NH / 2, x2 = b.x - 2, y2 = b.y + NH / 2;
+      const mid = (x1 + x2) / 2;
+      edges.appendChild(svg("path", { d: "M" + x1 + " " + y1 + " C" + mid + " " + y1 + " " + mid + " " + y2 + " " + x2 + " " + y2, class: "edge" }));
+      edges.appendChild(svg("polygon", { points: x2 + "," + y2 + " " + (x2 - 7) + "," + (y2 - 4) + " " + (x2 - 7) + "," + (y2 + 4), class: "arrow" }));
+    }
+    root_.appendChild(edges);
+    for (const n of nodes) {
+      const isArtifact = Boolean(n.artifact);
+      const title = isArtifact ? n.artifact.uri : n.execution.name;
+      const sub = isArtifact ? n.artifact.kind.replace(/_/g, " ") : n.execution.kind.replace(/_/g, " ") + (n.execution.description ? " · " + n.execution.description : "");
+      const full = isArtifact ? n.artifact.uri + " (" + n.artifact.kind + ")" : n.execution.name + " (" + n.execution.kind + ")" + (n.execution.properties && n.execution.properties.statement ? "\n" + n.execution.properties.statement : n.execution.description ? "\n" + n.execution.description : "");
+      const group = svg("g", { class: "node " + (isArtifact ? "artifact " + n.artifact.kind : "execution") + (n.key === root ? " root" : ""), transform: "translate(" + n.x + " " + n.y + ")", "data-uri": isArtifact ? n.artifact.uri : "" }, [
+        svg("title", { text: full }),
+        svg("rect", { width: NW, height: NH, rx: isArtifact ? 6 : 18 }),
+        svg("text", { x: 12, y: 19, class: "node-title", text: shorten(title, 30) }),
+        svg("text", { x: 12, y: 35, class: "node-sub", text: shorten(sub, 36) }),
+      ]);
+      if (isArtifact && /^(tables|models|runs)\//.test(n.artifact.uri) && n.key !== root) {
+        group.classList.add("clickable");
+        group.addEventListener("click", () => openLineage(n.artifact.uri));
+      }
+      root_.appendChild(group);
+    }
+    return root_;
+  }
+
+  $("lineage-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    openLineage($("lineage-resource").value);
+  });
+
+  function lineageLink(resource, label) {
+    const link = el("button", { type: "button", class: "linkish mono", title: "Show the lineage of " + resource, text: label });
+    link.addEventListener("click", () => {
+      openLineage(resource);
+      $("lineage").scrollIntoView({ behavior: "smooth", block: "start" });
+    });
+    return link;
+  }
+
   // -- refresh -----------------------------------------------------------------------------------
 
   function refreshAll() {
     loadWorkspace();
     loadTables();
     loadModels();
+    loadExperiments();
+    if (track.experiment) loadRuns();
     loadJobs();
   }
 
@@ -287,11 +694,23 @@
     if (document.visibilityState === "visible" && $("auth").classList.contains("hidden")) loadJobs();
   }, JOBS_REFRESH_MS);
 
-  // /?q=SELECT… opens the page with that query run (links to a query can be shared).
-  const shared = new URLSearchParams(window.location.search).get("q");
+  // /?q=SELECT… opens the page with that query run (links to a query can be shared);
+  // ?experiment=E&runs=ID,ID&metric=K&filter=F opens those runs compared; ?lineage=R a graph.
+  const url = new URLSearchParams(window.location.search);
+  const shared = url.get("q");
   if (shared) {
     $("sql").value = shared;
     runSql();
+  }
+  if (url.get("experiment")) {
+    track.experiment = url.get("experiment");
+    track.selected = (url.get("runs") || "").split(",").map((s) => s.trim()).filter(Boolean).slice(0, MAX_COMPARE);
+    track.metric = url.get("metric");
+    $("run-filter").value = url.get("filter") || "";
+  }
+  if (url.get("lineage")) {
+    if (["both", "upstream", "downstream"].includes(url.get("direction"))) $("lineage-direction").value = url.get("direction");
+    openLineage(url.get("lineage"));
   }
   refreshAll();
 })();
