@@ -30,6 +30,7 @@ def test_public_api_is_pinned() -> None:
         "Unsupported",
         "__version__",
         "active_run",
+        "autolog",
         "connect",
         "end_run",
         "log_metric",

@@ -7,6 +7,7 @@
 
 from shipyard._version import __version__
 from shipyard.client import connect
+from shipyard.client.autolog import autolog
 from shipyard.client.fluent import (
     active_run,
     end_run,
@@ -54,6 +55,7 @@ __all__ = [
     "Unsupported",
     "__version__",
     "active_run",
+    "autolog",
     "connect",
     "end_run",
     "log_metric",
