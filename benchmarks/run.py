@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/run.py                # 1,000,000 rows (~2-4 minutes)
     .venv/bin/python benchmarks/run.py --quick        # 100,000 rows, a smoke test (< 1 minute)
     .venv/bin/python benchmarks/run.py --rows 300000 --json results.json
+    .venv/bin/python benchmarks/run.py --only tracking  # vs MLflow (~3-4 minutes; opt-in)
 
 Exit status: 0 when the benchmarks ran (targets missed or not; the table says which), 1 when the
 benchmark itself is invalid (e.g. its XGBoost parameters no longer match Shipyard's), 2 for bad
@@ -32,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 import bench_sql
+import bench_tracking
 import shipyard as sy
 from common import BenchmarkInvalid, fmt_s, make_regression_table
 
@@ -53,7 +55,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="warm-up runs of each side")
     parser.add_argument("--json", type=Path, help="write the results to this JSON file")
     parser.add_argument("--home", type=Path, help="workspace folder (default: a temporary one)")
-    parser.add_argument("--only", choices=["train", "predict"], help="run one benchmark")
+    parser.add_argument(
+        "--only",
+        choices=["train", "predict", "tracking"],
+        help="run one benchmark (tracking vs MLflow runs only when asked for)",
+    )
+    bench_tracking.add_arguments(parser)
     parser.add_argument("--strict", action="store_true", help="exit 3 when a target is missed")
     args = parser.parse_args(argv)
     if args.rows is None:
@@ -62,6 +69,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.train_reps = 2 if args.quick else 5
     if args.predict_reps is None:
         args.predict_reps = 3 if args.quick else 7
+    if args.quick and args.only == "tracking":
+        args.tracking_points = min(args.tracking_points, 10_000)
+        args.mlflow_single = min(args.mlflow_single, 500)
+        args.tracking_runs = min(args.tracking_runs, 1_000)
+        args.searches = min(args.searches, 50)
+    if min(args.tracking_points, args.mlflow_single, args.tracking_runs, args.searches) < 1:
+        parser.error("--tracking-points, --mlflow-single, --tracking-runs, --searches must be ≥ 1")
     if args.rows < 1_000 or args.train_reps < 1 or args.predict_reps < 1 or args.warmup < 0:
         parser.error("--rows must be ≥ 1000, repetitions ≥ 1 and --warmup ≥ 0")
     return args
@@ -226,6 +240,22 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     def log(message: str) -> None:
         console.log(f"[dim]{message}[/]", highlight=False)
 
+    if args.only == "tracking":
+        log("tracking vs MLflow (SQLite on both sides)")
+        results = {
+            "date": dt.date.today().isoformat(),
+            "machine": machine(),
+            "tracking": bench_tracking.bench_tracking(
+                points=args.tracking_points,
+                mlflow_single=args.mlflow_single,
+                runs=args.tracking_runs,
+                searches=args.searches,
+                log=log,
+            ),
+        }
+        results["elapsed_s"] = round(time.perf_counter() - started, 1)
+        return results
+
     with tempfile.TemporaryDirectory(prefix="shipyard-bench-") as tmp:
         home = args.home or Path(tmp) / "home"
         log(f"generating {args.rows:,} × {COLS} (seed fixed) and loading it (not timed)")
@@ -272,8 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]benchmark invalid:[/] {exc}")
         return 1
     console.print()
-    print_summary(console, results)
-    print_details(console, results)
+    if "tracking" in results:
+        bench_tracking.print_table(console, results["tracking"])
+    else:
+        print_summary(console, results)
+        print_details(console, results)
     console.print(f"[dim]elapsed {results['elapsed_s']} s[/]")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -284,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("create_model", "predict")
         for c in results.get(key, {}).get("comparisons", [])
         if c["passed"] is False
+    ]
+    missed += [
+        r["name"] for r in results.get("tracking", {}).get("rows", []) if r["passed"] is False
     ]
     return 3 if args.strict and missed else 0
 
