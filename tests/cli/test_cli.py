@@ -14,7 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 import shipyard as sy
-from shipyard.cli.main import app, exit_code
+from shipyard.cli.common import exit_code
+from shipyard.cli.main import app
 from shipyard.config import load_settings, read_server_info
 from shipyard.server import RunningServer, serve
 

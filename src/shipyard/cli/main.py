@@ -7,36 +7,32 @@ Errors print one red ``error: …`` line on stderr, never a traceback.
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
-import json
-import math
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.tree import Tree
 
-from shipyard.client import connect
+from shipyard.cli.common import (
+    DEFAULT_TABLE_ROWS,
+    Target,
+    all_pages,
+    cell,
+    duration,
+    fail,
+    follow,
+    out,
+    print_json,
+    print_result,
+    session,
+    when,
+)
 from shipyard.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
     ShipyardError,
-    SQLError,
-    Unauthenticated,
-    Unavailable,
 )
 
 app = typer.Typer(
@@ -58,18 +54,6 @@ runs_app = typer.Typer(help="Tracked runs: params, metrics, search, compare.", n
 app.add_typer(experiments_app, name="experiments")
 app.add_typer(runs_app, name="runs")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-
-DEFAULT_TABLE_ROWS = 100
-
-
-@dataclass
-class _Target:
-    home: Path | None = None
-    url: str | None = None
-    token: str | None = None
-
 
 @app.callback()
 def _options(
@@ -84,169 +68,7 @@ def _options(
         None, "--token", envvar="SHIPYARD_TOKEN", help="Bearer token for a server that needs one."
     ),
 ) -> None:
-    ctx.obj = _Target(home=home, url=url, token=token)
-
-
-# -- errors and sessions -------------------------------------------------------------------------
-
-
-def exit_code(error: BaseException) -> int:
-    """The exit code for an error (see the module docstring)."""
-    if isinstance(error, InvalidArgument):
-        return 2
-    if isinstance(error, NotFound):
-        return 3
-    if isinstance(error, AlreadyExists | FailedPrecondition):
-        return 4
-    if isinstance(error, Unauthenticated | PermissionDenied):
-        return 5
-    if isinstance(error, Unavailable):
-        return 6
-    return 1
-
-
-def _fail(error: ShipyardError, *, query: str | None = None) -> NoReturn:
-    err.print(f"error: {error.message}", style="red", markup=False, soft_wrap=True)
-    if isinstance(error, SQLError) and error.line is not None:
-        err.print(f"  line {error.line}, column {error.column}", markup=False, soft_wrap=True)
-        for line in _pointer(query, error):
-            err.print(line, markup=False, soft_wrap=True)
-    raise typer.Exit(exit_code(error))
-
-
-def _pointer(query: str | None, error: SQLError) -> list[str]:
-    """The offending line of the query with the highlighted text underlined."""
-    lines = (query or "").splitlines()
-    if not error.line or error.line > len(lines):
-        return [f"  near {error.highlight!r}"] if error.highlight else []
-    text = lines[error.line - 1]
-    highlight = error.highlight or ""
-    col = error.column or 1
-    start = text.rfind(highlight, 0, col) if highlight else -1
-    if start < 0:
-        start = text.find(highlight) if highlight else -1
-    width = len(highlight) if start >= 0 and highlight else 1
-    if start < 0:
-        start = max(min(col, len(text)) - 1, 0)
-    return [f"  {text}", "  " + " " * start + "^" * max(width, 1)]
-
-
-@contextmanager
-def _session(ctx: typer.Context, *, query: str | None = None) -> Iterator[Any]:
-    """A connected workspace; ShipyardErrors become a red line and an exit code."""
-    target: _Target = ctx.find_object(_Target) or _Target()
-    try:
-        ws = connect(target.url or target.home, token=target.token)
-    except ShipyardError as exc:
-        _fail(exc)
-    try:
-        yield ws
-    except ShipyardError as exc:
-        _fail(exc, query=query)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    except (typer.Exit, typer.Abort):
-        raise
-    except Exception as exc:  # a bug: say so in one line, not a traceback
-        err.print(f"error: unexpected {type(exc).__name__}: {exc}", style="red", markup=False)
-        raise typer.Exit(1) from None
-    finally:
-        ws.close()
-
-
-# -- output helpers ------------------------------------------------------------------------------
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    return str(value)
-
-
-def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(_jsonable(value), indent=2, ensure_ascii=False))
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "∅"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, dt.datetime):
-        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value.tzinfo else str(value)
-    if isinstance(value, list | dict):
-        text = json.dumps(_jsonable(value), ensure_ascii=False)
-        return text if len(text) <= 60 else text[:57] + "..."
-    return str(value)
-
-
-def _rows_table(rows: list[dict[str, Any]], columns: list[str]) -> Table:
-    table = Table(header_style="bold")
-    for name in columns:
-        table.add_column(name, overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
-    return table
-
-
-def _print_result(result: Any, *, as_json: bool, max_rows: int | None) -> None:
-    limit = max_rows if max_rows is not None else (None if as_json else DEFAULT_TABLE_ROWS)
-    shown = result.to_arrow() if limit is None else result.to_arrow().slice(0, limit)
-    rows = shown.to_pylist()
-    if as_json:
-        _print_json(rows)
-        return
-    if result.to_arrow().num_columns == 0:
-        out.print(result.message or f"{result.statement_type}: done", markup=False)
-        return
-    total = result.num_rows
-    caption = f"{total} row{'s' if total != 1 else ''}"
-    if len(rows) < total:
-        caption = f"showing {len(rows)} of {total} rows (--max-rows to see more)"
-    out.print(_rows_table(rows, result.column_names))
-    out.print(caption, style="dim", markup=False, soft_wrap=True)
-    if result.message:
-        out.print(result.message, style="dim", markup=False, soft_wrap=True)
-
-
-def _when(value: dt.datetime | None) -> str:
-    return _cell(value) if value else ""
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
-
-
-def _all_pages(list_call: Any, **kwargs: Any) -> list[Any]:
-    items: list[Any] = []
-    token = None
-    while True:
-        page = list_call(page_token=token, **kwargs)
-        items += page.items
-        token = page.next_page_token
-        if not token:
-            return items
+    ctx.obj = Target(home=home, url=url, token=token)
 
 
 # -- sql -----------------------------------------------------------------------------------------
@@ -264,44 +86,10 @@ def sql_command(
     """Run SQL (CREATE MODEL shows a progress bar while it trains)."""
     if query == "-":
         query = sys.stdin.read()
-    with _session(ctx, query=query) as ws:
-        job = _follow(ws, ws.submit_sql(query))
+    with session(ctx, query=query) as ws:
+        job = follow(ws, ws.submit_sql(query))
         result = ws.jobs.result(job.id)
-        _print_result(result, as_json=as_json, max_rows=max_rows)
-
-
-def _follow(ws: Any, job: Any) -> Any:
-    """Wait for a job with a progress bar on stderr; Ctrl+C cancels it."""
-    if job.state.done:
-        return job
-    try:
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-        ) as progress:
-            task = progress.add_task(job.description or job.kind, total=None)
-            poll = 0.05
-            while not job.state.done:
-                time.sleep(poll)
-                poll = min(poll * 1.5, 0.5)
-                job = ws.jobs.get(job.id)
-                fraction = job.progress
-                progress.update(
-                    task,
-                    total=100 if fraction is not None else None,
-                    completed=(fraction or 0) * 100,
-                    description=job.progress_message or job.description or job.kind,
-                )
-    except KeyboardInterrupt:
-        ws.jobs.cancel(job.id)
-        err.print(f"cancelled job {job.id}", style="yellow", markup=False)
-        raise typer.Exit(130) from None
-    return job
+        print_result(result, as_json=as_json, max_rows=max_rows)
 
 
 # -- tables --------------------------------------------------------------------------------------
@@ -316,7 +104,7 @@ def tables_load(
     format: str | None = typer.Option(None, "--format", help="When the extension does not tell."),
 ) -> None:
     """Load a file into a table (a new table version)."""
-    with _session(ctx) as ws:
+    with session(ctx) as ws:
         info = ws.load_table(name, file, mode=mode, format=format)
         out.print(
             f"loaded {file.name} into {info.name}: {info.num_rows} rows, version {info.version}",
@@ -331,14 +119,14 @@ def tables_list(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List tables."""
-    with _session(ctx) as ws:
-        items = _all_pages(ws.tables.list, dataset=dataset, page_size=1000)
+    with session(ctx) as ws:
+        items = all_pages(ws.tables.list, dataset=dataset, page_size=1000)
         if as_json:
-            _print_json(items)
+            print_json(items)
             return
         table = Table("name", "rows", "version", "updated", header_style="bold")
         for t in items:
-            table.add_row(t.name, str(t.num_rows), str(t.version or ""), _when(t.updated_at))
+            table.add_row(t.name, str(t.num_rows), str(t.version or ""), when(t.updated_at))
         out.print(table if items else "no tables")
 
 
@@ -349,11 +137,11 @@ def tables_show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Describe a table: its columns and versions."""
-    with _session(ctx) as ws:
+    with session(ctx) as ws:
         info = ws.tables.get(name)
         versions = ws.tables.versions(name)
         if as_json:
-            _print_json({**info.model_dump(mode="json"), "versions": versions})
+            print_json({**info.model_dump(mode="json"), "versions": versions})
             return
         out.print(f"[bold]{info.name}[/bold]  {info.num_rows} rows, version {info.version}")
         columns = Table("column", "type", header_style="bold")
@@ -364,7 +152,7 @@ def tables_show(
             history = Table("version", "rows", "fingerprint", "created", header_style="bold")
             for v in versions:
                 history.add_row(
-                    str(v.version), str(v.num_rows), v.fingerprint[:12], _when(v.created_at)
+                    str(v.version), str(v.num_rows), v.fingerprint[:12], when(v.created_at)
                 )
             out.print(history)
 
@@ -377,8 +165,8 @@ def tables_preview(
     as_json: bool = typer.Option(False, "--json", help="Print the rows as a JSON array."),
 ) -> None:
     """Show the first rows of a table."""
-    with _session(ctx) as ws:
-        _print_result(ws.tables.preview(name, limit=limit), as_json=as_json, max_rows=limit)
+    with session(ctx) as ws:
+        print_result(ws.tables.preview(name, limit=limit), as_json=as_json, max_rows=limit)
 
 
 # -- models --------------------------------------------------------------------------------------
@@ -391,16 +179,16 @@ def models_list(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List models."""
-    with _session(ctx) as ws:
-        items = _all_pages(ws.models.list, dataset=dataset, page_size=1000)
+    with session(ctx) as ws:
+        items = all_pages(ws.models.list, dataset=dataset, page_size=1000)
         if as_json:
-            _print_json(items)
+            print_json(items)
             return
         table = Table("name", "type", "latest", "aliases", "updated", header_style="bold")
         for m in items:
             aliases = ", ".join(f"{a}→{v}" for a, v in sorted(m.aliases.items()))
             table.add_row(
-                m.name, m.model_type or "", str(m.latest_version), aliases, _when(m.updated_at)
+                m.name, m.model_type or "", str(m.latest_version), aliases, when(m.updated_at)
             )
         out.print(table if items else "no models")
 
@@ -414,12 +202,12 @@ def models_show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Describe a model: versions, aliases and the metrics of one version (default alias)."""
-    with _session(ctx) as ws:
+    with session(ctx) as ws:
         model = ws.models.get(name)
-        versions = _all_pages(ws.models.versions, name=name, page_size=100)
+        versions = all_pages(ws.models.versions, name=name, page_size=100)
         selected = ws.models.get_version(name, version, alias=alias)
         if as_json:
-            _print_json({"model": model, "versions": versions, "version": selected})
+            print_json({"model": model, "versions": versions, "version": selected})
             return
         aliases = ", ".join(f"{a}→{v}" for a, v in sorted(model.aliases.items())) or "none"
         out.print(f"[bold]{model.name}[/bold]  {model.model_type or ''}", markup=True)
@@ -430,7 +218,7 @@ def models_show(
                 str(v.version),
                 v.model_type,
                 ", ".join(v.aliases),
-                _when(v.created_at),
+                when(v.created_at),
                 _metrics_summary(v.metrics),
             )
         out.print(table)
@@ -441,7 +229,7 @@ def models_show(
         )
         detail = Table("metric", "value", header_style="bold")
         for key, value in selected.metrics.items():
-            detail.add_row(key, _cell(value))
+            detail.add_row(key, cell(value))
         out.print(detail)
         inputs = ", ".join(f"{c.name} {c.type}" for c in selected.signature.inputs)
         out.print(f"inputs: {inputs}", markup=False)
@@ -460,7 +248,7 @@ def models_alias(
     version: int = typer.Argument(..., help="The version it points at."),
 ) -> None:
     """Point an alias at a version."""
-    with _session(ctx) as ws:
+    with session(ctx) as ws:
         mv = ws.models.set_alias(name, alias, version)
         out.print(f"{mv.model}: alias {alias} → version {mv.version}", markup=False)
 
@@ -477,10 +265,10 @@ def jobs_list(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List jobs, newest first."""
-    with _session(ctx) as ws:
+    with session(ctx) as ws:
         items = ws.jobs.list(state=state, kind=kind, page_size=limit).items
         if as_json:
-            _print_json(items)
+            print_json(items)
             return
         table = Table(header_style="bold")
         table.add_column("id", no_wrap=True, min_width=32)  # users copy it: never cut it
@@ -492,7 +280,7 @@ def jobs_list(
             state = _state(j.state) + (f" {_percent(j.progress)}" if running else "")
             text = j.description or ""
             text = text if len(text) <= 60 else text[:57] + "..."
-            table.add_row(j.id, state, j.kind, _duration(j.duration_s), text)
+            table.add_row(j.id, state, j.kind, duration(j.duration_s), text)
         out.print(table if items else "no jobs")
 
 
@@ -513,10 +301,10 @@ def jobs_show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show one job."""
-    with _session(ctx) as ws:
+    with session(ctx) as ws:
         job = ws.jobs.get(job_id)
         if as_json:
-            _print_json(job)
+            print_json(job)
             return
         table = Table(show_header=False, box=None)
         table.add_column(style="bold")
@@ -526,8 +314,8 @@ def jobs_show(
         table.add_row("kind", job.kind)
         table.add_row("description", job.description or "")
         table.add_row("progress", f"{_percent(job.progress)} {job.progress_message or ''}".strip())
-        table.add_row("created", _when(job.created_at))
-        table.add_row("duration", _duration(job.duration_s))
+        table.add_row("created", when(job.created_at))
+        table.add_row("duration", duration(job.duration_s))
         if job.error:
             table.add_row("error", f"[red]{job.error.get('code')}: {job.error.get('message')}[/]")
         out.print(table)
@@ -540,11 +328,11 @@ def jobs_logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job ends."),
 ) -> None:
     """Print a job's log."""
-    with _session(ctx) as ws:
+    with session(ctx) as ws:
         since = 0
         while True:
             for line in ws.jobs.logs(job_id, since=since):
-                typer.echo(f"{_when(line.at)}  {line.line}")
+                typer.echo(f"{when(line.at)}  {line.line}")
                 since = line.seq
             if not follow or ws.jobs.get(job_id).state.done:
                 break
@@ -554,7 +342,7 @@ def jobs_logs(
 @jobs_app.command("cancel")
 def jobs_cancel(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID")) -> None:
     """Ask a job to stop."""
-    with _session(ctx) as ws:
+    with session(ctx) as ws:
         job = ws.jobs.cancel(job_id)
         out.print(f"job {job.id}: {_state(job.state)}")
 
@@ -567,14 +355,14 @@ def experiments_list(
     ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 ) -> None:
     """List experiments."""
-    with _session(ctx) as ws:
-        items = _all_pages(ws.experiments.list, page_size=1000)
+    with session(ctx) as ws:
+        items = all_pages(ws.experiments.list, page_size=1000)
         if as_json:
-            _print_json(items)
+            print_json(items)
             return
         table = Table("name", "description", "created", header_style="bold")
         for e in items:
-            table.add_row(escape(e.name), escape(e.description or ""), _when(e.created_at))
+            table.add_row(escape(e.name), escape(e.description or ""), when(e.created_at))
         out.print(table if items else "no experiments")
 
 
@@ -594,12 +382,12 @@ def runs_list(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List runs of every experiment (or those named), newest first unless --order-by."""
-    with _session(ctx) as ws:
+    with session(ctx) as ws:
         page = ws.runs.list(
             experiment=experiment or None, filter=filter, order_by=order_by, page_size=limit
         )
         if as_json:
-            _print_json(page.items)
+            print_json(page.items)
             return
         table = Table(header_style="bold")
         table.add_column("id", no_wrap=True, min_width=32)
@@ -611,7 +399,7 @@ def runs_list(
                 escape(r.experiment),
                 escape(r.name),
                 _run_status(r.status),
-                _when(r.start_time),
+                when(r.start_time),
                 _metrics_summary(r.metrics),
             )
         out.print(table if page.items else "no runs")
@@ -632,10 +420,10 @@ def runs_show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show one run: attributes, params, tags and latest metrics."""
-    with _session(ctx) as ws:
+    with session(ctx) as ws:
         run = ws.runs.get(run_id)
         if as_json:
-            _print_json(run)
+            print_json(run)
             return
         table = Table(show_header=False, box=None)
         table.add_column(style="bold")
@@ -645,8 +433,8 @@ def runs_show(
         table.add_row("experiment", escape(run.experiment))
         table.add_row("status", _run_status(run.status))
         table.add_row("parent", run.parent_run_id or "")
-        table.add_row("started", _when(run.start_time))
-        table.add_row("ended", _when(run.end_time))
+        table.add_row("started", when(run.start_time))
+        table.add_row("ended", when(run.end_time))
         if run.notes:
             table.add_row("notes", escape(run.notes))
         out.print(table)
@@ -654,7 +442,7 @@ def runs_show(
             if values:
                 detail = Table(title, "value", header_style="bold")
                 for key, value in sorted(values.items()):
-                    detail.add_row(escape(key), escape(_cell(value)))
+                    detail.add_row(escape(key), escape(cell(value)))
                 out.print(detail)
 
 
@@ -665,14 +453,14 @@ def runs_compare(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Params and latest metrics of runs side by side (a row per key, a column per run)."""
-    with _session(ctx) as ws:
+    with session(ctx) as ws:
         runs = [ws.runs.get(r) for r in run_ids]
         rows = [("name", "", [r.name for r in runs])]
         for kind, attr in (("param", "params"), ("metric", "metrics")):
             keys = sorted({k for r in runs for k in getattr(r, attr)})
             rows += [(kind, k, [getattr(r, attr).get(k) for r in runs]) for k in keys]
         if as_json:
-            _print_json(
+            print_json(
                 {
                     "runs": [r.id for r in runs],
                     "params": {k: v for kind, k, v in rows if kind == "param"},
@@ -685,7 +473,7 @@ def runs_compare(
             table.add_column(r.id[:8], overflow="fold")
         for kind, key, values in rows:
             differ = len({str(v) for v in values}) > 1
-            cells = [escape(_cell(v)) for v in values]
+            cells = [escape(cell(v)) for v in values]
             table.add_row(kind, escape(key), *(f"[yellow]{c}[/]" if differ else c for c in cells))
         out.print(table)
 
@@ -704,7 +492,7 @@ def up(
     """Serve a workspace: REST API and console (Ctrl+C stops it)."""
     from shipyard.config import load_settings
 
-    target: _Target = ctx.find_object(_Target) or _Target()
+    target: Target = ctx.find_object(Target) or Target()
     server = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     try:
         settings = load_settings(
@@ -714,7 +502,7 @@ def up(
 
         serve(settings, demo=not no_demo)
     except ShipyardError as exc:
-        _fail(exc)
+        fail(exc)
     except KeyboardInterrupt:
         pass
 
@@ -744,10 +532,10 @@ def lineage_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show where a table, model version or run came from, and what came of it."""
-    with _session(ctx) as ws:
+    with session(ctx) as ws:
         graph = ws.lineage(resource, direction=direction, depth=depth)
         if as_json:
-            _print_json(graph)
+            print_json(graph)
             return
         out.print(_lineage_tree(graph))
 
