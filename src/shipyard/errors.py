@@ -15,6 +15,7 @@ Every failure a user can see is a :class:`ShipyardError`. Each class carries a s
     ├── PermissionDenied                         403
     ├── Unsupported(NotImplementedError)         501   a backend lacks a capability
     ├── Unavailable                              503
+    ├── DeadlineExceeded                         504   past a configured timeout
     ├── JobFailed                                500   job id and log tail
     └── Internal                                 500   a bug: never shown with a traceback
 
@@ -28,6 +29,7 @@ from typing import Any, ClassVar
 __all__ = [
     "AlreadyExists",
     "ArtifactCorrupted",
+    "DeadlineExceeded",
     "FailedPrecondition",
     "Internal",
     "InvalidArgument",
@@ -148,6 +150,13 @@ class Unavailable(ShipyardError):
     http_status = 503
 
 
+class DeadlineExceeded(ShipyardError):
+    """An operation ran past its configured timeout (e.g. an endpoint's ``timeout_s``)."""
+
+    code = "DEADLINE_EXCEEDED"
+    http_status = 504
+
+
 class JobFailed(ShipyardError):
     code = "JOB_FAILED"
     http_status = 500
@@ -172,6 +181,7 @@ _BY_CODE: dict[str, type[ShipyardError]] = {
         PermissionDenied,
         Unsupported,
         Unavailable,
+        DeadlineExceeded,
         JobFailed,
         Internal,
     )

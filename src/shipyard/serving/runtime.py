@@ -1,0 +1,268 @@
+"""The hot path: JSON instances to Arrow, adaptive micro-batching, one model call per batch.
+
+Everything that can be done once is done at deploy time: the predictor is loaded and verified,
+the input fields and their converters are laid out (``InstanceSchema``). A request then costs a
+per-column ``pa.array`` per field, the model call, and ``to_pylist`` of the output.
+
+Micro-batching is leader/follower: a request that finds its deployment idle runs at once (no
+queue hop, no timer — nothing added at low load); requests arriving while a batch runs queue up,
+and when the batch ends the first of them leads the next batch with everything queued behind it.
+Under load, batches grow by themselves to what the model can absorb.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from shipyard.errors import DeadlineExceeded, InvalidArgument
+
+__all__ = ["InstanceSchema", "MicroBatcher"]
+
+
+def _kind(type_string: str) -> str:
+    """The feature kind of an Arrow type string in a model signature."""
+    if type_string.startswith("timestamp"):
+        return "timestamp"
+    if type_string.startswith("date"):
+        return "date"
+    if type_string.startswith("time"):
+        return "time"
+    if type_string in ("string", "large_string", "utf8", "large_utf8"):
+        return "string"
+    if type_string == "bool":
+        return "bool"
+    return "numeric"
+
+
+_JSON_TYPE = {
+    "numeric": "a number",
+    "string": "a string",
+    "bool": "true or false",
+    "timestamp": "an ISO 8601 timestamp string",
+    "date": "an ISO 8601 date string",
+    "time": "an ISO 8601 time string",
+}
+
+
+def _valid(kind: str, value: Any) -> bool:
+    if value is None:
+        return True
+    if kind == "numeric":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    return isinstance(value, str)
+
+
+@dataclass
+class _Field:
+    name: str
+    type: str
+    kind: str
+    arrow: pa.DataType = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.kind == "numeric":
+            self.arrow = pa.float64()
+        elif self.kind == "bool":
+            self.arrow = pa.bool_()
+        elif self.kind == "timestamp":
+            self.arrow = pa.timestamp("us", tz="UTC" if "tz=" in self.type else None)
+        elif self.kind == "date":
+            self.arrow = pa.date32()
+        elif self.kind == "time":
+            self.arrow = pa.time64("us")
+        else:
+            self.arrow = pa.string()
+
+    def column(self, values: list[Any]) -> pa.Array:
+        if self.kind == "numeric":
+            if any(type(v) is bool for v in values):  # Arrow would take True as 1.0
+                raise TypeError("a bool where a number belongs")
+            return pa.array(values, type=self.arrow)
+        if self.kind in ("bool", "string"):
+            return pa.array(values, type=self.arrow)
+        return pc.cast(pa.array(values, type=pa.string()), self.arrow)
+
+
+class InstanceSchema:
+    """Validates JSON instances against a model's input signature and builds the Arrow table.
+
+    Rules: every field of the signature must be present in every instance (``null`` is a value:
+    the model imputes it, as in training); a field the model does not know is refused, except
+    the endpoint's sticky key; values must have the field's JSON type. Each violation is an
+    InvalidArgument naming the instance and the field.
+    """
+
+    def __init__(self, inputs: Sequence[dict[str, str]], *, allowed_extra: Sequence[str] = ()):
+        self.fields = [_Field(c["name"], c["type"], _kind(c["type"])) for c in inputs]
+        self.names = [f.name for f in self.fields]
+        self._known = frozenset(self.names) | frozenset(allowed_extra)
+        self._schema = pa.schema([(f.name, f.arrow) for f in self.fields])
+
+    def describe(self) -> list[dict[str, str]]:
+        return [{"name": f.name, "type": f.type, "json": _JSON_TYPE[f.kind]} for f in self.fields]
+
+    def to_table(self, instances: Sequence[Any]) -> pa.Table:
+        known = self._known
+        for index, instance in enumerate(instances):
+            if not isinstance(instance, dict):
+                raise InvalidArgument(
+                    f"instances[{index}] must be an object of feature values, got "
+                    f"{type(instance).__name__}",
+                    field=f"instances[{index}]",
+                )
+            if len(instance) != len(self.names) or not known.issuperset(instance):
+                self._check_keys(index, instance)
+        columns = []
+        for f in self.fields:
+            values = [instance[f.name] for instance in instances]
+            try:
+                columns.append(f.column(values))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+                raise self._bad_value(f, values) from None
+        return pa.Table.from_arrays(columns, schema=self._schema)
+
+    def _check_keys(self, index: int, instance: dict[str, Any]) -> None:
+        unknown = sorted(k for k in instance if k not in self._known)
+        if unknown:
+            raise InvalidArgument(
+                f"instances[{index}] has unknown field {unknown[0]!r}; the model's fields are "
+                f"{self.names}",
+                field=f"instances[{index}].{unknown[0]}",
+                expected=self.names,
+            )
+        missing = [n for n in self.names if n not in instance]
+        if missing:
+            raise InvalidArgument(
+                f"instances[{index}] lacks field {missing[0]!r} (send null for a missing "
+                f"value); the model's fields are {self.names}",
+                field=f"instances[{index}].{missing[0]}",
+                expected=self.names,
+            )
+
+    def _bad_value(self, f: _Field, values: list[Any]) -> InvalidArgument:
+        for index, value in enumerate(values):
+            bad = not _valid(f.kind, value)
+            if not bad and value is not None and f.kind not in ("numeric", "bool", "string"):
+                try:
+                    pc.cast(pa.array([value], type=pa.string()), f.arrow)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    bad = True
+            if bad:
+                return InvalidArgument(
+                    f"instances[{index}].{f.name} must be {_JSON_TYPE[f.kind]} (the model was "
+                    f"trained on {f.type}), got {value!r}",
+                    field=f"instances[{index}].{f.name}",
+                    expected=f.type,
+                )
+        return InvalidArgument(
+            f"field {f.name!r} has values that do not convert to {f.type}", field=f.name
+        )
+
+
+# -- micro-batching --------------------------------------------------------------------------
+
+
+class _Item:
+    __slots__ = ("error", "event", "key", "leader", "result", "table")
+
+    def __init__(self, table: pa.Table, key: Any) -> None:
+        self.table = table
+        self.key = key
+        self.event = threading.Event()
+        self.result: pa.Table | None = None
+        self.error: BaseException | None = None
+        self.leader = False
+
+
+class MicroBatcher:
+    """Runs ``fn(table, key)`` over batches of concurrent requests (see the module docstring).
+
+    ``key`` separates requests that cannot share a model call (e.g. a different threshold).
+    ``fn`` must return one output row per input row, in order.
+    """
+
+    def __init__(self, fn: Callable[[pa.Table, Any], pa.Table], *, max_rows: int = 4096) -> None:
+        self._fn = fn
+        self._max_rows = max_rows
+        self._lock = threading.Lock()
+        self._queue: deque[_Item] = deque()
+        self._busy = False
+        self.batches = 0  # counters for tests and /metrics
+        self.batched_requests = 0
+
+    def __call__(
+        self, table: pa.Table, key: Any = None, *, timeout: float | None = None
+    ) -> pa.Table:
+        item = _Item(table, key)
+        with self._lock:
+            if self._busy:
+                self._queue.append(item)
+            else:
+                self._busy = True
+                item.leader = True
+        if not item.leader and not item.event.wait(timeout):
+            with self._lock:
+                queued = item in self._queue
+                if queued:
+                    self._queue.remove(item)
+            if queued or not item.leader:  # still waiting, or inside a batch that runs late
+                raise DeadlineExceeded(
+                    f"the prediction did not finish within the endpoint's timeout ({timeout} s)"
+                )
+            # else: it was handed the lead just as it timed out; leading cannot be refused.
+        if item.leader:
+            self._lead(item)
+        if item.error is not None:
+            raise item.error
+        assert item.result is not None
+        return item.result
+
+    def _lead(self, first: _Item) -> None:
+        batch = [first]
+        rows = first.table.num_rows
+        with self._lock:
+            while self._queue and rows + self._queue[0].table.num_rows <= self._max_rows:
+                nxt = self._queue.popleft()
+                batch.append(nxt)
+                rows += nxt.table.num_rows
+        try:
+            self._run(batch)
+        finally:
+            with self._lock:
+                if self._queue:
+                    successor = self._queue.popleft()
+                    successor.leader = True
+                    successor.event.set()
+                else:
+                    self._busy = False
+            for other in batch[1:]:
+                other.event.set()
+
+    def _run(self, batch: list[_Item]) -> None:
+        self.batches += 1
+        self.batched_requests += len(batch)
+        groups: dict[Any, list[_Item]] = {}
+        for item in batch:
+            groups.setdefault(item.key, []).append(item)
+        for key, items in groups.items():
+            try:
+                if len(items) == 1:
+                    items[0].result = self._fn(items[0].table, key)
+                    continue
+                output = self._fn(pa.concat_tables([i.table for i in items]), key)
+                offset = 0
+                for i in items:
+                    i.result = output.slice(offset, i.table.num_rows)
+                    offset += i.table.num_rows
+            except Exception as exc:  # every request of the group gets the error
+                for i in items:
+                    i.error = exc
