@@ -154,7 +154,9 @@ def test_default_experiment_and_unsupported_routes(uri: str, services: Services)
         mlflow.log_metric("x", 1.0)
     assert services.tracking.get_run(run.info.run_id).experiment == "Default"
 
-    response = requests.post(f"{uri}/api/2.0/mlflow/registered-models/create", json={}, timeout=10)
+    response = requests.post(
+        f"{uri}/api/2.0/mlflow/registered-models/rename", json={"name": "a"}, timeout=10
+    )
     assert response.status_code == 501
     assert response.json()["error_code"] == "NOT_IMPLEMENTED"
     response = requests.get(

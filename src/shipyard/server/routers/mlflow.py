@@ -4,9 +4,10 @@
 A translation layer only: every route maps MLflow's JSON onto :class:`TrackingService` and back;
 the rules (validation, write-once params, finished runs) are the service's. Shipyard errors leave
 as MLflow's ``{"error_code", "message"}`` through the one table :data:`ERROR_CODES`. The same
-routes answer under ``/ajax-api/2.0/mlflow/`` (MLflow's UI prefix). Anything else under these
-prefixes — artifacts, the model registry, logged models, traces — is a 501 ``NOT_IMPLEMENTED``, so
-a client fails loudly.
+routes answer under ``/ajax-api/2.0/mlflow/`` (MLflow's UI prefix). Artifacts (MLflow's proxied
+artifact service) are in :mod:`.mlflow_artifacts`, logged models and the model registry in
+:mod:`.mlflow_registry`; anything else under these prefixes (traces, prompts, datasets, webhooks,
+stages, tags on registered models…) is a 501 ``NOT_IMPLEMENTED``, so a client fails loudly.
 
 Mapping: experiment ids are Shipyard's experiment ids (MLflow's default experiment ``"0"`` is the
 experiment named ``Default``, created on first use); the ``mlflow.parentRunId`` tag of a new run
@@ -480,8 +481,9 @@ async def get_metric_history(request: Request) -> dict[str, Any]:
 async def not_implemented(request: Request) -> dict[str, Any]:
     raise Unsupported(
         f"{request.method} {request.url.path} is not implemented by Shipyard's MLflow-compatible "
-        "API: it serves experiments, runs, params, metrics and tags only (no artifacts, model "
-        "registry, logged models or traces yet)"
+        "API: it serves experiments, runs, params, metrics, tags, artifacts, logged models, "
+        "registered models, versions and aliases (no traces, prompts, datasets, webhooks, "
+        "stages or registered-model tags)"
     )
 
 
