@@ -194,6 +194,18 @@ def grid(t: TrackingService) -> list[str]:
         ("params.max_depth IN ('1', '2') and metrics.auc < 0.3", [1, 2]),
         ("params.missing = '1'", []),
         ("", list(range(10))),
+        # or, parentheses, precedence (and binds tighter), case-insensitive keywords
+        ("metrics.auc > 0.85 or metrics.auc < 0.15", [0, 1, 9]),
+        ("params.max_depth = '0' or params.max_depth = '1' and tags.team = 'Y'", [0, 3, 4, 6, 9]),
+        ("(params.max_depth = '0' or params.max_depth = '1') and tags.team = 'Y'", [0, 4, 6]),
+        (
+            "status = 'FINISHED' OR (metrics.auc >= 0.7 AND (tags.team = 'x' Or name = 'r08'))",
+            [0, 4, 7, 8, 9],
+        ),
+        ("((name = 'r03'))", [3]),
+        ("end_time > 0 or name = 'r01'", [0, 1, 4, 8]),  # NULL end_time: only the other side
+        ("name = 'r10' or name = 'r01'", [1]),  # r10 is in another experiment: or stays inside
+        ("params.missing = '1' or tags.missing = 'x'", []),
     ],
 )
 def test_search_filters(
@@ -213,7 +225,16 @@ def test_search_filters(
         ("params.depth = 6", 16, "quoted string"),
         ("foo.bar = '1'", 1, "unknown entity"),
         ("attributes.colour = 'red'", 1, "unknown attribute"),
-        ("metrics.auc > 0.9 or metrics.auc < 0.1", 19, "'and'"),
+        ("metrics.auc > 0.9 metrics.auc < 0.1", 19, "'and', 'or'"),
+        ("(metrics.auc > 0.9", 19, r"'\)' to close the '\(' at position 1"),
+        ("name = 'a' or (name = 'b' and (name = 'c')", 43, "close the '\\(' at position 15"),
+        ("metrics.auc > 0.9)", 18, r"unbalanced '\)'"),
+        ("metrics.auc > 0.9 or", 21, "an identifier.*found the end"),
+        ("metrics.auc > 0.9 or or name = 'x'", 22, "an identifier.*found 'or'"),
+        ("and name = 'x'", 1, "an identifier"),
+        ("()", 2, "an identifier.*found '\\)'"),
+        ("(name = 'a') (name = 'b')", 14, "'or'"),
+        ("(" * 51 + "name = 'x'" + ")" * 51, 51, "nest more than 50"),
         ("metrics.auc LIKE '%'", 13, "metrics compare"),
         ("tags.t IN ('a' 'b')", 16, "',' or '\\)'"),
         ("metrics.`` > 1", 9, "key name"),

@@ -1,4 +1,4 @@
-"""Lineage objects: artifacts, executions, events and the graph a query returns."""
+"""Lineage objects: artifacts, executions, events, contexts and the graph a query returns."""
 
 from __future__ import annotations
 
@@ -51,10 +51,38 @@ class Edge(BaseModel):
     type: EventType
 
 
+class LineageContext(BaseModel):
+    """A group of artifacts and executions: an experiment (its runs, what they read and wrote),
+    later a pipeline. ``type`` and ``name`` name it together (``experiment/churn``)."""
+
+    id: str
+    type: str  # experiment pipeline …
+    name: str
+    description: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+
+    @property
+    def ref(self) -> str:
+        """``type/name``: how lineage queries and the CLI name the context."""
+        return f"{self.type}/{self.name}"
+
+
+class Membership(BaseModel):
+    """An attribution (``artifact_id`` set) or an association (``execution_id`` set)."""
+
+    context_id: str
+    artifact_id: str | None = None
+    execution_id: str | None = None
+
+
 class LineageGraph(BaseModel):
     """The part of the graph around ``root`` (an artifact's uri) that a query walked.
 
-    ``depth`` is how many executions away from the root the walk went (None: all the way).
+    ``depth`` is how many executions away from the root the walk went (None: all the way);
+    ``context`` (``type/name``), when set, is the context the walk was narrowed to: only its
+    executions were followed. ``contexts`` are the contexts of the graph's nodes, and
+    ``memberships`` say which node is in which.
     """
 
     root: str
@@ -63,6 +91,9 @@ class LineageGraph(BaseModel):
     artifacts: list[Artifact] = Field(default_factory=list)
     executions: list[Execution] = Field(default_factory=list)
     edges: list[Edge] = Field(default_factory=list)
+    context: str | None = None
+    contexts: list[LineageContext] = Field(default_factory=list)
+    memberships: list[Membership] = Field(default_factory=list)
 
     def artifact(self, uri: str) -> Artifact | None:
         return next((a for a in self.artifacts if a.uri == uri), None)
@@ -70,3 +101,8 @@ class LineageGraph(BaseModel):
     @property
     def uris(self) -> list[str]:
         return [a.uri for a in self.artifacts]
+
+    def contexts_of(self, node_id: str) -> list[LineageContext]:
+        """The contexts an artifact or execution of the graph (by id) belongs to."""
+        ids = {m.context_id for m in self.memberships if node_id in (m.artifact_id, m.execution_id)}
+        return [c for c in self.contexts if c.id in ids]

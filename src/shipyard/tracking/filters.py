@@ -1,10 +1,14 @@
 """The run search language: a filter expression and an order-by list, compiled to SQL.
 
-A filter is comparisons joined by ``and`` (MLflow's syntax)::
+A filter is comparisons joined by ``and`` (MLflow's syntax), ``or`` and parentheses::
 
     metrics.auc > 0.9 and params.max_depth = '6' and tags.team = 'x'
     attributes.status = 'FINISHED' and metrics.`val loss` <= 0.2
     attributes.name LIKE 'sweep-%' and tags.stage IN ('dev', 'prod')
+    (params.model = 'xgb' or params.model = 'lgbm') and metrics.auc > 0.9
+
+``and`` binds tighter than ``or`` (``a or b and c`` is ``a or (b and c)``), as in SQL; the keywords
+are case-insensitive.
 
 * ``metrics.<key>`` compares the run's latest value of the metric with a number
   (``= != <> > >= < <=``);
@@ -36,7 +40,9 @@ from shipyard.errors import InvalidArgument
 from shipyard.store.schema import run_latest_metrics, run_params, run_tags, runs
 
 __all__ = [
+    "BoolOp",
     "Comparison",
+    "FilterExpr",
     "OrderKey",
     "compile_filter",
     "compile_order_by",
@@ -110,6 +116,18 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class BoolOp:
+    """``operands`` joined by ``op`` (``AND`` or ``OR``); never nests the same op directly."""
+
+    op: str
+    operands: tuple[FilterExpr, ...]
+
+
+FilterExpr = Comparison | BoolOp
+MAX_NESTING = 50  # parentheses deep: far beyond a person's filter, well within the stack
+
+
+@dataclass(frozen=True)
 class OrderKey:
     ident: Identifier
     desc: bool
@@ -157,22 +175,56 @@ class _Parser:
         return _error(self.text, tok.pos, f"expected {expected}, found {found}")
 
     def expect_end(self) -> None:
-        if self.tok.kind != "end":
-            raise self.fail("'and' or the end of the expression")
+        tok = self.tok
+        if tok.kind == "punct" and tok.text == ")":
+            raise _error(self.text, tok.pos, "unbalanced ')': no '(' before it to close")
+        if tok.kind != "end":
+            raise self.fail("'and', 'or' or the end of the expression")
 
-    # filter := comparison ('and' comparison)*
-    def filter(self) -> list[Comparison]:
-        comparisons = [self.comparison()]
-        while self.tok.kind == "word" and self.tok.upper == "AND":
-            self.advance()
-            comparisons.append(self.comparison())
+    def keyword(self, word: str) -> bool:
+        return self.tok.kind == "word" and self.tok.upper == word
+
+    # filter := or_expr END
+    def filter(self) -> FilterExpr:
+        expr = self.or_expr(0)
         self.expect_end()
-        return comparisons
+        return expr
+
+    # or_expr := and_expr ('or' and_expr)*
+    def or_expr(self, nesting: int) -> FilterExpr:
+        operands = [self.and_expr(nesting)]
+        while self.keyword("OR"):
+            self.advance()
+            operands.append(self.and_expr(nesting))
+        return _join("OR", operands)
+
+    # and_expr := primary ('and' primary)*
+    def and_expr(self, nesting: int) -> FilterExpr:
+        operands = [self.primary(nesting)]
+        while self.keyword("AND"):
+            self.advance()
+            operands.append(self.primary(nesting))
+        return _join("AND", operands)
+
+    # primary := '(' or_expr ')' | comparison
+    def primary(self, nesting: int) -> FilterExpr:
+        opening = self.tok
+        if not (opening.kind == "punct" and opening.text == "("):
+            return self.comparison()
+        if nesting >= MAX_NESTING:
+            raise _error(self.text, opening.pos, f"parentheses nest more than {MAX_NESTING} deep")
+        self.advance()
+        inner = self.or_expr(nesting + 1)
+        if not (self.tok.kind == "punct" and self.tok.text == ")"):
+            raise self.fail(f"'and', 'or' or ')' to close the '(' at position {opening.pos + 1}")
+        self.advance()
+        return inner
 
     # identifier := entity '.' name ('.' name)* | attribute
     def identifier(self) -> Identifier:
         first = self.tok
-        if first.kind != "word":
+        keyword = first.kind == "word" and first.upper in ("AND", "OR")
+        if first.kind != "word" or (keyword and self.tokens[self.i + 1].text != "."):
             raise self.fail("an identifier such as metrics.auc or params.depth")
         self.advance()
         if self.tok.kind == "punct" and self.tok.text == ".":
@@ -291,11 +343,28 @@ class _Parser:
         return OrderKey(ident, desc)
 
 
-def parse_filter(text: str | None) -> list[Comparison]:
-    """The comparisons of ``text`` (an empty or blank filter matches every run)."""
+def _join(op: str, operands: list[FilterExpr]) -> FilterExpr:
+    if len(operands) == 1:
+        return operands[0]
+    flat: list[FilterExpr] = []
+    for operand in operands:  # (a and b) and c is a and b and c
+        if isinstance(operand, BoolOp) and operand.op == op:
+            flat.extend(operand.operands)
+        else:
+            flat.append(operand)
+    return BoolOp(op, tuple(flat))
+
+
+def parse_filter(text: str | None) -> list[FilterExpr]:
+    """The conjuncts of ``text``: a list whose items must all hold (an empty or blank filter is
+    an empty list and matches every run). Each item is a :class:`Comparison` or, for ``or`` and
+    parentheses, a :class:`BoolOp`."""
     if text is None or not text.strip():
         return []
-    return _Parser(text).filter()
+    expr = _Parser(text).filter()
+    if isinstance(expr, BoolOp) and expr.op == "AND":
+        return list(expr.operands)
+    return [expr]
 
 
 def parse_order_by(items: list[str] | None) -> list[OrderKey]:
@@ -345,25 +414,28 @@ def _compare(column: ColumnElement[Any], op: str, value: Any, dialect: str) -> C
     raise AssertionError(op)  # the parser admits nothing else
 
 
-def compile_filter(comparisons: list[Comparison], dialect: str) -> list[ColumnElement[bool]]:
-    """WHERE clauses over ``runs``: EXISTS probes into the latest-metric, param and tag tables."""
-    clauses: list[ColumnElement[bool]] = []
-    for c in comparisons:
-        entity, key = c.ident.entity, c.ident.key
-        if entity == "attributes":
-            column = _STRING_ATTRIBUTES.get(key, _TIME_ATTRIBUTES.get(key))
-            assert column is not None
-            clauses.append(_compare(column, c.op, c.value, dialect))
-            continue
-        table = {"metrics": run_latest_metrics, "params": run_params, "tags": run_tags}[entity]
-        clauses.append(
-            sa.exists().where(
-                table.c.run_id == runs.c.id,
-                table.c.key == key,
-                _compare(table.c.value, c.op, c.value, dialect),
-            )
-        )
-    return clauses
+def compile_filter(conjuncts: list[FilterExpr], dialect: str) -> list[ColumnElement[bool]]:
+    """WHERE clauses over ``runs`` (one per conjunct): EXISTS probes into the latest-metric,
+    param and tag tables, joined with AND/OR as the filter says."""
+    return [_compile(expr, dialect) for expr in conjuncts]
+
+
+def _compile(expr: FilterExpr, dialect: str) -> ColumnElement[bool]:
+    if isinstance(expr, BoolOp):
+        parts = [_compile(operand, dialect) for operand in expr.operands]
+        # SQLAlchemy parenthesises nested groups itself: OR inside AND comes out as (a OR b).
+        return sa.and_(*parts) if expr.op == "AND" else sa.or_(*parts)
+    entity, key = expr.ident.entity, expr.ident.key
+    if entity == "attributes":
+        column = _STRING_ATTRIBUTES.get(key, _TIME_ATTRIBUTES.get(key))
+        assert column is not None
+        return _compare(column, expr.op, expr.value, dialect)
+    table = {"metrics": run_latest_metrics, "params": run_params, "tags": run_tags}[entity]
+    return sa.exists().where(
+        table.c.run_id == runs.c.id,
+        table.c.key == key,
+        _compare(table.c.value, expr.op, expr.value, dialect),
+    )
 
 
 _NULL_DEFAULTS: dict[str, Any] = {
