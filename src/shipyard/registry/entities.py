@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MANIFEST_FORMAT = 1
 DEFAULT_ALIAS = "default"
+#: The flavor of a version whose files are an MLflow model folder (``MLmodel``, ``model.pkl``…),
+#: registered through the MLflow-compatible API; MLflow's own loaders read it.
+MLFLOW_FLAVOR = "mlflow"
 
 
 class ColumnSpec(BaseModel):
@@ -52,6 +55,10 @@ class Manifest(BaseModel):
     options: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
     training_info: list[dict[str, Any]] = []
+    # ML.GLOBAL_EXPLAIN (enable_global_explain=TRUE): mean |attribution| per feature (and class)
+    global_explain: dict[str, Any] | None = None
+    # ML.CONFUSION_MATRIX / ML.ROC_CURVE without input rows: computed on the evaluation split
+    evaluation_curves: dict[str, Any] | None = None
     files: dict[str, str] = {}  # file name -> sha256
     lineage: Lineage = Field(default_factory=Lineage)
     created_at: datetime

@@ -23,6 +23,7 @@ from shipyard.sql.modeltypes import MODEL_TYPES
 from shipyard.warehouse import QualifiedName
 
 if TYPE_CHECKING:
+    from shipyard.registry.predictor import Predictor
     from shipyard.sql.service import SqlService
 
 
@@ -83,6 +84,8 @@ def create_model(
             resource=f"models/{qname}",
         )
 
+    previous = _warm_start_from(service, str(qname), spec.name, parsed)
+
     query = statement.expression
     if query is None:
         raise SQLError(f"CREATE MODEL {qname} needs a training query: … AS SELECT …")
@@ -94,6 +97,7 @@ def create_model(
         parsed,
         label=None,
         progress=lambda fraction, message: job.progress(0.05 + 0.9 * fraction, message),
+        warm_start=previous,
     )
     predictor = trained.predictor()
     signature = predictor.signature
@@ -110,6 +114,8 @@ def create_model(
         "options": trained.options,
         "metrics": trained.eval_metrics,
         "training_info": trained.training_info,
+        "global_explain": trained.global_explain,
+        "evaluation_curves": trained.evaluation_curves,
         "lineage": Lineage(statement=text, input_tables=inputs, job_id=job.job_id),
     }
     job.progress(0.97, "registering the model version")
@@ -144,6 +150,28 @@ def create_model(
         message=f"created model {qname} version {version.version}",
         model={"name": str(qname), "version": version.version},
     )
+
+
+def _warm_start_from(
+    service: SqlService, name: str, model_type: str, options: Any
+) -> Predictor | None:
+    """warm_start=TRUE: the model's current version (it must exist and have the same type)."""
+    if not getattr(options, "warm_start", False):
+        return None
+    if not service.models.exists(name):
+        raise InvalidArgument(
+            f"warm_start=TRUE retrains an existing model, but model {name} does not exist; "
+            "create it without warm_start first",
+            resource=f"models/{name}",
+        )
+    current = service.models.get_version(name)
+    if current.model_type != model_type:
+        raise InvalidArgument(
+            f"warm_start=TRUE keeps the model_type: model {name} is {current.model_type}, not "
+            f"{model_type}",
+            resource=f"models/{name}",
+        )
+    return service.models.load(name)
 
 
 def tables_read(tree: exp.Expression) -> list[str]:

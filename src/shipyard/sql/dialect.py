@@ -192,6 +192,9 @@ def struct_values(node: exp.Expression | None) -> dict[str, Any]:
     """``STRUCT(0.5 AS threshold, …)`` → ``{"threshold": 0.5, …}`` (names lower-cased)."""
     if node is None:
         return {}
+    if isinstance(node, exp.GenerateSeries):  # ML.ROC_CURVE(MODEL m, TABLE t, GENERATE_ARRAY(…))
+        bounds = [node.args.get(k) for k in ("start", "end", "step")]
+        return {"generate_array": [None if b is None else literal_value(b) for b in bounds]}
     if not isinstance(node, exp.Struct):
         raise SQLError(
             f"expected STRUCT(value AS name, …), got {node.sql(dialect=ShipyardBigQuery)!r}"

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shipyard.errors import InvalidArgument
+from shipyard.sql import clustering, coefficients, decomposition, explanation, inspection
 from shipyard.sql.evaluation import CLASSIFICATION_METRICS, REGRESSION_METRICS, evaluate
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ def ml_predict(service: SqlService, call: MLCall) -> pa.Table:
     return predictor.predict(
         rows,
         threshold=call.params.get("threshold"),
-        keep_original_columns=True if keep is None else bool(keep),
+        keep_original_columns=predictor.default_keep_original_columns if keep is None else keep,
     )
 
 
@@ -77,6 +78,8 @@ def ml_evaluate(service: SqlService, call: MLCall) -> pa.Table:
     """ML.EVALUATE: metrics on the given rows, or those computed on the evaluation split."""
     call.check_params({"threshold": (int, float), "perform_aggregation": bool})
     version = service.models.get_version(call.model)
+    if version.task in ("clustering", "dimensionality_reduction"):  # KMEANS, PCA
+        return clustering.evaluate_unsupervised(service, call, version.task, version.metrics)
     names = REGRESSION_METRICS if version.task == "regression" else CLASSIFICATION_METRICS
     if call.input is None:
         if call.params.get("threshold") is not None:
@@ -120,4 +123,19 @@ def _evaluate_rows(service: SqlService, call: MLCall, task: str) -> dict[str, An
 ML_HANDLERS: dict[str, Callable[[SqlService, MLCall], pa.Table]] = {
     "PREDICT": ml_predict,
     "EVALUATE": ml_evaluate,
+    # explainability and model inspection (shipyard.sql.explanation / shipyard.sql.inspection)
+    "EXPLAIN_PREDICT": explanation.ml_explain_predict,
+    "GLOBAL_EXPLAIN": explanation.ml_global_explain,
+    "FEATURE_IMPORTANCE": explanation.ml_feature_importance,
+    "FEATURE_INFO": inspection.ml_feature_info,
+    "TRAINING_INFO": inspection.ml_training_info,
+    "WEIGHTS": inspection.ml_weights,
+    "CONFUSION_MATRIX": inspection.ml_confusion_matrix,
+    "ROC_CURVE": inspection.ml_roc_curve,
+    # KMEANS and PCA (shipyard.sql.clustering / shipyard.sql.decomposition)
+    "CENTROIDS": clustering.ml_centroids,
+    "DETECT_ANOMALIES": clustering.ml_detect_anomalies,
+    "PRINCIPAL_COMPONENTS": decomposition.ml_principal_components,
+    "PRINCIPAL_COMPONENT_INFO": decomposition.ml_principal_component_info,
+    "ADVANCED_WEIGHTS": coefficients.ml_advanced_weights,  # calculate_p_values=TRUE
 }

@@ -4,7 +4,9 @@ Storage-free: an Arrow table and an options dict in, a :class:`TrainedModel` out
 parses the statement and stores the result; this module only knows about ML.
 
 Supported ``model_type`` values: LINEAR_REG, LOGISTIC_REG (at most 50 classes),
-BOOSTED_TREE_CLASSIFIER (at most 1,000 classes), BOOSTED_TREE_REGRESSOR. Each is a
+BOOSTED_TREE_CLASSIFIER and RANDOM_FOREST_CLASSIFIER (at most 1,000 classes),
+BOOSTED_TREE_REGRESSOR, RANDOM_FOREST_REGRESSOR, and the unsupervised KMEANS
+(:mod:`shipyard.sql.clustering`) and PCA (:mod:`shipyard.sql.decomposition`). Each is a
 :class:`ModelTypeSpec` in :data:`MODEL_TYPES`: its options model (:mod:`shipyard.sql.options`),
 its trainer (:mod:`shipyard.sql.training`), its flavor and whether numeric features are
 standardized (not for boosted trees, as BigQuery ML). Option names and string enum values are
@@ -23,7 +25,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,34 +34,56 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from shipyard.errors import InvalidArgument, Unsupported
+from shipyard.registry.explain import global_explanation
 from shipyard.registry.predictor import Predictor
 from shipyard.registry.preprocessing import MAX_LOGISTIC_CLASSES, FeaturePreprocessor, LabelInfo
-from shipyard.sql import training
+from shipyard.sql import coefficients, training
+from shipyard.sql.clustering import train_kmeans
+from shipyard.sql.decomposition import train_pca
 from shipyard.sql.evaluation import evaluate
+from shipyard.sql.inspection import evaluation_curves
 from shipyard.sql.options import (
     BOOSTED_TREE_UNSUPPORTED_OPTIONS,
     CATEGORY_ENCODINGS,
     GLM_UNSUPPORTED_OPTIONS,
+    KMEANS_UNSUPPORTED_OPTIONS,
+    PCA_UNSUPPORTED_OPTIONS,
+    BaseOptions,
     BoostedTreeClassifierOptions,
     BoostedTreeRegressorOptions,
-    CommonOptions,
+    KMeansOptions,
     LinearRegOptions,
     LogisticRegOptions,
     ModelOptions,
+    PcaOptions,
+    RandomForestClassifierOptions,
+    RandomForestRegressorOptions,
+    option_names,
     validate_options,
 )
-from shipyard.sql.training import Progress, Trainer, train_linear, train_logistic, train_xgboost
+from shipyard.sql.training import (
+    Progress,
+    Trainer,
+    UnsupervisedFit,
+    train_linear,
+    train_logistic,
+    train_xgboost,
+)
 
 __all__ = [
     "MAX_BOOSTED_TREE_CLASSES",
     "MODEL_TYPES",
     "BoostedTreeClassifierOptions",
     "BoostedTreeRegressorOptions",
+    "KMeansOptions",
     "LinearRegOptions",
     "LogisticRegOptions",
     "ModelOptions",
     "ModelTypeSpec",
+    "PcaOptions",
     "Progress",
+    "RandomForestClassifierOptions",
+    "RandomForestRegressorOptions",
     "TrainedModel",
     "model_type_spec",
     "parse_options",
@@ -93,6 +117,9 @@ class TrainedModel:
     eval_metrics: dict[str, float | None]
     data_split: dict[str, Any] = field(default_factory=dict)
     predictor_config: dict[str, Any] = field(default_factory=dict)
+    # ML.GLOBAL_EXPLAIN (enable_global_explain) and ML.CONFUSION_MATRIX/ROC_CURVE without input
+    global_explain: dict[str, Any] | None = None
+    evaluation_curves: dict[str, Any] | None = None
 
     def predictor(self) -> Predictor:
         return Predictor(
@@ -119,18 +146,22 @@ class ModelTypeSpec:
     """One ``model_type``: its options class, task kind, flavor and trainer."""
 
     name: str
-    options_class: type[CommonOptions]
-    task_kind: Literal["regression", "classification"]
+    options_class: type[BaseOptions]
+    task_kind: Literal["regression", "classification", "clustering", "dimensionality_reduction"]
     flavor: str
-    trainer: Trainer
+    trainer: Trainer | None
     standardize: bool
     max_classes: int | None = None
     # BigQuery ML options of this type that Shipyard knows but does not implement: name → what.
     unsupported_options: Mapping[str, str] = field(default_factory=dict)
+    # Unsupervised types (KMEANS, PCA): the whole training, table and options in.
+    unsupervised: Callable[[pa.Table, Any, Progress, Predictor | None], UnsupervisedFit] | None = (
+        None
+    )
 
     @property
     def option_names(self) -> list[str]:
-        return sorted(self.options_class.model_fields)
+        return option_names(self.options_class)
 
     def parse_options(self, raw: Mapping[str, Any]) -> Any:
         """Validate CREATE MODEL options (names case-insensitive) into this type's options."""
@@ -143,16 +174,22 @@ class ModelTypeSpec:
         *,
         label: str | None = None,
         progress: Progress | None = None,
+        warm_start: Predictor | None = None,
     ) -> TrainedModel:
         """Train on ``table``: label = ``label``, else input_label_cols, else column 'label'.
 
-        Every other column (but a CUSTOM/SEQ ``data_split_col``) is a feature.
+        Every other column (but a CUSTOM/SEQ ``data_split_col``) is a feature. ``warm_start``
+        is the model's current version when ``warm_start=TRUE`` (its input columns must be the
+        same; see :func:`shipyard.sql.training.check_warm_start`).
         """
         if not isinstance(options, self.options_class):
             if isinstance(options, BaseModel):
                 options = options.model_dump(exclude_unset=True)
             options = self.parse_options(options)
         report = progress or _no_progress
+        if self.unsupervised is not None:
+            return self._train_unsupervised(table, options, report, warm_start)
+        assert self.trainer is not None
         report(0.0, "preparing data")
         data = _prepare(
             table,
@@ -162,6 +199,8 @@ class ModelTypeSpec:
             task_kind=self.task_kind,
             max_classes=self.max_classes,
         )
+        if warm_start is not None:
+            training.check_warm_start(self.name, warm_start, data.table, data.features)
         train_idx, eval_idx, split_info = _split(data.table, options)
         matrix_dtype = np.float32 if self.flavor == "xgboost" else np.float64
         preprocessor = FeaturePreprocessor.fit(
@@ -171,13 +210,27 @@ class ModelTypeSpec:
             categorical_encoding=CATEGORY_ENCODINGS[options.category_encoding_method],
         )
         matrix = preprocessor.transform(data.table, dtype=matrix_dtype)
+        weights = training.instance_weights(data.table, options)
         if train_idx is None:
             x, y, x_eval, y_eval = matrix, data.y, None, None
         else:
             x, y = matrix[train_idx], data.y[train_idx]
             x_eval, y_eval = matrix[eval_idx], data.y[eval_idx]
+            weights = None if weights is None else weights[train_idx]
         del matrix
-        fit = self.trainer(x, y, x_eval, y_eval, options, data.label_info, report)
+        p_values = bool(getattr(options, "calculate_p_values", False))
+        if p_values:
+            n_classes = data.label_info.n_classes if data.label_info else 0
+            coefficients.check_p_value_options(self.name, options, preprocessor, n_classes)
+        fit = self.trainer(
+            x, y, x_eval, y_eval, options, data.label_info, report, sample_weight=weights
+        )
+        extra_config: dict[str, Any] = {}
+        if p_values:
+            report(0.99, "computing standard errors and p-values")
+            extra_config[coefficients.CONFIG_KEY] = coefficients.coefficient_statistics(
+                fit.model, x, y, options, preprocessor, regression=data.task == "regression"
+            )
         predictor = Predictor(
             data.task,
             fit.model,
@@ -189,6 +242,7 @@ class ModelTypeSpec:
                 "matrix_dtype": "float32" if matrix_dtype is np.float32 else "float64",
                 "threshold": 0.5,
                 "model_type": self.name,
+                **extra_config,
             },
         )
         metric_x, metric_y = (x_eval, y_eval) if x_eval is not None else (x, y)
@@ -204,6 +258,11 @@ class ModelTypeSpec:
             probabilities,
             data.label_info.values() if data.label_info else None,
         )
+        curves = evaluation_curves(data.task, metric_y, predictions, probabilities)
+        global_explain = None
+        if getattr(options, "enable_global_explain", False):
+            report(0.99, "computing global explanations")
+            global_explain = global_explanation(predictor, metric_x)
         report(1.0, "trained")
         return TrainedModel(
             model_type=self.name,
@@ -217,8 +276,33 @@ class ModelTypeSpec:
             options=options.model_dump(mode="json"),
             training_info=fit.training_info,
             eval_metrics=metrics,
+            global_explain=global_explain,
+            evaluation_curves=curves,
             data_split=split_info,
             predictor_config=dict(predictor.config),
+        )
+
+    def _train_unsupervised(
+        self, table: pa.Table, options: Any, report: Progress, warm_start: Predictor | None
+    ) -> TrainedModel:
+        assert self.unsupervised is not None
+        report(0.0, "preparing data")
+        fit = self.unsupervised(table, options, report, warm_start)
+        report(1.0, "trained")
+        return TrainedModel(
+            model_type=self.name,
+            task=fit.task,
+            flavor=self.flavor,
+            model=fit.model,
+            preprocessor=fit.preprocessor,
+            label_info=None,
+            label="",
+            feature_names=list(fit.features),
+            options=options.model_dump(mode="json"),
+            training_info=fit.training_info,
+            eval_metrics=fit.metrics,
+            data_split={"method": "NO_SPLIT", "train_rows": table.num_rows, "eval_rows": 0},
+            predictor_config=dict(fit.predictor_config),
         )
 
 
@@ -263,6 +347,45 @@ MODEL_TYPES: dict[str, ModelTypeSpec] = {
         train_xgboost,
         False,
         unsupported_options=BOOSTED_TREE_UNSUPPORTED_OPTIONS,
+    ),
+    "RANDOM_FOREST_CLASSIFIER": ModelTypeSpec(
+        "RANDOM_FOREST_CLASSIFIER",
+        RandomForestClassifierOptions,
+        "classification",
+        "xgboost",
+        train_xgboost,
+        False,
+        MAX_BOOSTED_TREE_CLASSES,
+        unsupported_options=BOOSTED_TREE_UNSUPPORTED_OPTIONS,
+    ),
+    "RANDOM_FOREST_REGRESSOR": ModelTypeSpec(
+        "RANDOM_FOREST_REGRESSOR",
+        RandomForestRegressorOptions,
+        "regression",
+        "xgboost",
+        train_xgboost,
+        False,
+        unsupported_options=BOOSTED_TREE_UNSUPPORTED_OPTIONS,
+    ),
+    "KMEANS": ModelTypeSpec(
+        "KMEANS",
+        KMeansOptions,
+        "clustering",
+        "sklearn",
+        None,
+        True,
+        unsupported_options=KMEANS_UNSUPPORTED_OPTIONS,
+        unsupervised=train_kmeans,
+    ),
+    "PCA": ModelTypeSpec(
+        "PCA",
+        PcaOptions,
+        "dimensionality_reduction",
+        "sklearn",
+        None,
+        True,
+        unsupported_options=PCA_UNSUPPORTED_OPTIONS,
+        unsupervised=train_pca,
     ),
 }
 

@@ -5,11 +5,16 @@ Option names and string enum values are case-insensitive. Rules checked here, as
 states them: ``input_label_cols`` lists one column; CUSTOM and SEQ need ``data_split_col`` (and
 only they take it); ``data_split_eval_fraction`` is kept to two decimal places;
 ``learn_rate`` needs ``learn_rate_strategy='CONSTANT'``; ``optimize_strategy='NORMAL_EQUATION'``
-refuses ``l1_reg``; ``auto_class_weights`` and ``class_weights`` exclude each other.
+refuses ``l1_reg``; ``auto_class_weights`` and ``class_weights`` exclude each other;
+``kmeans_init_method='CUSTOM'`` needs ``kmeans_init_col`` (and only it takes it); PCA takes
+exactly one of ``num_principal_components`` and ``pca_explained_variance_ratio``. Shipyard adds:
+``dropout`` and ``dart_normalize_type`` need ``booster_type='DART'`` (they would do nothing
+otherwise). Random forests have no ``max_iterations``, ``learn_rate`` or ``booster_type``
+(one round, eta 1); KMEANS and PCA have no label or data split options.
 
 BigQuery ML options that Shipyard knows but does not implement (hyperparameter tuning,
-``instance_weight_col``, ``xgboost_version``, …) are refused with Unsupported; an option BigQuery
-ML does not have either is an InvalidArgument that lists the valid ones.
+``xgboost_version``, …) are refused with Unsupported; an option BigQuery ML does not have
+either is an InvalidArgument that lists the valid ones.
 
 Example::
 
@@ -33,13 +38,21 @@ __all__ = [
     "BOOSTED_TREE_UNSUPPORTED_OPTIONS",
     "CATEGORY_ENCODINGS",
     "GLM_UNSUPPORTED_OPTIONS",
+    "KMEANS_UNSUPPORTED_OPTIONS",
+    "PCA_UNSUPPORTED_OPTIONS",
+    "BaseOptions",
     "BoostedTreeClassifierOptions",
     "BoostedTreeRegressorOptions",
     "CommonOptions",
+    "KMeansOptions",
     "LinearRegOptions",
     "LogisticRegOptions",
     "ModelOptions",
+    "PcaOptions",
+    "RandomForestClassifierOptions",
+    "RandomForestRegressorOptions",
     "class_label_text",
+    "option_names",
     "validate_options",
 ]
 
@@ -54,23 +67,12 @@ def _literal_fields(cls: type[BaseModel]) -> frozenset[str]:
     return frozenset(names)
 
 
-class CommonOptions(BaseModel):
-    """Options every supported model type accepts (BigQuery ML names and defaults)."""
+class BaseOptions(BaseModel):
+    """What every options model shares: strict types, case-insensitive enum values."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     model_type: str
-    input_label_cols: list[str] | None = None
-    data_split_method: Literal["AUTO_SPLIT", "RANDOM", "CUSTOM", "SEQ", "NO_SPLIT"] = "AUTO_SPLIT"
-    data_split_eval_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    data_split_col: str | None = None
-    max_iterations: int = Field(20, ge=1)
-    l1_reg: float = Field(0.0, ge=0.0)
-    l2_reg: float = Field(0.0, ge=0.0)
-    learn_rate: float = Field(0.1, gt=0.0)
-    early_stop: bool = True
-    min_rel_progress: float = Field(0.01, ge=0.0)
-    enable_global_explain: bool = False
 
     _enum_fields: ClassVar[frozenset[str]] = frozenset()
 
@@ -91,6 +93,22 @@ class CommonOptions(BaseModel):
     @classmethod
     def _upper_model_type(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+
+class CommonOptions(BaseOptions):
+    """Options every supervised model type accepts (BigQuery ML names and defaults)."""
+
+    input_label_cols: list[str] | None = None
+    data_split_method: Literal["AUTO_SPLIT", "RANDOM", "CUSTOM", "SEQ", "NO_SPLIT"] = "AUTO_SPLIT"
+    data_split_eval_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    data_split_col: str | None = None
+    max_iterations: int = Field(20, ge=1)
+    l1_reg: float = Field(0.0, ge=0.0)
+    l2_reg: float = Field(0.0, ge=0.0)
+    learn_rate: float = Field(0.1, gt=0.0)
+    early_stop: bool = True
+    min_rel_progress: float = Field(0.01, ge=0.0)
+    enable_global_explain: bool = False
 
     @field_validator("data_split_eval_fraction", mode="after")
     @classmethod
@@ -224,6 +242,26 @@ class _BoostedTreeOptions(CommonOptions):
     category_encoding_method: Literal["ONE_HOT_ENCODING", "LABEL_ENCODING", "TARGET_ENCODING"] = (
         "LABEL_ENCODING"
     )
+    instance_weight_col: str | None = None
+
+    @model_validator(mode="after")
+    def _check_trees(self) -> _BoostedTreeOptions:
+        given = self.model_fields_set
+        if self.booster_type != "DART":
+            for name in ("dart_normalize_type", "dropout"):
+                if name in given:
+                    raise ValueError(
+                        f"option '{name}' applies only with booster_type 'DART', not "
+                        f"{self.booster_type!r}"
+                    )
+        if self.instance_weight_col is not None and self.instance_weight_col in (
+            self.input_label_cols or []
+        ):
+            raise ValueError(
+                f"option 'instance_weight_col' ({self.instance_weight_col!r}) cannot be the "
+                "label column"
+            )
+        return self
 
 
 class BoostedTreeRegressorOptions(_BoostedTreeOptions):
@@ -234,12 +272,106 @@ class BoostedTreeClassifierOptions(_BoostedTreeOptions, _ClassifierMixin):
     model_type: Literal["BOOSTED_TREE_CLASSIFIER"] = "BOOSTED_TREE_CLASSIFIER"
 
 
+class _RandomForestOptions(CommonOptions):
+    """BigQuery ML's random forest: XGBoost, one round of ``num_parallel_tree`` trees."""
+
+    # Options of CommonOptions that random forests do not have (one boosting round, eta 1).
+    _not_options: ClassVar[frozenset[str]] = frozenset({"max_iterations", "learn_rate"})
+
+    num_parallel_tree: int = Field(100, ge=2)
+    max_tree_depth: int = Field(15, ge=1)
+    tree_method: Literal["AUTO", "EXACT", "APPROX", "HIST"] = "AUTO"
+    subsample: float = Field(0.8, gt=0.0, lt=1.0)
+    colsample_bytree: float = Field(1.0, gt=0.0, le=1.0)
+    colsample_bylevel: float = Field(1.0, gt=0.0, le=1.0)
+    colsample_bynode: float = Field(0.8, gt=0.0, le=1.0)
+    min_split_loss: float = Field(0.0, ge=0.0)
+    min_tree_child_weight: int = Field(1, ge=0)
+    l2_reg: float = Field(1.0, ge=0.0)
+    category_encoding_method: Literal["ONE_HOT_ENCODING", "LABEL_ENCODING", "TARGET_ENCODING"] = (
+        "LABEL_ENCODING"
+    )
+    instance_weight_col: str | None = None
+
+
+class RandomForestRegressorOptions(_RandomForestOptions):
+    model_type: Literal["RANDOM_FOREST_REGRESSOR"] = "RANDOM_FOREST_REGRESSOR"
+
+
+class RandomForestClassifierOptions(_RandomForestOptions, _ClassifierMixin):
+    model_type: Literal["RANDOM_FOREST_CLASSIFIER"] = "RANDOM_FOREST_CLASSIFIER"
+
+
+class KMeansOptions(BaseOptions):
+    """KMEANS: no label, no data split; metrics are computed on the training data."""
+
+    model_type: Literal["KMEANS"] = "KMEANS"
+    num_clusters: int | None = Field(None, ge=2, le=100)
+    kmeans_init_method: Literal["RANDOM", "KMEANS++", "CUSTOM"] = "RANDOM"
+    kmeans_init_col: str | None = None
+    distance_type: Literal["EUCLIDEAN", "COSINE"] = "EUCLIDEAN"
+    standardize_features: bool = True
+    max_iterations: int = Field(20, ge=1)
+    early_stop: bool = True
+    min_rel_progress: float = Field(0.01, ge=0.0)
+    warm_start: bool = False
+
+    @model_validator(mode="after")
+    def _check_init(self) -> KMeansOptions:
+        if self.kmeans_init_method == "CUSTOM" and not self.kmeans_init_col:
+            raise ValueError(
+                "kmeans_init_method 'CUSTOM' needs option 'kmeans_init_col' (a BOOL column "
+                "whose TRUE rows are the initial centroids)"
+            )
+        if self.kmeans_init_col is not None and self.kmeans_init_method != "CUSTOM":
+            raise ValueError(
+                "option 'kmeans_init_col' is only valid with kmeans_init_method 'CUSTOM', not "
+                f"{self.kmeans_init_method!r}"
+            )
+        return self
+
+
+class PcaOptions(BaseOptions):
+    """PCA: exactly one of num_principal_components and pca_explained_variance_ratio."""
+
+    model_type: Literal["PCA"] = "PCA"
+    num_principal_components: int | None = Field(None, ge=1)
+    pca_explained_variance_ratio: float | None = Field(None, gt=0.0, lt=1.0)
+    scale_features: bool = True
+    pca_solver: Literal["FULL", "RANDOMIZED", "AUTO"] = "AUTO"
+
+    @model_validator(mode="after")
+    def _check_components(self) -> PcaOptions:
+        given = [
+            n
+            for n in ("num_principal_components", "pca_explained_variance_ratio")
+            if getattr(self, n) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "PCA needs exactly one of options 'num_principal_components' (INT64) and "
+                f"'pca_explained_variance_ratio' (FLOAT64 in (0, 1)); got {given or 'neither'}"
+            )
+        return self
+
+
 ModelOptions = (
     LinearRegOptions
     | LogisticRegOptions
     | BoostedTreeRegressorOptions
     | BoostedTreeClassifierOptions
+    | RandomForestRegressorOptions
+    | RandomForestClassifierOptions
+    | KMeansOptions
+    | PcaOptions
 )
+
+
+def option_names(options_class: type[BaseModel]) -> list[str]:
+    """The CREATE MODEL option names an options model accepts, sorted."""
+    hidden: frozenset[str] = getattr(options_class, "_not_options", frozenset())
+    return sorted(n for n in options_class.model_fields if n not in hidden)
+
 
 _SQL_TYPES = {int: "INT64", float: "FLOAT64", bool: "BOOL", str: "STRING"}
 
@@ -319,17 +451,24 @@ GLM_UNSUPPORTED_OPTIONS: dict[str, str] = {
     "vertex_ai_model_id": "Vertex AI model registration",
     "vertex_ai_model_version_aliases": "Vertex AI model registration",
 }
-#: BigQuery ML options of BOOSTED_TREE_* that Shipyard refuses: name → what.
+#: BigQuery ML options of BOOSTED_TREE_* and RANDOM_FOREST_* that Shipyard refuses: name → what.
 BOOSTED_TREE_UNSUPPORTED_OPTIONS: dict[str, str] = {
     **_NOT_YET_COMMON,
-    "instance_weight_col": "per-row weights",
     "approx_global_feature_contrib": "global explanations",
     "xgboost_version": "Shipyard trains with the installed xgboost",
+}
+#: BigQuery ML options of KMEANS that Shipyard refuses: name → what.
+KMEANS_UNSUPPORTED_OPTIONS: dict[str, str] = {
+    **{k: v for k, v in GLM_UNSUPPORTED_OPTIONS.items() if k != "data_split_test_fraction"},
+}
+#: BigQuery ML options of PCA that Shipyard refuses: name → what.
+PCA_UNSUPPORTED_OPTIONS: dict[str, str] = {
+    k: v for k, v in GLM_UNSUPPORTED_OPTIONS.items() if not v.startswith("hyperparameter")
 }
 
 
 def validate_options(
-    options_class: type[CommonOptions],
+    options_class: type[BaseOptions],
     model_type: str,
     raw: Mapping[str, Any],
     unsupported: Mapping[str, str],
@@ -340,14 +479,14 @@ def validate_options(
     """
     values = {str(k).lower(): v for k, v in raw.items()}
     values.setdefault("model_type", model_type)
-    valid = sorted(options_class.model_fields)
+    valid = option_names(options_class)
     for key in values:
         if key in unsupported:
             raise Unsupported(
                 f"option {key!r} ({unsupported[key]}) is not supported for {model_type} yet",
                 option=key,
             )
-        if key not in options_class.model_fields:
+        if key not in valid:
             raise InvalidArgument(
                 f"unknown option {key!r} for model_type {model_type}; valid options: "
                 f"{', '.join(valid)}",
@@ -368,12 +507,6 @@ def validate_options(
 
 
 def _check_supported(model_type: str, options: Any) -> None:
-    if getattr(options, "warm_start", False):
-        raise Unsupported(
-            f"warm_start=TRUE is not supported for {model_type} yet; retrain from scratch"
-        )
-    if getattr(options, "calculate_p_values", False):
-        raise Unsupported(f"calculate_p_values=TRUE is not supported for {model_type} yet")
     if getattr(options, "category_encoding_method", None) == "TARGET_ENCODING":
         raise Unsupported(
             f"category_encoding_method 'TARGET_ENCODING' is not supported for {model_type}; "

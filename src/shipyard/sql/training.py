@@ -23,6 +23,9 @@ How BigQuery ML's semantics are mapped (and where we differ):
   ``learn_rate_strategy``, ``ls_init_learn_rate``, ``learn_rate``, ``max_iterations``,
   ``early_stop`` and ``min_rel_progress`` are validated (see :mod:`shipyard.sql.options`) but
   the exact solvers do not need them; training info has one row.
+* ``warm_start=TRUE`` (LINEAR_REG, LOGISTIC_REG, KMEANS) retrains the model's current version
+  on the same input columns. The linear solvers are exact, so the result is the optimum for the
+  new data whatever the starting point; KMEANS starts from the current centroids.
 * LOGISTIC_REG uses LogisticRegression with the objective
   ``sum of log losses + l1_reg·|w|₁ + l2_reg·|w|²`` (so C = 1 / (l1_reg + 2·l2_reg), no penalty
   by default as BigQuery ML), lbfgs (saga with L1), at most ``50 * max_iterations`` solver
@@ -36,6 +39,11 @@ How BigQuery ML's semantics are mapped (and where we differ):
   (only when there is an evaluation split — BigQuery ML's page does not say which loss; the
   trees of that round are kept). Trained with the installed xgboost, not BigQuery ML's
   default 0.9.
+* RANDOM_FOREST_* are XGBoost random forests, as BigQuery ML trains them: one boosting round
+  (eta 1) of ``num_parallel_tree`` trees (default 100), each on a ``subsample`` (0.8) of the
+  rows and ``colsample_bynode`` (0.8) of the features per split, ``max_tree_depth`` 15.
+* ``instance_weight_col`` (trees and forests) weighs each training row (multiplied by the
+  class weights, if any); the column is not a feature and must be numeric, non-NULL, >= 0.
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -61,6 +69,11 @@ __all__ = [
     "PreparedData",
     "Progress",
     "Trainer",
+    "UnsupervisedFit",
+    "boosting_rounds",
+    "check_warm_start",
+    "instance_weights",
+    "is_random_forest",
     "prepare_data",
     "split_rows",
     "train_linear",
@@ -158,7 +171,17 @@ def prepare_data(
         raise InvalidArgument(
             f"the training data has no rows with a non-NULL label {name!r}; nothing to train on"
         )
-    features = [c for c in table.column_names if c not in (name, split_col)]
+    weight_col = getattr(options, "instance_weight_col", None)
+    if weight_col is not None:
+        if weight_col not in table.column_names:
+            raise InvalidArgument(
+                f"instance_weight_col {weight_col!r} is not in the training data; its columns "
+                f"are: {list(table.column_names)}",
+                column=weight_col,
+            )
+        if weight_col == name:
+            raise InvalidArgument(f"instance_weight_col {weight_col!r} cannot be the label column")
+    features = [c for c in table.column_names if c not in (name, split_col, weight_col)]
     col = table.column(name)
     label_info: LabelInfo | None = None
     if task_kind == "regression":
@@ -191,6 +214,58 @@ def prepare_data(
         y = label_info.encode(col)
         task = "binary_classification" if label_info.n_classes == 2 else "multiclass_classification"
     return PreparedData(table, name, features, y, label_info, task)
+
+
+def instance_weights(table: pa.Table, options: Any) -> np.ndarray | None:
+    """The ``instance_weight_col`` values as float64 (None without that option).
+
+    The column must be numeric, non-NULL, finite and >= 0 (BigQuery ML's page does not say what
+    a NULL weight means, so it is refused).
+    """
+    name = getattr(options, "instance_weight_col", None)
+    if name is None:
+        return None
+    col = table.column(name)
+    if not (
+        pa.types.is_integer(col.type)
+        or pa.types.is_floating(col.type)
+        or pa.types.is_decimal(col.type)
+    ):
+        raise InvalidArgument(
+            f"instance_weight_col {name!r} has type {col.type}; it must be numeric (INT64, "
+            "NUMERIC or FLOAT64)",
+            column=name,
+        )
+    if col.null_count:
+        raise InvalidArgument(
+            f"instance_weight_col {name!r} is NULL in {col.null_count} row(s); every row "
+            "needs a weight (use IFNULL(weight, 1) in the training query)",
+            column=name,
+        )
+    weights = np.asarray(col.cast(pa.float64()).to_numpy(), dtype=np.float64)
+    bad = int((~np.isfinite(weights) | (weights < 0)).sum())
+    if bad:
+        raise InvalidArgument(
+            f"instance_weight_col {name!r} has {bad} negative or non-finite weight(s); "
+            "weights must be finite and >= 0",
+            column=name,
+        )
+    return weights
+
+
+def check_warm_start(model_type: str, previous: Any, table: pa.Table, features: list[str]) -> None:
+    """warm_start=TRUE: the training input columns (names and types) must be the previous
+    version's (BigQuery ML: the training data schema must stay the same)."""
+    before = [(c["name"], c["type"]) for c in previous.preprocessor.input_schema]
+    now = [(name, str(table.schema.field(name).type)) for name in features]
+    if before != now:
+        raise InvalidArgument(
+            f"warm_start=TRUE retrains {model_type} on the same input columns as its current "
+            f"version: {[f'{n} {t}' for n, t in before]}; this query has "
+            f"{[f'{n} {t}' for n, t in now]}",
+            previous=[n for n, _ in before],
+            given=[n for n, _ in now],
+        )
 
 
 def split_rows(
@@ -303,6 +378,19 @@ class Fit:
     metric_scores: np.ndarray | None = None
 
 
+@dataclass
+class UnsupervisedFit:
+    """What an unsupervised trainer (KMEANS, PCA) returns: model, preprocessing and records."""
+
+    task: str  # "clustering" | "dimensionality_reduction"
+    model: Any
+    preprocessor: Any  # FeaturePreprocessor
+    features: list[str]
+    training_info: list[dict[str, Any]]
+    metrics: dict[str, float | None]
+    predictor_config: dict[str, Any]
+
+
 def _class_weight_vector(options: Any, label_info: LabelInfo, y: np.ndarray) -> np.ndarray | None:
     """Per-class weights (indexed by class) from auto_class_weights / class_weights."""
     k = label_info.n_classes
@@ -358,6 +446,7 @@ def train_linear(
     options: Any,
     label_info: LabelInfo | None,
     report: Progress,
+    sample_weight: np.ndarray | None = None,
 ) -> Fit:
     from sklearn.linear_model import ElasticNet, LinearRegression, Ridge
 
@@ -381,7 +470,7 @@ def train_linear(
             max_iter=10_000,
         )
     report(0.0, f"fitting {type(model).__name__}")
-    model.fit(x, y)
+    model.fit(x, y, sample_weight=sample_weight)
     loss = float(np.mean((model.predict(x) - y) ** 2))
     eval_scores = model.predict(x_eval) if x_eval is not None else None
     eval_loss = float(np.mean((eval_scores - y_eval) ** 2)) if eval_scores is not None else None
@@ -398,6 +487,7 @@ def train_logistic(
     options: Any,
     label_info: LabelInfo | None,
     report: Progress,
+    sample_weight: np.ndarray | None = None,
 ) -> Fit:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
@@ -427,7 +517,7 @@ def train_logistic(
     with warnings.catch_warnings():
         # An unregularised fit on separable data never "converges"; the result is still usable.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(x, y)
+        model.fit(x, y, sample_weight=sample_weight)
     predictor_like = _proba_full(model, x, label_info.n_classes)
     loss = _log_loss(y, predictor_like)
     eval_scores = None
@@ -458,10 +548,12 @@ def xgb_params(options: Any, task: str, n_classes: int) -> dict[str, Any]:
         "binary_classification": ("binary:logistic", "logloss"),
         "multiclass_classification": ("multi:softprob", "mlogloss"),
     }[task]
+    forest = is_random_forest(options)
     params: dict[str, Any] = {
         "objective": objective,
         "eval_metric": metric,
-        "eta": options.learn_rate,
+        # A random forest is one boosting round of num_parallel_tree trees, not shrunk.
+        "eta": 1.0 if forest else options.learn_rate,
         "lambda": options.l2_reg,
         "alpha": options.l1_reg,
         "max_depth": options.max_tree_depth,
@@ -472,18 +564,27 @@ def xgb_params(options: Any, task: str, n_classes: int) -> dict[str, Any]:
         "gamma": options.min_split_loss,
         "min_child_weight": options.min_tree_child_weight,
         "num_parallel_tree": options.num_parallel_tree,
-        "booster": options.booster_type.lower(),
+        "booster": getattr(options, "booster_type", "GBTREE").lower(),
         "tree_method": _TREE_METHODS[options.tree_method],
         "nthread": os.cpu_count() or 1,
         "seed": _SEED % (2**31),
         "verbosity": 0,
     }
-    if options.booster_type == "DART":
+    if getattr(options, "booster_type", "GBTREE") == "DART":
         params["rate_drop"] = options.dropout
         params["normalize_type"] = options.dart_normalize_type.lower()
     if task == "multiclass_classification":
         params["num_class"] = n_classes
     return params
+
+
+def is_random_forest(options: Any) -> bool:
+    """RANDOM_FOREST_* options: one round, no learn_rate/max_iterations."""
+    return str(getattr(options, "model_type", "")).startswith("RANDOM_FOREST_")
+
+
+def boosting_rounds(options: Any) -> int:
+    return 1 if is_random_forest(options) else int(options.max_iterations)
 
 
 def train_xgboost(
@@ -494,6 +595,7 @@ def train_xgboost(
     options: Any,
     label_info: LabelInfo | None,
     report: Progress,
+    sample_weight: np.ndarray | None = None,
 ) -> Fit:
     import xgboost as xgb
 
@@ -502,11 +604,11 @@ def train_xgboost(
     else:
         task = "binary_classification" if label_info.n_classes == 2 else "multiclass_classification"
     params = xgb_params(options, task, label_info.n_classes if label_info else 0)
-    weight = None
+    weight = sample_weight
     if label_info is not None:
         per_class = _class_weight_vector(options, label_info, y)
         if per_class is not None:
-            weight = per_class[y]
+            weight = per_class[y] if weight is None else weight * per_class[y]
     threads = params["nthread"]
     dtrain = xgb.DMatrix(x, label=y, weight=weight, nthread=threads)
     evals = [(dtrain, "train")]
@@ -518,8 +620,8 @@ def train_xgboost(
         metric_set=deval if deval is not None else dtrain,
         metric=params["eval_metric"],
         squared=task == "regression",
-        rounds=options.max_iterations,
-        learn_rate=options.learn_rate,
+        rounds=boosting_rounds(options),
+        learn_rate=params["eta"],
         early_stop=options.early_stop and deval is not None,
         min_rel_progress=options.min_rel_progress,
         report=report,
@@ -527,7 +629,7 @@ def train_xgboost(
     booster = xgb.train(
         params,
         dtrain,
-        num_boost_round=options.max_iterations,
+        num_boost_round=boosting_rounds(options),
         evals=evals,
         verbose_eval=False,
         callbacks=[recorder],
@@ -599,7 +701,20 @@ def _round_recorder(
     return RoundRecorder()
 
 
-Trainer = Callable[
-    [np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, Any, LabelInfo | None, Progress],
-    Fit,
-]
+class Trainer(Protocol):
+    """A supervised trainer: the matrices, options, classes and progress in, a Fit out.
+
+    ``sample_weight`` holds the training rows' ``instance_weight_col`` values, if any.
+    """
+
+    def __call__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        x_eval: np.ndarray | None,
+        y_eval: np.ndarray | None,
+        options: Any,
+        label_info: LabelInfo | None,
+        report: Progress,
+        sample_weight: np.ndarray | None = None,
+    ) -> Fit: ...

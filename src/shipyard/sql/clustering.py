@@ -1,0 +1,466 @@
+"""KMEANS: training with scikit-learn, and its ML functions (EVALUATE, CENTROIDS, DETECT_ANOMALIES).
+
+Training follows BigQuery ML's k-means options:
+
+* Features: every column of the training query but ``kmeans_init_col``; numeric columns are
+  standardized when ``standardize_features`` (default TRUE), categorical ones one-hot encoded.
+* ``num_clusters`` (2..100): when omitted, ``max(2, round(log10(rows)))`` (BigQuery ML only says
+  it picks a default from the number of training rows).
+* ``kmeans_init_method``: RANDOM (default; ``num_clusters`` distinct training rows, seeded),
+  KMEANS++ (scikit-learn's ``kmeans_plusplus``), CUSTOM (the rows whose BOOL
+  ``kmeans_init_col`` is TRUE; their count must equal ``num_clusters`` when it is given).
+* Lloyd iterations with scikit-learn's ``KMeans`` (one iteration per call, so that every
+  iteration is an ML.TRAINING_INFO row): at most ``max_iterations``; with ``early_stop`` the
+  training stops after the first iteration whose relative improvement of the mean squared
+  distance is below ``min_rel_progress``; it always stops when the centroids stop moving.
+* ``warm_start=TRUE`` starts from the current version's centroids (carried over to the new
+  data's standardization; categories it never saw start at 0) instead of
+  ``kmeans_init_method``; the input columns must be the same.
+* ``distance_type`` COSINE clusters the L2-normalised rows (spherical k-means) and reports
+  ``1 - cosine similarity`` as the distance; EUCLIDEAN reports the Euclidean distance.
+
+ML functions:
+
+* ML.PREDICT (the Predictor): ``CENTROID_ID`` (INT64, 1-based) and
+  ``NEAREST_CENTROIDS_DISTANCE`` (ARRAY<STRUCT<CENTROID_ID INT64, DISTANCE FLOAT64>>, the nearest
+  min(num_clusters, 5) centroids, nearest first), then the input columns.
+* ML.EVALUATE: ``davies_bouldin_index`` and ``mean_squared_distance`` (computed in the
+  preprocessed feature space).
+* ML.CENTROIDS: one row per (centroid, input column): ``centroid_id``, ``feature``,
+  ``numerical_value`` (numeric columns) and ``categorical_value``
+  (ARRAY<STRUCT<category STRING, value FLOAT64>>, one entry per category). Values are in the
+  input's own units unless ``STRUCT(TRUE AS standardize)``.
+* ML.DETECT_ANOMALIES(MODEL m, STRUCT(c AS contamination), TABLE t): a row's distance to each
+  centroid is divided by that cluster's root-mean-square training distance;
+  ``normalized_distance`` is the smallest of these and ``centroid_id`` its centroid. A row is an
+  anomaly when its normalized distance is above the ``1 - contamination`` quantile of the
+  training rows' normalized distances (BigQuery ML does not publish its normalisation).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from shipyard.errors import InvalidArgument
+from shipyard.registry.predictor import Predictor
+from shipyard.registry.preprocessing import FeaturePreprocessor
+from shipyard.sql.training import Progress, UnsupervisedFit, check_warm_start
+
+if TYPE_CHECKING:
+    from shipyard.sql.functions import MLCall
+    from shipyard.sql.service import SqlService
+
+__all__ = [
+    "KMEANS_METRICS",
+    "default_num_clusters",
+    "ml_centroids",
+    "ml_detect_anomalies",
+    "require_model_type",
+    "train_kmeans",
+]
+
+KMEANS_METRICS: tuple[str, ...] = ("davies_bouldin_index", "mean_squared_distance")
+_SEED = 20240101
+#: Training normalized distances are kept as this many quantiles (for any contamination).
+_QUANTILES = 1001
+
+
+def default_num_clusters(rows: int) -> int:
+    """The number of clusters when ``num_clusters`` is omitted."""
+    return int(min(100, max(2, round(math.log10(max(rows, 1))))))
+
+
+def require_model_type(service: SqlService, call: MLCall, valid: tuple[str, ...]) -> str:
+    """The model's type, or InvalidArgument naming the function, the type and the valid ones."""
+    model_type = service.models.get_version(call.model).model_type
+    if model_type not in valid:
+        raise InvalidArgument(
+            f"ML.{call.function} does not apply to model {call.model}, a {model_type} model; "
+            f"it applies to {', '.join(valid)} models",
+            model_type=model_type,
+        )
+    return model_type
+
+
+# --------------------------------------------------------------------------------------------
+# training
+
+
+def _init_rows(table: pa.Table, name: str) -> np.ndarray:
+    if name not in table.column_names:
+        raise InvalidArgument(
+            f"kmeans_init_col {name!r} is not in the training data; its columns are: "
+            f"{list(table.column_names)}",
+            column=name,
+        )
+    col = table.column(name)
+    if not pa.types.is_boolean(col.type):
+        raise InvalidArgument(
+            f"kmeans_init_col {name!r} has type {col.type}; it must be BOOL (TRUE marks the "
+            "rows that are the initial centroids)",
+            column=name,
+        )
+    return np.flatnonzero(np.asarray(pc.fill_null(col, False).to_numpy(zero_copy_only=False)))
+
+
+def _normalise_rows(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms == 0, 1.0, norms)  # type: ignore[no-any-return]
+
+
+def train_kmeans(
+    table: pa.Table, options: Any, report: Progress, warm_start: Predictor | None = None
+) -> UnsupervisedFit:
+    from sklearn.cluster import KMeans, kmeans_plusplus
+    from sklearn.exceptions import ConvergenceWarning
+
+    n = table.num_rows
+    if n == 0:
+        raise InvalidArgument("the training data has no rows; nothing to cluster")
+    init_col = options.kmeans_init_col
+    init_rows = _init_rows(table, init_col) if init_col else None
+    features = [c for c in table.column_names if c != init_col]
+    preprocessor = FeaturePreprocessor.fit(
+        table, features, standardize=options.standardize_features, categorical_encoding="one_hot"
+    )
+    x = preprocessor.transform(table, dtype=np.float64)
+    cosine = options.distance_type == "COSINE"
+    x_fit = _normalise_rows(x) if cosine else x
+    k = options.num_clusters
+    if init_rows is not None:
+        if k is None:
+            k = len(init_rows)
+        if len(init_rows) != k or k < 2:
+            raise InvalidArgument(
+                f"kmeans_init_col {init_col!r} is TRUE in {len(init_rows)} row(s); it must be "
+                f"TRUE in exactly num_clusters ({k}) rows, at least 2",
+                column=init_col,
+            )
+    if k is None:
+        k = default_num_clusters(n)
+    if k > n:
+        raise InvalidArgument(
+            f"num_clusters {k} needs at least {k} training rows; the training data has {n}",
+            num_clusters=k,
+        )
+    method = options.kmeans_init_method
+    if warm_start is not None:
+        check_warm_start("KMEANS", warm_start, table, features)
+        current = np.asarray(warm_start.model.cluster_centers_, dtype=np.float64)
+        if options.num_clusters is not None and options.num_clusters != len(current):
+            raise InvalidArgument(
+                f"warm_start=TRUE continues from the current {len(current)} centroids; "
+                f"num_clusters {options.num_clusters} differs (drop it or retrain from scratch)",
+                num_clusters=options.num_clusters,
+            )
+        k = len(current)
+        if k > n:
+            raise InvalidArgument(
+                f"num_clusters {k} needs at least {k} training rows; the training data has {n}"
+            )
+        centers = _carry_centers(warm_start.preprocessor, current, preprocessor)
+        if cosine:
+            centers = _normalise_rows(centers)
+    elif init_rows is not None:
+        centers = x_fit[init_rows].copy()
+    elif method == "KMEANS++":
+        centers, _ = kmeans_plusplus(x_fit, k, random_state=_SEED)
+    else:
+        rng = np.random.default_rng(_SEED)
+        centers = x_fit[rng.choice(n, size=k, replace=False)].copy()
+
+    rows: list[dict[str, Any]] = []
+    model: Any = None
+    previous: float | None = None
+    for iteration in range(options.max_iterations):
+        start = time.perf_counter()
+        model = KMeans(
+            n_clusters=k, init=centers, n_init=1, max_iter=1, random_state=_SEED, algorithm="lloyd"
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(x_fit)
+        loss = float(model.inertia_) / n
+        moved = not np.allclose(model.cluster_centers_, centers, rtol=0.0, atol=1e-12)
+        centers = model.cluster_centers_
+        rows.append(
+            {
+                "training_run": 0,
+                "iteration": iteration,
+                "loss": loss,
+                "eval_loss": None,
+                "learning_rate": None,
+                "duration_ms": round((time.perf_counter() - start) * 1000),
+            }
+        )
+        report((iteration + 1) / options.max_iterations, f"iteration {iteration + 1}: {loss:.6g}")
+        if not moved:
+            break
+        if (
+            options.early_stop
+            and previous is not None
+            and previous > 0
+            and (previous - loss) / previous < options.min_rel_progress
+        ):
+            break
+        previous = loss
+
+    config: dict[str, Any] = {
+        "matrix_dtype": "float64",
+        "model_type": "KMEANS",
+        "distance_type": options.distance_type,
+        "num_clusters": k,
+    }
+    predictor = Predictor("clustering", model, "sklearn", preprocessor, None, "", config)
+    distances = predictor.centroid_distances(x)
+    metrics = kmeans_metrics(x_fit, distances)
+    config.update(anomaly_statistics(distances))
+    return UnsupervisedFit(
+        task="clustering",
+        model=model,
+        preprocessor=preprocessor,
+        features=features,
+        training_info=rows,
+        metrics=metrics,
+        predictor_config=config,
+    )
+
+
+def kmeans_metrics(x_fit: np.ndarray, distances: np.ndarray) -> dict[str, float | None]:
+    """ML.EVALUATE for KMEANS on rows (their fitted-space matrix and centroid distances)."""
+    from sklearn.metrics import davies_bouldin_score
+
+    if len(distances) == 0:
+        return dict.fromkeys(KMEANS_METRICS)
+    labels = np.argmin(distances, axis=1)
+    nearest = distances[np.arange(len(distances)), labels]
+    dbi: float | None = None
+    if 1 < len(np.unique(labels)) < len(labels):
+        dbi = float(davies_bouldin_score(x_fit, labels))
+    return {"davies_bouldin_index": dbi, "mean_squared_distance": float(np.mean(nearest**2))}
+
+
+def anomaly_statistics(distances: np.ndarray) -> dict[str, Any]:
+    """Per-cluster distance scales and the training normalized distances' quantiles."""
+    labels = np.argmin(distances, axis=1)
+    k = distances.shape[1]
+    scales = []
+    for j in range(k):
+        member = distances[labels == j, j]
+        rms = float(np.sqrt(np.mean(member**2))) if len(member) else 0.0
+        scales.append(rms if rms > 0 else 1.0)
+    normalized = np.min(distances / np.asarray(scales)[None, :], axis=1)
+    quantiles = np.quantile(normalized, np.linspace(0.0, 1.0, _QUANTILES))
+    return {"distance_scales": scales, "anomaly_quantiles": [float(q) for q in quantiles]}
+
+
+def anomaly_threshold(config: dict[str, Any], contamination: float) -> float:
+    """The training quantile at ``1 - contamination``."""
+    quantiles = np.asarray(config["anomaly_quantiles"], dtype=np.float64)
+    return float(np.interp(1.0 - contamination, np.linspace(0.0, 1.0, len(quantiles)), quantiles))
+
+
+# --------------------------------------------------------------------------------------------
+# ML functions
+
+
+def evaluate_kmeans_rows(predictor: Predictor, rows: pa.Table) -> dict[str, float | None]:
+    matrix = predictor.preprocessor.transform(rows, dtype=np.float64)
+    distances = predictor.centroid_distances(matrix)
+    cosine = predictor.config.get("distance_type") == "COSINE"
+    return kmeans_metrics(_normalise_rows(matrix) if cosine else matrix, distances)
+
+
+def ml_centroids(service: SqlService, call: MLCall) -> pa.Table:
+    """ML.CENTROIDS: one row per centroid and input column."""
+    call.check_params({"standardize": bool})
+    require_model_type(service, call, ("KMEANS",))
+    if call.input is not None:
+        raise InvalidArgument(
+            f"ML.CENTROIDS takes no input rows: ML.CENTROIDS(MODEL {call.model}"
+            "[, STRUCT(TRUE AS standardize)])"
+        )
+    predictor = service.models.load(call.model)
+    centers = np.asarray(predictor.model.cluster_centers_, dtype=np.float64)
+    return feature_rows(
+        predictor.preprocessor,
+        centers,
+        id_name="centroid_id",
+        ids=list(range(1, len(centers) + 1)),
+        unscale=not bool(call.params.get("standardize") or False),
+    )
+
+
+def feature_rows(
+    preprocessor: FeaturePreprocessor,
+    vectors: np.ndarray,
+    *,
+    id_name: str,
+    ids: list[int],
+    unscale: bool,
+) -> pa.Table:
+    """Vectors in the preprocessed space as rows per (id, input column): ML.CENTROIDS and
+    ML.PRINCIPAL_COMPONENTS. ``unscale`` maps numeric values back to the input's units."""
+    layout = _column_layout(preprocessor)
+    out_ids: list[int] = []
+    names: list[str] = []
+    numeric: list[float | None] = []
+    categorical: list[list[dict[str, Any]]] = []
+    for vid, vector in zip(ids, vectors, strict=True):
+        for col, offset, labels in layout:
+            out_ids.append(vid)
+            names.append(col["name"])
+            if labels is None:
+                value = float(vector[offset])
+                if unscale:
+                    value = value * float(col["scale"]) + float(col["center"])
+                numeric.append(value)
+                categorical.append([])
+                continue
+            numeric.append(None)
+            categorical.append(
+                [
+                    {"category": label, "value": float(vector[offset + i])}
+                    for i, label in enumerate(labels)
+                ]
+            )
+    entry = pa.struct([("category", pa.string()), ("value", pa.float64())])
+    return pa.table(
+        {
+            id_name: pa.array(out_ids, type=pa.int64()),
+            "feature": pa.array(names, type=pa.string()),
+            "numerical_value": pa.array(numeric, type=pa.float64()),
+            "categorical_value": pa.array(categorical, type=pa.list_(entry)),
+        }
+    )
+
+
+def _column_layout(
+    preprocessor: FeaturePreprocessor,
+) -> list[tuple[dict[str, Any], int, list[str] | None]]:
+    """(column description, first matrix column, category labels or None for numbers)."""
+    layout: list[tuple[dict[str, Any], int, list[str] | None]] = []
+    offset = 0
+    for col in preprocessor.to_dict()["columns"]:
+        if col["kind"] in ("numeric", "timestamp") or col["encoding"] == "label":
+            layout.append((col, offset, None if col["kind"] in ("numeric", "timestamp") else []))
+            offset += 1
+            continue
+        labels = [_category_text(v) for v in col["categories"]]
+        if col["encoding"] == "dummy" and labels:
+            labels = labels[1:]
+        if col["null_category"]:
+            labels.append("NULL")
+        layout.append((col, offset, labels))
+        offset += len(labels)
+    return layout
+
+
+def _carry_centers(
+    old: FeaturePreprocessor, centers: np.ndarray, new: FeaturePreprocessor
+) -> np.ndarray:
+    """Centroids fitted under ``old`` preprocessing, expressed under ``new`` (warm_start)."""
+    new_layout = _column_layout(new)
+    width = sum(1 if labels is None else len(labels) for _, _, labels in new_layout)
+    out = np.zeros((len(centers), width))
+    for (col_old, off_old, labels_old), (col_new, off_new, labels_new) in zip(
+        _column_layout(old), new_layout, strict=True
+    ):
+        if labels_old is None or labels_new is None:
+            units = centers[:, off_old] * float(col_old["scale"]) + float(col_old["center"])
+            out[:, off_new] = (units - float(col_new["center"])) / float(col_new["scale"])
+            continue
+        position = {label: i for i, label in enumerate(labels_old)}
+        for j, label in enumerate(labels_new):
+            if label in position:  # a category the old model never saw starts at 0
+                out[:, off_new + j] = centers[:, off_old + position[label]]
+    return out
+
+
+def _category_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def contamination_param(call: MLCall) -> float:
+    call.check_params({"contamination": (int, float)})
+    value = call.params.get("contamination")
+    if value is None:
+        raise InvalidArgument(
+            f"ML.DETECT_ANOMALIES on model {call.model} needs STRUCT(<value> AS contamination), "
+            "the expected fraction of anomalies in [0, 0.5]"
+        )
+    if not 0.0 <= float(value) <= 0.5:
+        raise InvalidArgument(
+            f"ML.DETECT_ANOMALIES parameter 'contamination' must be in [0, 0.5], got {value!r}"
+        )
+    return float(value)
+
+
+def ml_detect_anomalies(service: SqlService, call: MLCall) -> pa.Table:
+    """ML.DETECT_ANOMALIES for KMEANS and PCA models."""
+    from shipyard.sql.decomposition import detect_pca_anomalies
+
+    model_type = require_model_type(service, call, ("KMEANS", "PCA"))
+    contamination = contamination_param(call)
+    rows = call.require_input()
+    predictor = service.models.load(call.model)
+    if model_type == "PCA":
+        return detect_pca_anomalies(predictor, rows, contamination)
+    matrix = predictor.preprocessor.transform(rows, dtype=np.float64)
+    distances = predictor.centroid_distances(matrix)
+    scales = np.asarray(predictor.config["distance_scales"], dtype=np.float64)
+    normalized = distances / scales[None, :]
+    nearest = np.argmin(normalized, axis=1) if len(rows) else np.zeros(0, dtype=np.int64)
+    value = normalized[np.arange(len(rows)), nearest]
+    threshold = anomaly_threshold(predictor.config, contamination)
+    out = {
+        "is_anomaly": pa.array(value > threshold, type=pa.bool_()),
+        "normalized_distance": pa.array(value, type=pa.float64()),
+        "centroid_id": pa.array(nearest + 1, type=pa.int64()),
+    }
+    return _with_inputs(out, rows)
+
+
+def _with_inputs(out: dict[str, pa.Array], rows: pa.Table) -> pa.Table:
+    clash = [n for n in out if n in rows.column_names]
+    if clash:
+        raise InvalidArgument(
+            f"input already has columns {clash}, which ML.DETECT_ANOMALIES outputs; rename or "
+            "drop them",
+            columns=clash,
+        )
+    return pa.Table.from_arrays(
+        [*out.values(), *rows.columns], names=[*out.keys(), *rows.column_names]
+    )
+
+
+def evaluate_unsupervised(
+    service: SqlService, call: MLCall, task: str, stored: dict[str, Any]
+) -> pa.Table:
+    """ML.EVALUATE for KMEANS (clustering) and PCA (dimensionality_reduction) models."""
+    from shipyard.sql.decomposition import PCA_METRICS, evaluate_pca_rows
+
+    if call.params.get("threshold") is not None:
+        raise InvalidArgument(
+            f"ML.EVALUATE parameter 'threshold' applies only to binary classification models; "
+            f"model {call.model} is {task}"
+        )
+    names = KMEANS_METRICS if task == "clustering" else PCA_METRICS
+    if call.input is None:
+        metrics = stored
+    else:
+        predictor = service.models.load(call.model)
+        if task == "clustering":
+            metrics = evaluate_kmeans_rows(predictor, call.input)
+        else:
+            metrics = evaluate_pca_rows(predictor, call.input)
+    return pa.table({name: pa.array([metrics.get(name)], type=pa.float64()) for name in names})

@@ -1,0 +1,186 @@
+"""PCA: training with scikit-learn, and its ML functions.
+
+Training follows BigQuery ML's PCA options: every column of the training query is a feature
+(numeric columns standardized when ``scale_features``, default TRUE; categorical ones one-hot
+encoded); exactly one of ``num_principal_components`` (at most the number of encoded features
+and of rows) and ``pca_explained_variance_ratio`` (the fewest components whose cumulative
+explained variance ratio reaches it); ``pca_solver`` FULL / RANDOMIZED / AUTO is scikit-learn's
+``svd_solver`` (a ratio always uses the full solver, which is what scikit-learn supports).
+
+ML functions:
+
+* ML.PREDICT (the Predictor): ``principal_component_1`` … ``principal_component_k`` (FLOAT64);
+  the input columns only with ``STRUCT(TRUE AS keep_original_columns)`` (BigQuery ML's default
+  for PCA is FALSE).
+* ML.EVALUATE: ``total_explained_variance_ratio`` — stored from training, or, with input rows,
+  the share of those rows' variance (around the training mean) that the components capture.
+* ML.PRINCIPAL_COMPONENTS: ``principal_component_id`` (INT64, 0-based: id 0 is
+  ``principal_component_1``), ``feature``, ``numerical_value``, ``categorical_value`` — the
+  component's weights on the preprocessed features.
+* ML.PRINCIPAL_COMPONENT_INFO: ``principal_component_id``, ``eigenvalue`` (the explained
+  variance), ``explained_variance_ratio``, ``cumulative_explained_variance_ratio``, by
+  decreasing eigenvalue.
+* ML.DETECT_ANOMALIES(MODEL m, STRUCT(c AS contamination), TABLE t): ``is_anomaly`` and
+  ``mean_squared_error``, the row's reconstruction error over the preprocessed features; a row
+  is an anomaly when its error is above the ``1 - contamination`` quantile of the training rows'
+  errors.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from shipyard.errors import InvalidArgument
+from shipyard.registry.predictor import Predictor
+from shipyard.registry.preprocessing import FeaturePreprocessor
+from shipyard.sql.clustering import _QUANTILES, _with_inputs, feature_rows, require_model_type
+from shipyard.sql.training import Progress, UnsupervisedFit
+
+if TYPE_CHECKING:
+    from shipyard.sql.functions import MLCall
+    from shipyard.sql.service import SqlService
+
+__all__ = [
+    "PCA_METRICS",
+    "detect_pca_anomalies",
+    "evaluate_pca_rows",
+    "ml_principal_component_info",
+    "ml_principal_components",
+    "train_pca",
+]
+
+PCA_METRICS: tuple[str, ...] = ("total_explained_variance_ratio",)
+_SEED = 20240101
+_SOLVERS = {"FULL": "full", "RANDOMIZED": "randomized", "AUTO": "auto"}
+
+
+def train_pca(
+    table: pa.Table, options: Any, report: Progress, warm_start: Predictor | None = None
+) -> UnsupervisedFit:
+    from sklearn.decomposition import PCA
+
+    start = time.perf_counter()
+    n = table.num_rows
+    if n < 2:
+        raise InvalidArgument(f"PCA needs at least 2 training rows; the training data has {n}")
+    features = list(table.column_names)
+    preprocessor = FeaturePreprocessor.fit(
+        table, features, standardize=options.scale_features, categorical_encoding="one_hot"
+    )
+    x = preprocessor.transform(table, dtype=np.float64)
+    limit = min(n, x.shape[1])
+    components: int | float
+    solver = _SOLVERS[options.pca_solver]
+    if options.num_principal_components is not None:
+        components = options.num_principal_components
+        if components > limit:
+            raise InvalidArgument(
+                f"num_principal_components {components} is more than PCA can find here: at "
+                f"most min(rows, encoded features) = min({n}, {x.shape[1]}) = {limit}",
+                num_principal_components=components,
+            )
+    else:
+        components = options.pca_explained_variance_ratio
+        solver = "full"
+    report(0.0, "fitting PCA")
+    model = PCA(n_components=components, svd_solver=solver, random_state=_SEED).fit(x)
+    k = int(model.n_components_)
+    errors = _reconstruction_errors(model, x)
+    ratio = float(np.sum(model.explained_variance_ratio_))
+    report(1.0, f"fitted PCA: {k} components explain {ratio:.4g} of the variance")
+    quantiles = np.quantile(errors, np.linspace(0.0, 1.0, _QUANTILES))
+    return UnsupervisedFit(
+        task="dimensionality_reduction",
+        model=model,
+        preprocessor=preprocessor,
+        features=features,
+        training_info=[
+            {
+                "training_run": 0,
+                "iteration": 0,
+                "loss": float(np.mean(errors)),
+                "eval_loss": None,
+                "learning_rate": None,
+                "duration_ms": round((time.perf_counter() - start) * 1000),
+            }
+        ],
+        metrics={"total_explained_variance_ratio": ratio},
+        predictor_config={
+            "matrix_dtype": "float64",
+            "model_type": "PCA",
+            "num_components": k,
+            "anomaly_quantiles": [float(q) for q in quantiles],
+        },
+    )
+
+
+def _reconstruction_errors(model: Any, x: np.ndarray) -> np.ndarray:
+    restored = model.inverse_transform(model.transform(x))
+    return np.mean((x - restored) ** 2, axis=1)  # type: ignore[no-any-return]
+
+
+def evaluate_pca_rows(predictor: Predictor, rows: pa.Table) -> dict[str, float | None]:
+    x = predictor.preprocessor.transform(rows, dtype=np.float64)
+    centred = x - predictor.model.mean_[None, :]
+    total = float(np.sum(centred**2))
+    if total == 0.0:
+        return {"total_explained_variance_ratio": None}
+    captured = float(np.sum((centred @ predictor.model.components_.T) ** 2))
+    return {"total_explained_variance_ratio": captured / total}
+
+
+def detect_pca_anomalies(predictor: Predictor, rows: pa.Table, contamination: float) -> pa.Table:
+    from shipyard.sql.clustering import anomaly_threshold
+
+    x = predictor.preprocessor.transform(rows, dtype=np.float64)
+    errors = _reconstruction_errors(predictor.model, x) if len(rows) else np.zeros(0)
+    threshold = anomaly_threshold(predictor.config, contamination)
+    out = {
+        "is_anomaly": pa.array(errors > threshold, type=pa.bool_()),
+        "mean_squared_error": pa.array(errors, type=pa.float64()),
+    }
+    return _with_inputs(out, rows)
+
+
+def _no_input(call: MLCall) -> None:
+    if call.input is not None:
+        raise InvalidArgument(
+            f"ML.{call.function} takes no input rows: ML.{call.function}(MODEL {call.model})"
+        )
+
+
+def ml_principal_components(service: SqlService, call: MLCall) -> pa.Table:
+    """ML.PRINCIPAL_COMPONENTS: each component's weight per input column."""
+    call.check_params({})
+    require_model_type(service, call, ("PCA",))
+    _no_input(call)
+    predictor = service.models.load(call.model)
+    vectors = np.asarray(predictor.model.components_, dtype=np.float64)
+    return feature_rows(
+        predictor.preprocessor,
+        vectors,
+        id_name="principal_component_id",
+        ids=list(range(len(vectors))),
+        unscale=False,
+    )
+
+
+def ml_principal_component_info(service: SqlService, call: MLCall) -> pa.Table:
+    """ML.PRINCIPAL_COMPONENT_INFO: eigenvalues and explained variance ratios."""
+    call.check_params({})
+    require_model_type(service, call, ("PCA",))
+    _no_input(call)
+    model = service.models.load(call.model).model
+    ratios = np.asarray(model.explained_variance_ratio_, dtype=np.float64)
+    return pa.table(
+        {
+            "principal_component_id": pa.array(np.arange(len(ratios)), type=pa.int64()),
+            "eigenvalue": pa.array(np.asarray(model.explained_variance_, dtype=np.float64)),
+            "explained_variance_ratio": pa.array(ratios),
+            "cumulative_explained_variance_ratio": pa.array(np.cumsum(ratios)),
+        }
+    )
