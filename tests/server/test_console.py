@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 from shipyard.server import create_app
 from shipyard.server.app import CONSOLE_DIR
 from shipyard.services import Services
+from shipyard.serving.abtest import METRICS
 
 ASSETS = ("index.html", "console.js", "console.css")
 
@@ -88,3 +89,39 @@ def test_api_docs_are_served_without_a_cdn(services: Any) -> None:
         asset = client.get("/docs/assets/swagger-ui-bundle.js")
         assert asset.status_code == 200 and len(asset.content) > 100_000
         assert client.get("/openapi.json").status_code == 401  # the spec itself needs the token
+
+
+def test_the_endpoints_card_reads_fields_the_serving_api_answers(
+    services: Services, live_server: Any
+) -> None:
+    url = live_server(create_app(services)).url
+    services.endpoints.create("console-ep", description="for the console")
+    with httpx.Client(base_url=url) as client:
+        page = client.get("/v1/endpoints?page_size=50").json()
+        assert "next_page_token" in page
+        (endpoint,) = page["items"]
+        for key in ("name", "description", "deployments", "traffic", "sticky_key", "revision"):
+            assert key in endpoint
+        assert "updated_at" in endpoint
+        assert client.get("/v1/endpoints/console-ep/stats").json() == {}
+        history = client.get("/v1/endpoints/console-ep/history?page_size=8").json()
+        (change,) = history["items"]
+        assert {"revision", "action", "actor", "after", "created_at"} <= set(change)
+        assert change["action"] == "create" and change["after"]["traffic"] == {}
+        # a comparison that cannot run answers {code, message}; the card shows the message
+        answer = client.post("/v1/endpoints/console-ep:compare", json={"metric": "accuracy"})
+        assert answer.status_code == 409 and answer.json()["code"] == "FAILED_PRECONDITION"
+        assert "an A/B comparison needs two" in answer.json()["message"]
+        bad = client.post("/v1/endpoints/console-ep:compare", json={"metric": "auc"})
+        assert bad.status_code == 400 and "accuracy" in bad.json()["message"]
+
+
+def test_the_endpoints_card_is_on_the_page_and_refreshed() -> None:
+    page = (CONSOLE_DIR / "index.html").read_text()
+    assert 'id="endpoints"' in page and 'id="endpoint-list"' in page
+    js = (CONSOLE_DIR / "console.js").read_text()
+    refresh = js[js.index("function refreshAll()") :]
+    assert "loadEndpoints();" in refresh[: refresh.index("}")]
+    # the metrics offered are the ones the A/B comparison accepts
+    offered = re.search(r"const AB_METRICS = \[([^\]]*)\]", js)
+    assert offered and sorted(re.findall(r'"(\w+)"', offered.group(1))) == sorted(METRICS)

@@ -678,12 +678,264 @@
     return link;
   }
 
+  // -- endpoints ---------------------------------------------------------------------------------
+
+  const AB_METRICS = ["accuracy", "mean_absolute_error", "mean_squared_error"];
+  const HISTORY_ROWS = 8;
+  // endpoint name -> the metric it was last compared on: a refresh compares it again
+  const serving = { compared: {} };
+  let endpointsTicket = 0;
+
+  function ms(value) {
+    if (typeof value !== "number") return "—";
+    return (value < 10 ? value.toFixed(2) : value < 1000 ? value.toFixed(1) : Math.round(value).toLocaleString()) + " ms";
+  }
+
+  function figure(value) {
+    if (typeof value !== "number") return "—";
+    return Math.abs(value) >= 1e5 || (value !== 0 && Math.abs(value) < 1e-3) ? value.toExponential(2) : value.toPrecision(4);
+  }
+
+  function signed(value) {
+    return (value > 0 ? "+" : "") + figure(value);
+  }
+
+  function syncEndpointUrl(name, metric) {
+    const params = new URLSearchParams(window.location.search);
+    params.set("endpoint", name);
+    params.set("compare", metric);
+    history.replaceState(null, "", window.location.pathname + "?" + params.toString());
+  }
+
+  async function loadEndpoints() {
+    const list = $("endpoint-list");
+    const ticket = ++endpointsTicket;
+    let page;
+    try {
+      page = await api("/v1/endpoints?page_size=50");
+    } catch (error) {
+      if (ticket === endpointsTicket) list.replaceChildren(el("div", { class: "empty-state muted", text: problem(error) }));
+      return;
+    }
+    const views = await Promise.all(page.items.map(async (e) => {
+      const path = "/v1/endpoints/" + encodeURIComponent(e.name);
+      const [stats, changes] = await Promise.all([
+        api(path + "/stats").catch((error) => ({ error: error })),
+        api(path + "/history?page_size=" + HISTORY_ROWS).catch((error) => ({ error: error })),
+      ]);
+      return endpointView(e, stats, changes);
+    }));
+    if (ticket !== endpointsTicket) return; // a newer refresh is being drawn
+    $("endpoints-count").textContent = page.items.length + (page.next_page_token ? "+" : "") + (page.items.length === 1 ? " endpoint" : " endpoints");
+    if (!page.items.length) {
+      list.replaceChildren(el("div", { class: "empty-state muted" }, [
+        "No endpoints yet — ", el("code", { text: "shipyard endpoints create NAME" }),
+        ", then ", el("code", { text: "shipyard endpoints deploy NAME MODEL" }), ".",
+      ]));
+      return;
+    }
+    list.replaceChildren(...views.map((v) => v.node));
+    for (const v of views) v.start();
+  }
+
+  function endpointView(e, stats, changes) {
+    const color = new Map(e.deployments.map((d, i) => [d.id, COLORS[i % COLORS.length]]));
+    const live = e.deployments.filter((d) => !d.shadow);
+    const head = el("div", { class: "endpoint-head" }, [
+      el("h3", { class: "mono", text: e.name }),
+      e.description ? el("span", { class: "muted", text: e.description }) : null,
+      el("span", { class: "pill", text: "revision " + e.revision }),
+      e.sticky_key ? el("span", { class: "pill", title: "Requests with the same value of this field go to the same deployment", text: "sticky on " + e.sticky_key }) : null,
+      el("span", { class: "muted grow", text: "updated " + when(e.updated_at) }),
+    ]);
+    const compare = comparePane(e, color);
+    const node = el("article", { class: "endpoint", "data-endpoint": e.name }, [
+      head,
+      trafficBar(e, live, color),
+      el("div", { class: "table-wrap" }, deploymentsTable(e, stats, color)),
+      el("div", { class: "endpoint-panes" }, [historyPane(e, changes), compare.node]),
+    ]);
+    return { node: node, start: compare.start };
+  }
+
+  function trafficBar(e, live, color) {
+    const shares = live.map((d) => ({ d: d, pct: e.traffic[d.id] || 0 })).filter((s) => s.pct > 0);
+    const shadows = e.deployments.filter((d) => d.shadow);
+    if (!shares.length) {
+      return el("div", { class: "traffic muted" }, [
+        "No deployment receives traffic — ", el("code", { text: "shipyard endpoints deploy " + e.name + " MODEL" }),
+      ]);
+    }
+    const label = "Traffic split: " + shares.map((s) => s.d.id + " " + s.pct + "%").join(", ");
+    const bar = el("div", { class: "traffic-bar", role: "img", "aria-label": label }, shares.map((s) => el("span", {
+      class: "traffic-seg",
+      style: "width:" + s.pct + "%;background:" + color.get(s.d.id),
+      title: s.d.id + " · " + s.d.model + "@" + s.d.version + " · " + s.pct + "%",
+      "data-deployment": s.d.id,
+    }, s.pct >= 8 ? s.d.id + " " + s.pct + "%" : "")));
+    const legend = el("div", { class: "legend traffic-legend" }, [
+      ...shares.map((s) => el("span", { class: "legend-item" }, [
+        el("span", { class: "swatch", style: "background:" + color.get(s.d.id) }),
+        s.d.id + " " + s.d.model + "@" + s.d.version + " · " + s.pct + "%",
+      ])),
+      ...shadows.map((d) => el("span", { class: "legend-item" }, [
+        el("span", { class: "swatch hollow", style: "border-color:" + color.get(d.id) }),
+        d.id + " " + d.model + "@" + d.version + " · shadow, sees a copy of every request",
+      ])),
+    ]);
+    return el("div", { class: "traffic" }, [bar, legend]);
+  }
+
+  function deploymentsTable(e, stats, color) {
+    const head = el("tr", {}, [
+      el("th", { text: "Deployment" }), el("th", { text: "Model" }), el("th", { text: "Alias" }),
+      el("th", { class: "num", text: "Traffic" }), el("th", { class: "num", text: "Requests" }),
+      el("th", { class: "num", text: "Errors" }), el("th", { class: "num", text: "p50" }),
+      el("th", { class: "num", text: "p99" }), el("th", { text: "Deployed" }),
+    ]);
+    const tbody = el("tbody");
+    const failed = stats && stats.error;
+    fill(tbody, e.deployments.map((d) => {
+      const s = (!failed && stats[d.id]) || {};
+      const errors = s.errors || 0;
+      return el("tr", { "data-deployment": d.id }, [
+        el("td", { class: "mono" }, [
+          el("span", { class: "swatch", style: "background:" + color.get(d.id) }), d.id,
+          d.shadow ? el("span", { class: "pill shadow", title: "Gets a copy of the traffic; its answers are logged, never returned", text: "shadow" }) : null,
+        ]),
+        el("td", {}, lineageLink("models/" + d.model + "/versions/" + d.version, d.model + "@" + d.version)),
+        el("td", {}, d.alias ? el("span", { class: "pill", text: d.alias }) : ""),
+        el("td", { class: "num", text: d.shadow ? "copy" : (e.traffic[d.id] || 0) + "%" }),
+        el("td", { class: "num", text: failed ? "" : number(s.requests || 0) }),
+        el("td", { class: "num" + (errors ? " bad" : ""), text: failed ? "" : number(errors) + (errors && s.requests ? " (" + ((100 * errors) / s.requests).toFixed(1) + "%)" : "") }),
+        el("td", { class: "num", text: ms(s.p50_ms) }),
+        el("td", { class: "num", text: ms(s.p99_ms) }),
+        el("td", { class: "muted", text: when(d.created_at) + (d.created_by ? " by " + d.created_by : "") }),
+      ]);
+    }), 9, "No deployments yet — deploy a model: shipyard endpoints deploy " + e.name + " MODEL");
+    const table = el("table", { class: "grid deployments" }, [el("thead", {}, head), tbody]);
+    if (failed) table.appendChild(el("caption", { class: "muted", text: "stats: " + problem(stats.error) }));
+    return table;
+  }
+
+  function trafficText(state) {
+    if (!state) return "";
+    const parts = Object.entries(state.traffic || {}).filter(([, pct]) => pct > 0).map(([id, pct]) => id + " " + pct + "%");
+    for (const d of state.deployments || []) if (d.shadow) parts.push(d.id + " shadow");
+    return parts.join(" · ") || "no traffic";
+  }
+
+  function historyPane(e, changes) {
+    const tbody = el("tbody");
+    if (changes.error) {
+      fill(tbody, [], 5, problem(changes.error));
+    } else {
+      fill(tbody, changes.items.map((c) => el("tr", {}, [
+        el("td", { class: "num", text: String(c.revision) }),
+        el("td", { text: when(c.created_at) }),
+        el("td", { text: c.actor }),
+        el("td", {}, el("span", { class: "pill action", text: c.action })),
+        el("td", { class: "mono wrap", text: trafficText(c.after) }),
+      ])), 5, "No changes recorded.");
+    }
+    const head = el("tr", {}, [el("th", { class: "num", text: "Rev" }), el("th", { text: "When" }), el("th", { text: "Who" }), el("th", { text: "Action" }), el("th", { text: "Traffic after" })]);
+    const more = !changes.error && changes.next_page_token ? "latest " + changes.items.length : "";
+    return el("div", { class: "endpoint-pane" }, [
+      el("div", { class: "card-head" }, [el("h3", { text: "Recent changes" }), el("span", { class: "muted", text: more })]),
+      el("div", { class: "table-wrap" }, el("table", { class: "grid history" }, [el("thead", {}, head), tbody])),
+    ]);
+  }
+
+  function comparePane(e, color) {
+    const select = el("select", { "aria-label": "Metric for " + e.name }, AB_METRICS.map((m) => el("option", { value: m, text: m })));
+    const button = el("button", { type: "submit", text: "Compare" });
+    const status = el("span", { class: "muted" }, "from request logs joined with feedback");
+    const error = el("div", { class: "error hidden", role: "alert" });
+    const result = el("div", { class: "ab-result" });
+    const form = el("form", { class: "row ab-form" }, [el("label", { class: "muted" }, ["metric ", select]), button, status]);
+    if (serving.compared[e.name]) select.value = serving.compared[e.name];
+
+    async function run(metric) {
+      serving.compared[e.name] = metric;
+      button.disabled = true;
+      status.textContent = "comparing…";
+      error.classList.add("hidden");
+      try {
+        const ab = await api("/v1/endpoints/" + encodeURIComponent(e.name) + ":compare", { method: "POST", json: { metric: metric } });
+        status.textContent = "control " + ab.control + " · " + Math.round(ab.confidence_level * 100) + "% intervals" + (ab.include_shadow ? "" : " · shadows left out");
+        result.replaceChildren(...abView(ab, color));
+      } catch (err) {
+        status.textContent = "";
+        result.replaceChildren();
+        error.textContent = problem(err);
+        error.classList.remove("hidden");
+      } finally {
+        button.disabled = false;
+      }
+    }
+
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      syncEndpointUrl(e.name, select.value);
+      run(select.value);
+    });
+    const node = el("div", { class: "endpoint-pane ab", "data-endpoint": e.name }, [
+      el("div", { class: "card-head" }, [el("h3", { text: "A/B comparison" }), el("span", { class: "muted", text: "needs ground truth: " }, el("code", { text: ":feedback" }))]),
+      form, error, result,
+    ]);
+    return { node: node, start: () => { if (serving.compared[e.name]) run(serving.compared[e.name]); } };
+  }
+
+  function abView(ab, color) {
+    const lo = Math.min(...ab.deployments.map((f) => f.ci_low));
+    const hi = Math.max(...ab.deployments.map((f) => f.ci_high));
+    const head = el("tr", {}, [
+      el("th", { text: "Deployment" }), el("th", { class: "num", text: "Requests" }),
+      el("th", { class: "num", text: "Labelled" }), el("th", { class: "num metric-col", text: ab.metric }),
+      el("th", { text: Math.round(ab.confidence_level * 100) + "% interval" }),
+      el("th", { class: "num", text: "p50 / p99" }),
+    ]);
+    const rows = ab.deployments.map((f) => el("tr", { "data-deployment": f.deployment_id }, [
+      el("td", { class: "mono", title: f.model ? f.model + "@" + f.model_version : "" }, [
+        el("span", { class: "swatch", style: "background:" + (color.get(f.deployment_id) || "var(--muted)") }), f.deployment_id,
+        f.deployment_id === ab.control ? el("span", { class: "pill control", text: "control" }) : null,
+      ]),
+      el("td", { class: "num", text: number(f.requests) + (f.errors ? " (" + number(f.errors) + " failed)" : "") }),
+      el("td", { class: "num", text: number(f.labelled) }),
+      el("td", { class: "num metric-value", text: figure(f.metric_value) }),
+      el("td", {}, el("div", { class: "ci" }, [
+        ciBar(f, lo, hi, color.get(f.deployment_id)),
+        el("span", { class: "ci-text", text: "[" + figure(f.ci_low) + ", " + figure(f.ci_high) + "]" }),
+      ])),
+      el("td", { class: "num", text: ms(f.latency_p50_ms) + " / " + ms(f.latency_p99_ms) }),
+    ]));
+    const table = el("div", { class: "table-wrap" }, el("table", { class: "grid ab-table" }, [el("thead", {}, head), el("tbody", {}, rows)]));
+    const verdicts = ab.comparisons.map((c) => el("div", { class: "verdict" + (c.significant ? " significant" : "") }, [
+      el("div", { class: "verdict-text", text: c.verdict }),
+      el("div", { class: "muted", text: c.test + " · p = " + figure(c.p_value) + " · difference " + c.treatment + " − " + c.control + " " + signed(c.difference) + " [" + signed(c.difference_ci_low) + ", " + signed(c.difference_ci_high) + "]" + (ab.higher_is_better ? " (higher is better)" : " (lower is better)") }),
+    ]));
+    return [table, ...verdicts];
+  }
+
+  function ciBar(f, lo, hi, stroke) {
+    const W = 96, H = 14, P = 5;
+    if (!(hi > lo)) { const pad = Math.abs(lo) * 0.05 || 0.05; lo -= pad; hi += pad; }
+    const x = (v) => (P + ((v - lo) / (hi - lo)) * (W - 2 * P)).toFixed(1);
+    const colour = stroke || "currentColor";
+    return svg("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H, class: "ci-chart", role: "img", "aria-label": f.deployment_id + " " + figure(f.metric_value) + " between " + figure(f.ci_low) + " and " + figure(f.ci_high) }, [
+      svg("line", { x1: P, x2: W - P, y1: H / 2, y2: H / 2, class: "ci-axis" }),
+      svg("line", { x1: x(f.ci_low), x2: x(f.ci_high), y1: H / 2, y2: H / 2, stroke: colour, "stroke-width": 3, "stroke-linecap": "round", class: "ci-range" }),
+      svg("circle", { cx: x(f.metric_value), cy: H / 2, r: 3.5, fill: colour, class: "ci-point" }),
+    ]);
+  }
+
   // -- refresh -----------------------------------------------------------------------------------
 
   function refreshAll() {
     loadWorkspace();
     loadTables();
     loadModels();
+    loadEndpoints();
     loadExperiments();
     if (track.experiment) loadRuns();
     loadJobs();
@@ -695,7 +947,8 @@
   }, JOBS_REFRESH_MS);
 
   // /?q=SELECT… opens the page with that query run (links to a query can be shared);
-  // ?experiment=E&runs=ID,ID&metric=K&filter=F opens those runs compared; ?lineage=R a graph.
+  // ?experiment=E&runs=ID,ID&metric=K&filter=F opens those runs compared; ?lineage=R a graph;
+  // ?endpoint=E&compare=METRIC opens endpoint E's A/B comparison on that metric.
   const url = new URLSearchParams(window.location.search);
   const shared = url.get("q");
   if (shared) {
@@ -707,6 +960,9 @@
     track.selected = (url.get("runs") || "").split(",").map((s) => s.trim()).filter(Boolean).slice(0, MAX_COMPARE);
     track.metric = url.get("metric");
     $("run-filter").value = url.get("filter") || "";
+  }
+  if (url.get("endpoint") && AB_METRICS.includes(url.get("compare"))) {
+    serving.compared[url.get("endpoint")] = url.get("compare");
   }
   if (url.get("lineage")) {
     if (["both", "upstream", "downstream"].includes(url.get("direction"))) $("lineage-direction").value = url.get("direction");
