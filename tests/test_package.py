@@ -16,6 +16,7 @@ def test_public_api_is_pinned() -> None:
     assert shipyard.__all__ == [
         "AlreadyExists",
         "ArtifactCorrupted",
+        "DeadlineExceeded",
         "FailedPrecondition",
         "Internal",
         "InvalidArgument",
@@ -33,6 +34,8 @@ def test_public_api_is_pinned() -> None:
         "autolog",
         "connect",
         "end_run",
+        "log_artifact",
+        "log_input",
         "log_metric",
         "log_metrics",
         "log_param",

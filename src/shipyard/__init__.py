@@ -11,6 +11,8 @@ from shipyard.client.autolog import autolog
 from shipyard.client.fluent import (
     active_run,
     end_run,
+    log_artifact,
+    log_input,
     log_metric,
     log_metrics,
     log_param,
@@ -24,6 +26,7 @@ from shipyard.client.fluent import (
 from shipyard.errors import (
     AlreadyExists,
     ArtifactCorrupted,
+    DeadlineExceeded,
     FailedPrecondition,
     Internal,
     InvalidArgument,
@@ -41,6 +44,7 @@ from shipyard.errors import (
 __all__ = [
     "AlreadyExists",
     "ArtifactCorrupted",
+    "DeadlineExceeded",
     "FailedPrecondition",
     "Internal",
     "InvalidArgument",
@@ -58,6 +62,8 @@ __all__ = [
     "autolog",
     "connect",
     "end_run",
+    "log_artifact",
+    "log_input",
     "log_metric",
     "log_metrics",
     "log_param",

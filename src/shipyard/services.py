@@ -13,6 +13,9 @@ from shipyard.data.service import TableService
 from shipyard.engine import LocalEngine
 from shipyard.metadata.service import MetadataService
 from shipyard.registry.service import ModelService
+from shipyard.serving.batch import BatchPredictionService
+from shipyard.serving.metrics import ServingMetrics
+from shipyard.serving.service import EndpointService, RequestLogs
 from shipyard.sql.service import SqlService
 from shipyard.tracking.service import TrackingService
 
@@ -25,6 +28,8 @@ class Services:
     sql: SqlService
     tracking: TrackingService
     metadata: MetadataService
+    batch: BatchPredictionService
+    endpoints: EndpointService
 
     @classmethod
     def build(cls, ctx: Context) -> Services:
@@ -38,6 +43,14 @@ class Services:
             sql=SqlService(ctx, tables, models, metadata),
             tracking=TrackingService(ctx),
             metadata=metadata,
+            batch=BatchPredictionService(ctx, tables, models, metadata),
+            endpoints=EndpointService(
+                ctx,
+                models,
+                request_logs=RequestLogs(ctx.home),
+                metrics=ServingMetrics(),
+                metadata=metadata,
+            ),
         )
 
     @property
@@ -45,4 +58,5 @@ class Services:
         return self.ctx.engine
 
     def close(self) -> None:
+        self.endpoints.close()
         self.ctx.close()

@@ -17,6 +17,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
+from shipyard.cli import artifacts as artifacts_cli
+from shipyard.cli import batch as batch_cli
+from shipyard.cli import serving as serving_cli
+from shipyard.cli import tensorboard as tensorboard_cli
 from shipyard.cli.common import (
     DEFAULT_TABLE_ROWS,
     Target,
@@ -478,6 +482,26 @@ def runs_compare(
         out.print(table)
 
 
+@runs_app.command("import-tensorboard")
+def runs_import_tensorboard(
+    ctx: typer.Context,
+    run_id: str = typer.Argument(..., metavar="RUN"),
+    logdir: Path = typer.Argument(..., metavar="LOGDIR", help="Folder of TensorBoard event files."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Read the scalars of TensorBoard event files (any depth under LOGDIR) into a run."""
+    with session(ctx) as ws:
+        counts = ws.runs.import_tensorboard(run_id, logdir)
+        if as_json:
+            print_json(counts)
+            return
+        table = Table("metric", "points", header_style="bold")
+        for key, count in counts.items():
+            table.add_row(escape(key), str(count))
+        out.print(table)
+        out.print(f"{sum(counts.values())} points imported into run {run_id}", markup=False)
+
+
 # -- up ------------------------------------------------------------------------------------------
 
 
@@ -507,6 +531,13 @@ def up(
         pass
 
 
+# -- command modules -----------------------------------------------------------------------------
+# Capabilities keep their commands in their own module (shipyard/cli/<capability>.py), each with a
+# ``register(app)`` that adds its commands or sub-apps; list them here.
+for _module in (artifacts_cli, batch_cli, serving_cli, tensorboard_cli):
+    _module.register(app)
+
+
 def main() -> None:
     """The ``shipyard`` console script."""
     app()
@@ -529,11 +560,14 @@ def lineage_command(
         "both", "--direction", "-d", help="upstream, downstream or both."
     ),
     depth: int | None = typer.Option(None, "--depth", help="Executions away (default: all)."),
+    context: str | None = typer.Option(
+        None, "--context", help="Only through this context's executions, e.g. experiment/churn."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show where a table, model version or run came from, and what came of it."""
     with session(ctx) as ws:
-        graph = ws.lineage(resource, direction=direction, depth=depth)
+        graph = ws.lineage(resource, direction=direction, depth=depth, context=context)
         if as_json:
             print_json(graph)
             return
@@ -546,13 +580,24 @@ def _lineage_tree(graph: Any) -> Tree:
     artifacts = {a.id: a for a in graph.artifacts}
     executions = {e.id: e for e in graph.executions}
     root = next(a for a in graph.artifacts if a.uri == graph.root)
-    tree = Tree(f"[bold]{escape(root.uri)}[/bold] ({root.kind})")
+    label = f"[bold]{escape(root.uri)}[/bold] ({root.kind})"
+    contexts = [c for c in graph.contexts if any(
+        m.context_id == c.id and m.artifact_id == root.id for m in graph.memberships
+    )]  # fmt: skip
+    if contexts:
+        label += " [dim]in " + ", ".join(escape(f"{c.type}/{c.name}") for c in contexts) + "[/dim]"
+    tree = Tree(label)
+    # A run's artifact stands for the run: downstream of it is what the run's execution wrote.
+    run_id = root.uri.split("/", 1)[1] if root.kind == "run" else None
     ways = [("upstream", "OUTPUT", "INPUT", "⬆"), ("downstream", "INPUT", "OUTPUT", "⬇")]
     for way, near, far, arrow in ways:
         if graph.direction not in (way, "both"):
             continue
         branch = tree.add(f"[dim]{way}[/dim]")
-        _lineage_branch(branch, graph, root.id, near, far, arrow, artifacts, executions, set())
+        entry = run_id if way == "downstream" and run_id in executions else None
+        _lineage_branch(
+            branch, graph, root.id, near, far, arrow, artifacts, executions, set(), entry
+        )
     return tree
 
 
@@ -566,9 +611,12 @@ def _lineage_branch(
     artifacts: dict[str, Any],
     executions: dict[str, Any],
     seen: set[str],
+    entry: str | None = None,
 ) -> None:
     for edge in graph.edges:
-        if edge.artifact_id != artifact_id or edge.type != near:
+        if edge.artifact_id != artifact_id:
+            continue
+        if edge.type != near and edge.execution_id != entry:
             continue
         execution = executions.get(edge.execution_id)
         if execution is None or execution.id in seen:
@@ -582,6 +630,8 @@ def _lineage_branch(
         child = node.add(label)
         for other in graph.edges:
             if other.execution_id != execution.id or other.type != far:
+                continue
+            if other.artifact_id == artifact_id:  # a run's own artifact, under the run
                 continue
             artifact = artifacts.get(other.artifact_id)
             if artifact is None:

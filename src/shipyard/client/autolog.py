@@ -15,6 +15,16 @@
   and, through a training callback, every eval metric at every iteration as
   ``<dataset>-<metric>`` (``validation_0-rmse``, ``valid_0-l2``) with ``step`` = the iteration.
 
+**Models** (``log_models=True``, the default, as in MLflow): the fitted classifier or regressor
+(a search's ``best_estimator_``; the Booster that ``xgboost.train`` / ``lightgbm.train``
+returns) is registered after training as the next version of ``registered_model_name``, or of
+``autolog.<estimator>_<run id prefix>`` (e.g. ``autolog.logisticregression_1a2b3c4d``), with
+``lineage.run_id`` = the run and the lineage edge run → version; the run gets the tags
+``registered_model`` and ``registered_model_version``. Its features are the DataFrame's
+columns (with their types), else the model's own names, else ``f0, f1, …``; its label is
+``y.name`` when that is a name, else ``label``. Transformers and clusterers are not registered;
+a model trained on non-numeric columns is skipped with a warning.
+
 Only the outermost autologged call in the process logs: a ``GridSearchCV`` or ``Pipeline`` is one
 run, not one per inner ``fit``. With no active run, one is started (named after the estimator,
 or ``xgboost`` / ``lightgbm``) and ended after training (FAILED if training raised); with a run
@@ -35,7 +45,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from shipyard.client import fluent
-from shipyard.errors import FailedPrecondition, InvalidArgument, Unsupported
+from shipyard.errors import FailedPrecondition, InvalidArgument
+from shipyard.warehouse.names import QualifiedName
 
 __all__ = ["FRAMEWORKS", "autolog"]
 
@@ -48,6 +59,7 @@ _MARK = "__shipyard_autolog__"
 _patches: dict[str, dict[tuple[Any, str], Any]] = {name: {} for name in FRAMEWORKS}
 _lock = threading.RLock()
 _depth = 0  # autologged calls in progress, process-wide: only the outermost one logs
+_models: dict[str, Any] = {"log": True, "name": None}  # autolog(log_models=…, registered_…)
 
 
 class AutologWarning(UserWarning):
@@ -55,18 +67,27 @@ class AutologWarning(UserWarning):
 
 
 def autolog(
-    frameworks: Iterable[str] | None = None, *, disable: bool = False, log_models: bool = False
+    frameworks: Iterable[str] | None = None,
+    *,
+    disable: bool = False,
+    log_models: bool = True,
+    registered_model_name: str | None = None,
 ) -> list[str]:
     """Turn autologging on (or off with ``disable=True``) for ``frameworks``; return them.
 
     ``frameworks=None`` means every supported framework that is installed. Calling it again is
-    harmless (patching is idempotent); ``disable=True`` puts the original functions back.
+    harmless (patching is idempotent) and replaces the model settings; ``disable=True`` puts
+    the original functions back.
+
+    ``log_models=True`` (the default, as MLflow's): each fitted classifier or regressor becomes
+    a version in the model registry, with ``lineage.run_id`` = the run, under
+    ``registered_model_name`` (``dataset.model``; every fit adds a version), or when None under
+    ``autolog.<estimator>_<first 8 characters of the run id>``.
     """
-    if log_models and not disable:
-        raise Unsupported(
-            "autolog(log_models=True) is not supported yet: the model registry only accepts "
-            "models made by CREATE MODEL; log models explicitly for now"
-        )
+    if not isinstance(log_models, bool):
+        raise InvalidArgument(f"log_models must be True or False, got {log_models!r}")
+    if registered_model_name is not None:
+        registered_model_name = str(QualifiedName.parse(registered_model_name, kind="model"))
     explicit = frameworks is not None
     names = list(FRAMEWORKS if frameworks is None else frameworks)
     unknown = [n for n in names if n not in FRAMEWORKS]
@@ -76,6 +97,8 @@ def autolog(
         )
     done: list[str] = []
     with _lock:
+        if not disable:
+            _models.update(log=log_models, name=registered_model_name)
         for name in names:
             if disable:
                 _unpatch(name)
@@ -269,7 +292,24 @@ def _sklearn_body(
     x = args[0] if args else kwargs.get("X")
     y = args[1] if len(args) > 1 else kwargs.get("y")
     session.log("computing training metrics", lambda: _log_finite(_sklearn_metrics(self, x, y)))
+    model = _sklearn_model(self)
+    if model is not None:
+        session.log(
+            "registering the model",
+            lambda: _register(model, type(model).__name__, x, y, None),
+        )
     return result
+
+
+def _sklearn_model(estimator: Any) -> Any:
+    """The model a fit registers: the estimator, or a search's refitted best estimator; None
+    for what does not predict (transformers, clusterers)."""
+    if not _models["log"]:
+        return None
+    from sklearn.base import is_classifier, is_regressor
+
+    model = getattr(estimator, "best_estimator_", estimator)
+    return model if is_classifier(model) or is_regressor(model) else None
 
 
 def _sklearn_metrics(estimator: Any, x: Any, y: Any) -> dict[str, float]:
@@ -337,12 +377,21 @@ def _call_bound(
 
 
 def _train_params(
-    signature_args: tuple[Any, ...], kwargs: Mapping[str, Any], default_rounds: int
-) -> dict[str, str]:
+    signature_args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    default_rounds: int,
+    *,
+    as_text: bool = True,
+) -> dict[str, Any]:
+    """The params dict and ``num_boost_round``: as text for the run (``as_text``), as given
+    for the model version's options."""
     params = signature_args[0] if signature_args else kwargs.get("params", {})
     rounds = signature_args[2] if len(signature_args) > 2 else kwargs.get("num_boost_round")
+    rounds = default_rounds if rounds is None else rounds
+    if not as_text:
+        return {**dict(params or {}), "num_boost_round": rounds}
     out = _clean_params(dict(params or {}))
-    out["num_boost_round"] = str(default_rounds if rounds is None else rounds)
+    out["num_boost_round"] = str(rounds)
     return out
 
 
@@ -356,7 +405,13 @@ def _xgboost_body(
             callback = _xgboost_callback(session)
         except Exception as exc:
             _warn("making the xgboost callback", exc)
-    return original(*args, _extra_callback=callback, **kwargs)
+    booster = original(*args, _extra_callback=callback, **kwargs)
+    if _models["log"]:
+        params = _train_params(args, kwargs, 10, as_text=False)
+        session.log(
+            "registering the model", lambda: _register(booster, "xgboost", None, None, params)
+        )
+    return booster
 
 
 def _xgboost_callback(session: _Session) -> Any:
@@ -394,7 +449,88 @@ def _lightgbm_body(
         session.log("logging lightgbm metrics", log)
 
     callback.order = 100  # type: ignore[attr-defined]  # after lightgbm's own callbacks
-    return original(*args, _extra_callback=callback if session.ok else None, **kwargs)
+    # The Dataset still holds its DataFrame before training: LightGBM's own feature names
+    # replace spaces and symbols, the registry keeps the columns the user will predict with.
+    train_set = args[1] if len(args) > 1 else kwargs.get("train_set")
+    data = getattr(train_set, "data", None)
+    booster = original(*args, _extra_callback=callback if session.ok else None, **kwargs)
+    if _models["log"]:
+        params = _train_params(args, kwargs, 100, as_text=False)
+        session.log(
+            "registering the model", lambda: _register(booster, "lightgbm", data, None, params)
+        )
+    return booster
+
+
+# -- registering the model ---------------------------------------------------------------------
+
+
+def _register(model: Any, kind: str, x: Any, y: Any, params: Mapping[str, Any] | None) -> None:
+    """Register ``model`` as a version whose lineage is the active run (skipped, with a
+    warning, when its features are not all numeric: the registry serves numeric features)."""
+    run = fluent.active_run()
+    if run is None:
+        return
+    names, types = _features(x)
+    if names is not None and types is None:
+        warnings.warn(
+            f"shipyard autolog: {kind} was not registered: its training columns are not all "
+            f"numeric ({_non_numeric(x)}); the registry stores models of numeric features",
+            AutologWarning,
+            stacklevel=2,
+        )
+        return
+    name = _models["name"] or f"autolog.{_slug(kind)}_{run.id[:8]}"
+    label = getattr(y, "name", None)
+    version = fluent._workspace().models.register_object(
+        name,
+        model,
+        feature_names=names,
+        feature_types=types,
+        label=label if isinstance(label, str) and label.isidentifier() else None,
+        run_id=run.id,
+        params=None if params is None else dict(params),
+    )
+    fluent.set_tags(
+        {"registered_model": version.model, "registered_model_version": str(version.version)}
+    )
+
+
+def _slug(kind: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in kind.lower()) or "model"
+
+
+def _features(x: Any) -> tuple[list[str] | None, list[str] | None]:
+    """(names, Arrow types) of a DataFrame's columns (types None when one is not numeric);
+    (None, types of a numeric matrix) for an array; (None, None) when unknown."""
+    columns, dtypes = getattr(x, "columns", None), getattr(x, "dtypes", None)
+    if columns is not None and dtypes is not None:
+        types = [_numeric_type(d) for d in dtypes]
+        known = [t for t in types if t is not None]
+        return [str(c) for c in columns], (known if len(known) == len(types) else None)
+    dtype, shape = getattr(x, "dtype", None), getattr(x, "shape", None)
+    if dtype is not None and shape is not None and len(shape) == 2:
+        t = _numeric_type(dtype)
+        return None, ([t] * int(shape[1]) if t is not None else None)
+    return None, None
+
+
+def _numeric_type(dtype: Any) -> str | None:
+    """The Arrow type of a NumPy integer or float dtype; None for anything else (a pandas
+    extension dtype such as category or string included)."""
+    import numpy as np
+    import pyarrow as pa
+
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        return None
+    return str(pa.from_numpy_dtype(dtype)) if dtype.kind in "iuf" else None
+
+
+def _non_numeric(x: Any) -> str:
+    bad = [f"{c}: {d}" for c, d in zip(x.columns, x.dtypes, strict=True) if not _numeric_type(d)]
+    return ", ".join(bad[:5])
 
 
 _PATCHERS: dict[str, Callable[[], None]] = {

@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import atexit
 import getpass
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from shipyard.errors import FailedPrecondition, InvalidArgument, NotFound, ShipyardError
+from shipyard.tracking.artifacts import ArtifactFile
 from shipyard.tracking.entities import Experiment, Run, RunStatus, metric_tuples
 
 __all__ = [
@@ -42,6 +44,8 @@ __all__ = [
     "active_run",
     "end_run",
     "flush",
+    "log_artifact",
+    "log_input",
     "log_metric",
     "log_metrics",
     "log_param",
@@ -322,6 +326,24 @@ def _require_run() -> tuple[ActiveRun, _AsyncLogger]:
     logger = _logger()
     logger.raise_error(run.id)
     return run, logger
+
+
+def log_input(table: str, version: int | None = None) -> str:
+    """Record that the active run read ``table`` (``dataset.table``) at ``version`` (its latest
+    when None), for lineage; returns ``tables/<table>/versions/<n>``. Sent at once."""
+    run, _ = _require_run()
+    path: str = _workspace().runs.log_input(run.id, table, version)
+    return path
+
+
+def log_artifact(
+    local_path: str | os.PathLike[str], artifact_path: str | None = None
+) -> list[ArtifactFile]:
+    """Upload a file, or a folder with everything in it, into the active run's artifacts
+    (under ``artifact_path``); returns the files written. Sent at once."""
+    run, _ = _require_run()
+    files: list[ArtifactFile] = _workspace().runs.log_artifact(run.id, local_path, artifact_path)
+    return files
 
 
 def log_metric(key: str, value: float, step: int = 0, *, timestamp: int | None = None) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +13,18 @@ from shipyard.context import Context
 from shipyard.data.entities import TableInfo, TableVersion
 from shipyard.data.service import TableService
 from shipyard.engine import Job, LogLine
-from shipyard.metadata.entities import LineageGraph
+from shipyard.metadata.entities import LineageContext, LineageGraph
 from shipyard.registry.entities import Manifest, Model, ModelVersion
 from shipyard.registry.predictor import Predictor
 from shipyard.registry.service import ModelService
 from shipyard.services import Services
+from shipyard.serving.abtest import ABComparison
+from shipyard.serving.entities import Endpoint, EndpointChange
+from shipyard.serving.service import EndpointService
 from shipyard.sql.entities import QueryResult
 from shipyard.sql.service import SqlService
 from shipyard.store import Page
+from shipyard.tracking.artifacts import ArtifactFile
 from shipyard.tracking.entities import Experiment, MetricPoint, Run
 from shipyard.tracking.service import TrackingService
 from shipyard.warehouse.loading import rows_to_arrow
@@ -92,6 +96,39 @@ class LocalModels:
 
     def delete(self, name: str) -> None:
         self._s.delete(name)
+
+    def register_object(
+        self,
+        name: str,
+        model: Any,
+        *,
+        flavor: str | None = None,
+        feature_names: Sequence[str] | None = None,
+        feature_types: Sequence[str] | None = None,
+        task: str | None = None,
+        classes: Sequence[Any] | None = None,
+        label: str | None = None,
+        run_id: str | None = None,
+        metrics: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        description: str | None = None,
+    ) -> ModelVersion:
+        """Register a model trained in Python (scikit-learn, XGBoost, LightGBM) as the next
+        version of ``name``; see :meth:`ModelService.register_model_object`."""
+        return self._s.register_model_object(
+            name,
+            model,
+            flavor=flavor,
+            feature_names=feature_names,
+            feature_types=feature_types,
+            task=task,
+            classes=classes,
+            label=label,
+            run_id=run_id,
+            metrics=metrics,
+            params=params,
+            description=description,
+        )
 
     def load(self, name: str, version: int | None = None, *, alias: str | None = None) -> Predictor:
         return self._s.load(name, version, alias=alias)
@@ -235,6 +272,149 @@ class LocalRuns:
     ) -> Page[MetricPoint]:
         return self._s.metric_history(run_id, key, page_size=page_size, page_token=page_token)
 
+    def log_artifact(
+        self, run_id: str, local_path: str | Path, artifact_path: str | None = None
+    ) -> builtins.list[ArtifactFile]:
+        """Upload a file, or a folder with everything in it, into the run's artifacts
+        (under ``artifact_path``); returns the files written."""
+        return self._s.artifacts.log_artifact(run_id, local_path, artifact_path)
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> builtins.list[ArtifactFile]:
+        """The files and folders directly under ``path`` (the run's root by default)."""
+        return self._s.artifacts.list_artifacts(run_id, path)
+
+    def download_artifacts(self, run_id: str, path: str | None, dst: str | Path) -> Path:
+        """Copy the artifact file or folder at ``path`` (None: all) into folder ``dst``, keeping
+        its relative path; returns where it landed."""
+        return self._s.artifacts.download_artifacts(run_id, path, dst)
+
+    def log_input(self, run_id: str, table: str, version: int | None = None) -> str:
+        """Record that the run read ``table`` at ``version`` (its latest when None), for
+        lineage; returns the table version's path (``tables/d.t/versions/3``)."""
+        return self._s.log_input(run_id, table, version)
+
+    def export_tensorboard(self, run_id: str, logdir: str | Path) -> Path:
+        """Write the run's metric series as a TensorBoard event file in ``logdir`` (one tag per
+        metric); returns the file. Needs ``pip install 'shipyard[tensorboard]'``."""
+        return self._s.export_tensorboard(run_id, logdir)
+
+    def import_tensorboard(self, run_id: str, logdir: str | Path) -> dict[str, int]:
+        """Read the scalars of the TensorBoard event files under ``logdir`` into the run's
+        metric series; returns the points per metric key."""
+        return self._s.import_tensorboard(run_id, logdir)
+
+
+class LocalEndpoints:
+    """``ws.endpoints``: online serving — endpoints, deployments, traffic, predict."""
+
+    def __init__(self, service: EndpointService) -> None:
+        self._s = service
+
+    def create(
+        self, name: str, *, description: str | None = None, config: dict[str, Any] | None = None
+    ) -> Endpoint:
+        return self._s.create(name, description=description, config=config)
+
+    def get(self, name: str) -> Endpoint:
+        return self._s.get(name)
+
+    def list(self, *, page_size: int = 100, page_token: str | None = None) -> Page[Endpoint]:
+        return self._s.list(page_size=page_size, page_token=page_token)
+
+    def update(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        config: dict[str, Any] | None = None,
+        sticky_key: str | None = None,
+        clear_sticky_key: bool = False,
+    ) -> Endpoint:
+        return self._s.update(
+            name,
+            description=description,
+            config=config,
+            sticky_key=sticky_key,
+            clear_sticky_key=clear_sticky_key,
+        )
+
+    def delete(self, name: str, *, force: bool = False) -> None:
+        self._s.delete(name, force=force)
+
+    def deploy(
+        self,
+        name: str,
+        model: str,
+        *,
+        version: int | None = None,
+        alias: str | None = None,
+        traffic: int | None = None,
+        shadow: bool = False,
+        sticky_key: str | None = None,
+    ) -> Endpoint:
+        return self._s.deploy(
+            name,
+            model,
+            version=version,
+            alias=alias,
+            traffic=traffic,
+            shadow=shadow,
+            sticky_key=sticky_key,
+        )
+
+    def undeploy(self, name: str, deployment_id: str) -> Endpoint:
+        return self._s.undeploy(name, deployment_id)
+
+    def split(self, name: str, traffic: dict[str, int]) -> Endpoint:
+        return self._s.split(name, traffic)
+
+    def rollback(self, name: str, *, to_revision: int | None = None) -> Endpoint:
+        return self._s.rollback(name, to_revision=to_revision)
+
+    def history(
+        self, name: str, *, page_size: int = 100, page_token: str | None = None
+    ) -> Page[EndpointChange]:
+        return self._s.history(name, page_size=page_size, page_token=page_token)
+
+    def predict(
+        self,
+        name: str,
+        instances: builtins.list[dict[str, Any]],
+        parameters: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return self._s.predict(name, instances, parameters)
+
+    def explain(
+        self,
+        name: str,
+        instances: builtins.list[dict[str, Any]],
+        parameters: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return self._s.predict(name, instances, parameters, explain=True)
+
+    def feedback(self, name: str, items: builtins.list[dict[str, Any]]) -> int:
+        return self._s.feedback(name, items)
+
+    def stats(self, name: str) -> dict[str, dict[str, Any]]:
+        return self._s.stats(name)
+
+    def compare(
+        self,
+        name: str,
+        *,
+        metric: str,
+        deployments: builtins.list[str] | None = None,
+        include_shadow: bool = False,
+        confidence_level: float = 0.95,
+    ) -> ABComparison:
+        return self._s.compare(
+            name,
+            metric=metric,
+            deployments=deployments,
+            include_shadow=include_shadow,
+            confidence_level=confidence_level,
+        )
+
 
 class LocalWorkspace:
     """A workspace opened in this process (DuckDB + SQLite + local files by default)."""
@@ -250,6 +430,7 @@ class LocalWorkspace:
         self.jobs = LocalJobs(ctx, self._sql)
         self.experiments = LocalExperiments(self.services.tracking)
         self.runs = LocalRuns(self.services.tracking)
+        self.endpoints = LocalEndpoints(self.services.endpoints)
 
     @property
     def home(self) -> Path:
@@ -273,13 +454,64 @@ class LocalWorkspace:
         """Load a file (CSV, Parquet, JSON/JSONL, Excel), a DataFrame or an Arrow table."""
         return self.tables.load(name, source, mode=mode, format=format)
 
+    def batch_predict(
+        self,
+        model: str,
+        *,
+        source: str | Path | list[str | Path],
+        destination: str | Path,
+        version: int | None = None,
+        alias: str | None = None,
+        source_format: str | None = None,
+        chunk_rows: int = 100_000,
+        parallelism: int | None = None,
+        threshold: float | None = None,
+        keep_original_columns: bool = True,
+        write_mode: str = "truncate",
+    ) -> Job:
+        """Start a batch prediction job: ``model`` over a table, a query or files, into a table
+        or files, in chunks; returns the job (wait with ``ws.jobs.wait``). Paths are the
+        workspace process's. See docs/batch-prediction.md."""
+        return self.services.batch.submit(
+            model,
+            source=source,
+            destination=destination,
+            version=version,
+            alias=alias,
+            source_format=source_format,
+            chunk_rows=chunk_rows,
+            parallelism=parallelism,
+            threshold=threshold,
+            keep_original_columns=keep_original_columns,
+            write_mode=write_mode,
+        )
+
+    def batch_predict_resume(self, job_id: str) -> Job:
+        """Continue a failed or cancelled batch prediction job; finished chunks are kept."""
+        return self.services.batch.resume(job_id)
+
     def lineage(
-        self, resource: str, *, direction: str = "both", depth: int | None = None
+        self,
+        resource: str,
+        *,
+        direction: str = "both",
+        depth: int | None = None,
+        context: str | None = None,
     ) -> LineageGraph:
         """Where ``resource`` came from and what came of it: ``models/d.m`` (its default
         version), ``models/d.m/versions/2``, ``tables/d.t`` (its latest version), ``runs/<id>``.
-        ``direction``: upstream, downstream or both; ``depth``: executions away (None: all)."""
-        return self.services.metadata.lineage(resource, direction, depth)
+        ``direction``: upstream, downstream or both; ``depth``: executions away (None: all);
+        ``context``: only through that context's executions (``experiment/<name>``)."""
+        return self.services.metadata.lineage(resource, direction, depth, context)
+
+    def lineage_contexts(
+        self, *, type: str | None = None, page_size: int = 100, page_token: str | None = None
+    ) -> Page[LineageContext]:
+        """The contexts that group lineage nodes: one per experiment (``type="experiment"``),
+        and pipelines'."""
+        return self.services.metadata.list_contexts(
+            type=type, page_size=page_size, page_token=page_token
+        )
 
     def close(self) -> None:
         self.ctx.close()

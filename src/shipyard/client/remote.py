@@ -9,15 +9,18 @@ are raised as the class registered for ``code`` (never a class named by the payl
 from __future__ import annotations
 
 import builtins
+import getpass
 import hashlib
+import io
 import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import Any, NoReturn
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 import httpx
@@ -39,12 +42,18 @@ from shipyard.errors import (
     Unsupported,
     error_class_for_code,
 )
-from shipyard.metadata.entities import LineageGraph
+from shipyard.metadata.entities import LineageContext, LineageGraph
 from shipyard.registry.entities import Manifest, Model, ModelVersion
 from shipyard.registry.predictor import Predictor, PredictorCache
+from shipyard.serving.entities import Endpoint, EndpointChange
 from shipyard.sql.entities import QueryResult
 from shipyard.store import Page
+from shipyard.tracking.artifacts import ArtifactFile, check_artifact_path
 from shipyard.tracking.entities import Experiment, MetricPoint, Run, metric_tuples
+from shipyard.warehouse.names import QualifiedName
+
+if TYPE_CHECKING:
+    from shipyard.serving.abtest import ABComparison
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 RESULT_HEADER = "X-Shipyard-Result"
@@ -386,6 +395,70 @@ class RemoteModels:
         # Cached predictors are keyed by manifest digest, so none can outlive its version.
         self._http.request("DELETE", f"/v1/models/{_seg(name)}", expected=(200, 204))
 
+    def register_object(
+        self,
+        name: str,
+        model: Any,
+        *,
+        flavor: str | None = None,
+        feature_names: Sequence[str] | None = None,
+        feature_types: Sequence[str] | None = None,
+        task: str | None = None,
+        classes: Sequence[Any] | None = None,
+        label: str | None = None,
+        run_id: str | None = None,
+        metrics: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        description: str | None = None,
+    ) -> ModelVersion:
+        """Register a model trained in Python as the next version of ``name``: described and
+        saved in its flavor's format here, uploaded, and registered by the server."""
+        from shipyard.registry.estimators import describe_estimator
+        from shipyard.registry.flavors import save_model
+
+        QualifiedName.parse(name, kind="model")  # a bad name fails before any work
+        # Described here, where the object is whole (an XGBClassifier's parameters, an
+        # LGBMClassifier's labels): the server only sees the file's Booster.
+        found = describe_estimator(
+            model,
+            flavor=flavor,
+            feature_names=feature_names,
+            feature_types=feature_types,
+            task=task,
+            classes=classes,
+        )
+        fields = {
+            "flavor": found.flavor,
+            "feature_names": found.feature_names,
+            "feature_types": found.feature_types,
+            "task": found.task,
+            "classes": found.classes,
+            "label": label,
+            "run_id": run_id,
+            "metrics": metrics,
+            "params": found.params if params is None else params,
+            "description": description,
+        }
+        with tempfile.TemporaryDirectory(prefix="shipyard-upload-") as tmp:
+            meta = save_model(found.flavor, model, Path(tmp))
+            fname = str(meta["files"][0])
+            data = (Path(tmp) / fname).read_bytes()
+        # httpx encodes the multipart body; it goes through the one connection pool.
+        encoded = httpx.Request(
+            "POST",
+            self._http.url,
+            data={"description": json.dumps(fields, default=_json_default)},
+            files={"model": (fname, data, "application/octet-stream")},
+        )
+        response = self._http.request(
+            "POST",
+            f"/v1/models/{_seg(name)}/versions:upload",
+            content=encoded.read(),
+            headers={"Content-Type": encoded.headers["Content-Type"]},
+            expected=(200, 201),
+        )
+        return ModelVersion.model_validate(response.json())
+
     def load(self, name: str, version: int | None = None, *, alias: str | None = None) -> Predictor:
         """Download the version's package (verifying every file's sha256) and load it here."""
         mv = self.get_version(name, version, alias=alias)
@@ -459,6 +532,12 @@ class RemoteModels:
             headers={"Content-Type": ARROW_STREAM, "Accept": ARROW_STREAM},
         )
         return pa.ipc.open_stream(response.content).read_all()
+
+
+def _json_default(value: Any) -> Any:
+    """NumPy scalars as Python numbers (``np.float32(0.9)`` → 0.9), anything else as text."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else str(value)
 
 
 def _version_segment(version: Any) -> str:
@@ -649,6 +728,253 @@ class RemoteRuns:
         )
         return Page[MetricPoint].model_validate(response.json())
 
+    def log_artifact(
+        self, run_id: str, local_path: str | Path, artifact_path: str | None = None
+    ) -> builtins.list[ArtifactFile]:
+        """Upload a file, or a folder with everything in it, into the run's artifacts
+        (under ``artifact_path``); returns the files written."""
+        source = Path(local_path)
+        dest = check_artifact_path(artifact_path)
+        if source.is_file():
+            files = [(source, source.name)]
+        elif source.is_dir():
+            files = [(p, p.relative_to(source).as_posix()) for p in sorted(source.rglob("*"))]
+            files = [(p, rel) for p, rel in files if p.is_file()]
+        else:
+            raise NotFound(f"local file or folder {str(source)!r} not found")
+        out = []
+        for path, rel in files:
+            target = f"{dest}/{rel}" if dest else rel
+            with path.open("rb") as body:
+                response = self._http.request(
+                    "PUT",
+                    self._artifact_url(run_id, target),
+                    content=_file_chunks(body),
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Length": str(path.stat().st_size),
+                    },
+                )
+            out.append(ArtifactFile.model_validate(response.json()))
+        return out
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> builtins.list[ArtifactFile]:
+        """The files and folders directly under ``path`` (the run's root by default)."""
+        response = self._http.request(
+            "GET",
+            f"/v1/runs/{_seg(run_id)}/artifacts",
+            params={"path": check_artifact_path(path) or None},
+        )
+        return [ArtifactFile.model_validate(f) for f in response.json()]
+
+    def download_artifacts(self, run_id: str, path: str | None, dst: str | Path) -> Path:
+        """Copy the artifact file or folder at ``path`` (None: all) into folder ``dst``, keeping
+        its relative path; returns where it landed."""
+        rel = check_artifact_path(path)
+        dest = Path(dst)
+        entries = self.list_artifacts(run_id, rel)
+        if rel and not entries:  # a file (or nothing: the server answers 404)
+            self._download(run_id, rel, dest / rel)
+            return dest / rel
+        while entries:
+            entry = entries.pop()
+            if entry.is_dir:
+                entries += self.list_artifacts(run_id, entry.path)
+            else:
+                self._download(run_id, entry.path, dest / entry.path)
+        target = dest / rel if rel else dest
+        target.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def _artifact_url(self, run_id: str, rel: str) -> str:
+        return f"/v1/runs/{_seg(run_id)}/artifacts/{quote(rel, safe='/.-_~@')}"
+
+    def _download(self, run_id: str, rel: str, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.partial-{os.getpid()}-{time.monotonic_ns()}"
+        try:
+            self._http.stream_to(self._artifact_url(run_id, rel), tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def log_input(self, run_id: str, table: str, version: int | None = None) -> str:
+        """Record that the run read ``table`` at ``version`` (its latest when None), for
+        lineage; returns the table version's path (``tables/d.t/versions/3``)."""
+        body = {"table": table, "version": version}
+        response = self._http.request("POST", f"/v1/runs/{_seg(run_id)}:logInput", json_body=body)
+        return str(response.json()["resource"])
+
+    def export_tensorboard(self, run_id: str, logdir: str | Path) -> Path:
+        """Write the run's metric series as a TensorBoard event file in ``logdir`` (here, on
+        this machine; the server writes it, this client unpacks it); returns the file."""
+        folder = Path(logdir).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise InvalidArgument(f"logdir {str(folder)!r} is a file, not a folder")
+        response = self._http.request("GET", f"/v1/runs/{_seg(run_id)}:exportTensorboard")
+        suffix = f".shipyard.{run_id}"
+        if folder.is_dir():  # an export replaces the run's earlier one
+            for earlier in folder.glob(f"*tfevents*{suffix}"):
+                earlier.unlink()
+        written = _unzip(response.content, folder)
+        return next(p for p in written if p.name.endswith(suffix))
+
+    def import_tensorboard(self, run_id: str, logdir: str | Path) -> dict[str, int]:
+        """Read the scalars of the TensorBoard event files under ``logdir`` (on this machine)
+        into the run's metric series; returns the points per metric key."""
+        data = _zip_event_files(Path(logdir).expanduser())
+        response = self._http.request(
+            "POST",
+            f"/v1/runs/{_seg(run_id)}:importTensorboard",
+            content=data,
+            headers={"Content-Type": "application/zip"},
+        )
+        return {str(k): int(v) for k, v in response.json().items()}
+
+
+def _actor() -> dict[str, str]:
+    try:
+        return {"X-Shipyard-Actor": getpass.getuser()}
+    except Exception:  # no user name (e.g. a container without a passwd entry)
+        return {}
+
+
+class RemoteEndpoints:
+    """``ws.endpoints``: online serving — endpoints, deployments, traffic, predict."""
+
+    def __init__(self, http: _Http) -> None:
+        self._http = http
+
+    def _call(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+        response = self._http.request(
+            method, f"/v1/endpoints{path}", json_body=body, headers=_actor(), **kwargs
+        )
+        return response.json() if response.content else None
+
+    def create(
+        self, name: str, *, description: str | None = None, config: dict[str, Any] | None = None
+    ) -> Endpoint:
+        body = {"name": name, "description": description, "config": config}
+        return Endpoint.model_validate(self._call("POST", "", body, expected=(201,)))
+
+    def get(self, name: str) -> Endpoint:
+        return Endpoint.model_validate(self._call("GET", f"/{_seg(name)}"))
+
+    def list(self, *, page_size: int = 100, page_token: str | None = None) -> Page[Endpoint]:
+        params = {"page_size": page_size, "page_token": page_token}
+        return Page[Endpoint].model_validate(self._call("GET", "", params=params))
+
+    def update(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        config: dict[str, Any] | None = None,
+        sticky_key: str | None = None,
+        clear_sticky_key: bool = False,
+    ) -> Endpoint:
+        body = {
+            "description": description,
+            "config": config,
+            "sticky_key": sticky_key,
+            "clear_sticky_key": clear_sticky_key,
+        }
+        return Endpoint.model_validate(self._call("PATCH", f"/{_seg(name)}", body))
+
+    def delete(self, name: str, *, force: bool = False) -> None:
+        self._call("DELETE", f"/{_seg(name)}", params={"force": force}, expected=(204,))
+
+    def deploy(
+        self,
+        name: str,
+        model: str,
+        *,
+        version: int | None = None,
+        alias: str | None = None,
+        traffic: int | None = None,
+        shadow: bool = False,
+        sticky_key: str | None = None,
+    ) -> Endpoint:
+        body = {
+            "model": model,
+            "version": version,
+            "alias": alias,
+            "traffic": traffic,
+            "shadow": shadow,
+            "sticky_key": sticky_key,
+        }
+        return Endpoint.model_validate(self._call("POST", f"/{_seg(name)}:deploy", body))
+
+    def undeploy(self, name: str, deployment_id: str) -> Endpoint:
+        body = {"deployment_id": deployment_id}
+        return Endpoint.model_validate(self._call("POST", f"/{_seg(name)}:undeploy", body))
+
+    def split(self, name: str, traffic: dict[str, int]) -> Endpoint:
+        body = {"traffic": traffic}
+        return Endpoint.model_validate(self._call("POST", f"/{_seg(name)}:split", body))
+
+    def rollback(self, name: str, *, to_revision: int | None = None) -> Endpoint:
+        body = {"to_revision": to_revision}
+        return Endpoint.model_validate(self._call("POST", f"/{_seg(name)}:rollback", body))
+
+    def history(
+        self, name: str, *, page_size: int = 100, page_token: str | None = None
+    ) -> Page[EndpointChange]:
+        params = {"page_size": page_size, "page_token": page_token}
+        data = self._call("GET", f"/{_seg(name)}/history", params=params)
+        return Page[EndpointChange].model_validate(data)
+
+    def predict(
+        self,
+        name: str,
+        instances: builtins.list[dict[str, Any]],
+        parameters: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"instances": instances}
+        if parameters is not None:
+            body["parameters"] = parameters
+        result: dict[str, Any] = self._call("POST", f"/{_seg(name)}:predict", body)
+        return result
+
+    def explain(
+        self,
+        name: str,
+        instances: builtins.list[dict[str, Any]],
+        parameters: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"instances": instances}
+        if parameters is not None:
+            body["parameters"] = parameters
+        result: dict[str, Any] = self._call("POST", f"/{_seg(name)}:explain", body)
+        return result
+
+    def feedback(self, name: str, items: builtins.list[dict[str, Any]]) -> int:
+        stored: int = self._call("POST", f"/{_seg(name)}:feedback", {"feedback": items})["stored"]
+        return stored
+
+    def stats(self, name: str) -> dict[str, dict[str, Any]]:
+        result: dict[str, dict[str, Any]] = self._call("GET", f"/{_seg(name)}/stats")
+        return result
+
+    def compare(
+        self,
+        name: str,
+        *,
+        metric: str,
+        deployments: builtins.list[str] | None = None,
+        include_shadow: bool = False,
+        confidence_level: float = 0.95,
+    ) -> ABComparison:
+        from shipyard.serving.abtest import ABComparison
+
+        body = {
+            "metric": metric,
+            "deployments": deployments,
+            "include_shadow": include_shadow,
+            "confidence_level": confidence_level,
+        }
+        return ABComparison.model_validate(self._call("POST", f"/{_seg(name)}:compare", body))
+
 
 class RemoteWorkspace:
     """A workspace served by a Shipyard server, reached over HTTP.
@@ -684,6 +1010,7 @@ class RemoteWorkspace:
         self.jobs = RemoteJobs(self._http)
         self.experiments = RemoteExperiments(self._http)
         self.runs = RemoteRuns(self._http)
+        self.endpoints = RemoteEndpoints(self._http)
 
     @property
     def home(self) -> Path:
@@ -729,18 +1056,80 @@ class RemoteWorkspace:
         """Load a file (CSV, Parquet, JSON/JSONL, Excel), a DataFrame or an Arrow table."""
         return self.tables.load(name, source, mode=mode, format=format)
 
+    def batch_predict(
+        self,
+        model: str,
+        *,
+        source: str | Path | list[str | Path],
+        destination: str | Path,
+        version: int | None = None,
+        alias: str | None = None,
+        source_format: str | None = None,
+        chunk_rows: int = 100_000,
+        parallelism: int | None = None,
+        threshold: float | None = None,
+        keep_original_columns: bool = True,
+        write_mode: str = "truncate",
+    ) -> Job:
+        """Start a batch prediction job on the server; returns the job (``ws.jobs.wait``).
+
+        The server reads and writes the paths, so give paths on the server's machine;
+        ``pathlib.Path`` objects are sent as absolute paths.
+        """
+        body = {
+            "model": model,
+            "source": _path_text(source),
+            "destination": _path_text(destination),
+            "version": version,
+            "alias": alias,
+            "source_format": source_format,
+            "chunk_rows": chunk_rows,
+            "parallelism": parallelism,
+            "threshold": threshold,
+            "keep_original_columns": keep_original_columns,
+            "write_mode": write_mode,
+        }
+        response = self._http.request(
+            "POST", "/v1/batchPredictionJobs", json_body=body, expected=(200, 202)
+        )
+        return Job.model_validate(response.json())
+
+    def batch_predict_resume(self, job_id: str) -> Job:
+        """Continue a failed or cancelled batch prediction job; finished chunks are kept."""
+        response = self._http.request(
+            "POST", f"/v1/batchPredictionJobs/{_seg(job_id)}:resume", expected=(200, 202)
+        )
+        return Job.model_validate(response.json())
+
     def lineage(
-        self, resource: str, *, direction: str = "both", depth: int | None = None
+        self,
+        resource: str,
+        *,
+        direction: str = "both",
+        depth: int | None = None,
+        context: str | None = None,
     ) -> LineageGraph:
         """Where ``resource`` came from and what came of it: ``models/d.m`` (its default
         version), ``models/d.m/versions/2``, ``tables/d.t`` (its latest version), ``runs/<id>``.
-        ``direction``: upstream, downstream or both; ``depth``: executions away (None: all)."""
+        ``direction``: upstream, downstream or both; ``depth``: executions away (None: all);
+        ``context``: only through that context's executions (``experiment/<name>``)."""
         params: dict[str, Any] = {"direction": direction}
         if depth is not None:
             params["depth"] = depth
+        if context is not None:
+            params["context"] = context
         path = "/v1/lineage/" + "/".join(_seg(part) for part in str(resource).strip("/").split("/"))
         response = self._http.request("GET", path, params=params)
         return LineageGraph.model_validate(response.json())
+
+    def lineage_contexts(
+        self, *, type: str | None = None, page_size: int = 100, page_token: str | None = None
+    ) -> Page[LineageContext]:
+        """The contexts that group lineage nodes: one per experiment (``type="experiment"``),
+        and pipelines'."""
+        params = {"type": type, "page_size": page_size, "page_token": page_token}
+        response = self._http.request("GET", "/v1/lineage/contexts", params=params)
+        return Page[LineageContext].model_validate(response.json())
 
     def close(self) -> None:
         self._http.close()
@@ -753,6 +1142,51 @@ class RemoteWorkspace:
 
     def __repr__(self) -> str:
         return f"<Workspace {self.url} (remote)>"
+
+
+def _path_text(value: Any) -> Any:
+    """Paths as JSON: a ``Path`` made absolute, strings as given, lists item by item."""
+    if isinstance(value, Path):
+        return str(value.expanduser().resolve())
+    if isinstance(value, list | tuple):
+        return [_path_text(v) for v in value]
+    return value
+
+
+def _zip_event_files(logdir: Path) -> bytes:
+    """The TensorBoard event files under ``logdir`` as a zip (paths relative to it)."""
+    if not logdir.exists():
+        raise NotFound(f"logdir {str(logdir)!r} does not exist")
+    root = logdir if logdir.is_dir() else logdir.parent
+    files = [logdir] if logdir.is_file() else sorted(logdir.rglob("*tfevents*"))
+    files = [f for f in files if f.is_file() and "tfevents" in f.name]
+    if not files:
+        raise InvalidArgument(
+            f"no TensorBoard event files (events.out.tfevents.*) under {str(logdir)!r}"
+        )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in files:
+            archive.write(path, path.relative_to(root).as_posix())
+    return buffer.getvalue()
+
+
+def _unzip(data: bytes, dest: Path) -> list[Path]:
+    """The files of a zip from the server, written under ``dest`` (names must stay inside)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for member in archive.infolist():
+            name = PurePosixPath(member.filename)
+            if member.is_dir():
+                continue
+            if name.is_absolute() or ".." in name.parts:
+                raise InvalidArgument(f"unsafe path {member.filename!r} in the server's zip")
+            target = dest.joinpath(*name.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.read(member))
+            written.append(target)
+    return written
 
 
 def _cache_dir(explicit: str | Path | None) -> Path:

@@ -186,12 +186,18 @@ class _NumericSpec:
     def names_out(self) -> list[str]:
         return [self.name]
 
+    @property
+    def passthrough(self) -> bool:
+        """No transform at all: values (NaN and ±inf included) reach the model as they are."""
+        return math.isnan(self.impute)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "arrow_type": self.arrow_type,
             "kind": self.kind,
-            "impute": self.impute,
+            # JSON has no NaN: a pass-through column (nothing to impute with) is stored as null.
+            "impute": None if self.passthrough else self.impute,
             "center": self.center,
             "scale": self.scale,
             "stats": self.stats,
@@ -422,6 +428,54 @@ class FeaturePreprocessor:
                 specs.append(_fit_categorical(name, col, kind, categorical_encoding))
         return cls(specs, standardize=standardize, categorical_encoding=categorical_encoding)
 
+    @classmethod
+    def passthrough(cls, columns: Sequence[tuple[str, str]]) -> FeaturePreprocessor:
+        """No preprocessing: numeric columns ``(name, arrow type)`` become the matrix, in order.
+
+        For models trained outside Shipyard on a numeric matrix (or a DataFrame of numbers):
+        nothing is imputed, centred or scaled, and a NULL reaches the model as NaN (XGBoost and
+        LightGBM read it as missing). No training statistics are known, so
+        :meth:`feature_info` has none.
+
+        >>> FeaturePreprocessor.passthrough([("x", "double"), ("n", "int64")]).features
+        ['x', 'n']
+        """
+        specs: list[_Spec] = []
+        seen: set[str] = set()
+        for name, arrow_type in columns:
+            if not isinstance(name, str) or not name:
+                raise InvalidArgument(f"feature name {name!r} must be a non-empty string")
+            if name in seen:
+                raise InvalidArgument(
+                    f"feature name {name!r} appears twice; give every feature a distinct name",
+                    column=name,
+                )
+            seen.add(name)
+            try:
+                dtype = pa.type_for_alias(arrow_type) if isinstance(arrow_type, str) else None
+            except ValueError:
+                dtype = None
+            if dtype is None or _kind_of(dtype) != "numeric":
+                raise InvalidArgument(
+                    f"feature {name!r} has type {arrow_type!r}; a pass-through feature must be "
+                    "a numeric Arrow type (e.g. double, float, int64, int32)",
+                    column=name,
+                    type=str(arrow_type),
+                )
+            specs.append(
+                _NumericSpec(
+                    name=name,
+                    arrow_type=str(dtype),
+                    kind="numeric",
+                    impute=math.nan,
+                    center=0.0,
+                    scale=1.0,
+                )
+            )
+        if not specs:
+            raise InvalidArgument("a model needs at least one feature column")
+        return cls(specs, standardize=False, categorical_encoding="one_hot")
+
     def to_dict(self) -> dict[str, Any]:
         """A pure-JSON form (stored in the model package manifest)."""
         return {
@@ -450,7 +504,7 @@ class FeaturePreprocessor:
                             name=c["name"],
                             arrow_type=c["arrow_type"],
                             kind=c["kind"],
-                            impute=float(c["impute"]),
+                            impute=math.nan if c["impute"] is None else float(c["impute"]),
                             center=float(c["center"]),
                             scale=float(c["scale"]),
                             stats=dict(c.get("stats") or {}),
@@ -614,7 +668,9 @@ class FeaturePreprocessor:
                 arr = batch.column(i)
                 values = source.values(arr)
                 check = source.nonfinite_possible
-                if arr.null_count:
+                if spec.passthrough:
+                    check = False  # NULL is NaN by now; nothing else changes
+                elif arr.null_count:
                     values = _imputed(values, spec.impute)
                     check = False
                 inv = None if (spec.center == 0.0 and spec.scale == 1.0) else 1.0 / spec.scale

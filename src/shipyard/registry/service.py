@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,12 @@ from shipyard.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    Unsupported,
 )
+from shipyard.metadata.service import MetadataService, model_version_uri
 from shipyard.registry.entities import (
     DEFAULT_ALIAS,
+    MLFLOW_FLAVOR,
     Lineage,
     Manifest,
     Model,
@@ -86,6 +90,152 @@ class ModelService:
                 resource=f"models/{qname}",
             )
         manifest_digest, manifest = self._write_package(new)
+        return self._add_version(
+            qname,
+            manifest_digest,
+            manifest,
+            replace=replace,
+            if_not_exists=if_not_exists,
+            description=description,
+        )
+
+    def create(self, name: str, *, description: str | None = None) -> Model:
+        """An empty model, with no version yet (MLflow's ``create_registered_model``).
+
+        AlreadyExists if the model exists. Its first :meth:`register_files` or
+        ``CREATE OR REPLACE MODEL`` adds version 1 and points ``default`` at it.
+        """
+        qname = QualifiedName.parse(name, kind="model")
+        now = utcnow()
+        with (
+            self.ctx.metadata.translate_errors(already_exists=f"model {qname} already exists"),
+            self.ctx.metadata.transaction() as conn,
+        ):
+            conn.execute(
+                insert(models).values(
+                    name=str(qname),
+                    description=description,
+                    labels={},
+                    latest_version=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        return self.get(str(qname))
+
+    def register_files(
+        self,
+        name: str,
+        folder: str | Path,
+        *,
+        flavor: str,
+        manifest: dict[str, Any],
+        description: str | None = None,
+    ) -> ModelVersion:
+        """Store the files of ``folder`` as the next version of ``name`` (creating the model if
+        absent) and point ``default`` at it.
+
+        For packages that were not trained here, e.g. an MLflow model folder (``MLmodel``,
+        ``model.pkl``…): the files are copied byte for byte into the content-addressed store
+        and listed in the manifest with their sha256, as for any version. ``manifest`` holds the
+        Manifest fields except ``flavor``, ``files`` and ``created_at``.
+        """
+        qname = QualifiedName.parse(name, kind="model")
+        root = Path(folder)
+        if not root.is_dir():
+            raise InvalidArgument(f"model folder {str(root)!r} does not exist")
+        artifacts = self.ctx.artifacts
+        files = {
+            p.relative_to(root).as_posix(): artifacts.put_file(p)
+            for p in sorted(root.rglob("*"))
+            if p.is_file()
+        }
+        if not files:
+            raise InvalidArgument(f"model folder {str(root)!r} is empty")
+        full = Manifest(**manifest, flavor=flavor, files=files, created_at=utcnow())
+        digest = artifacts.put_bytes(full.model_dump_json(indent=2).encode())
+        version = self._add_version(qname, digest, full, replace=True, description=description)
+        assert version is not None  # replace=True always adds a version
+        return version
+
+    def register_model_object(
+        self,
+        name: str,
+        model: Any,
+        *,
+        flavor: str | None = None,
+        feature_names: Sequence[str] | None = None,
+        feature_types: Sequence[str] | None = None,
+        task: str | None = None,
+        classes: Sequence[Any] | None = None,
+        label: str | None = None,
+        run_id: str | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        description: str | None = None,
+    ) -> ModelVersion:
+        """Store a model trained in Python as the next version of ``name`` (creating the model
+        if absent) and point ``default`` at it.
+
+        ``model``: a fitted scikit-learn classifier or regressor, XGBoost or LightGBM model
+        (see :mod:`shipyard.registry.estimators`), trained on numeric features. Its flavor,
+        task and classes are inferred; ``feature_names`` default to the model's own (else
+        ``f0, f1, …``), ``feature_types`` to ``double``, ``label`` to ``label`` (the output
+        column is ``predicted_<label>``), ``params`` to the estimator's hyperparameters. With
+        ``run_id`` the version's ``lineage.run_id`` is that run, and lineage records the run
+        as the version's producer.
+
+
+        Example::
+
+            mv = ws.models.register_object("demo.iris", LogisticRegression().fit(X, y))
+        """
+        from shipyard.registry.estimators import package_estimator
+
+        qname = QualifiedName.parse(name, kind="model")
+        lineage = MetadataService(self.ctx)
+        if run_id is not None:
+            if not isinstance(run_id, str) or not run_id:
+                raise InvalidArgument(f"run_id must be a run's id, got {run_id!r}")
+            lineage.resolve(f"runs/{run_id}")  # NotFound before anything is stored
+        stored, flavor, manifest = package_estimator(
+            model,
+            flavor=flavor,
+            feature_names=feature_names,
+            feature_types=feature_types,
+            task=task,
+            classes=classes,
+            label=label,
+            run_id=run_id,
+            metrics=metrics,
+            params=params,
+        )
+        version = self.register(
+            str(qname),
+            NewVersion(model=stored, flavor=flavor, manifest=manifest),
+            replace=True,
+            description=description,
+        )
+        assert version is not None  # replace=True always adds a version
+        if run_id is not None:
+            output = model_version_uri(version.model, version.version)
+            lineage.record_run_io(
+                run_id,
+                outputs=[output],
+                artifact_properties={output: {"model_type": version.model_type}},
+            )
+        return version
+
+    def _add_version(
+        self,
+        qname: QualifiedName,
+        manifest_digest: str,
+        manifest: Manifest,
+        *,
+        replace: bool,
+        if_not_exists: bool = False,
+        description: str | None = None,
+    ) -> ModelVersion | None:
         now = utcnow()
         with self.ctx.metadata.translate_errors(), self.ctx.metadata.transaction() as conn:
             # Create the model row if absent (a savepoint absorbs losing a race to another
@@ -302,6 +452,7 @@ class ModelService:
         if cached is not None:
             return cached
         manifest = self.manifest(mv.model, mv.version)
+        check_loadable(mv, manifest)  # before any file is fetched
         folder = self._materialise(mv.manifest_digest, manifest)
         predictor = load_predictor(mv, manifest, folder)
         self._predictors.put(key, predictor)
@@ -387,6 +538,7 @@ def load_predictor(mv: ModelVersion, manifest: Manifest, folder: Path) -> Predic
 
     Shared by the registry and the remote client, so both load a package the same way.
     """
+    check_loadable(mv, manifest)
     try:
         model = load_model(manifest.flavor, folder, manifest.flavor_meta)
     except (ArtifactCorrupted, FailedPrecondition):
@@ -397,6 +549,19 @@ def load_predictor(mv: ModelVersion, manifest: Manifest, folder: Path) -> Predic
             resource=mv.resource,
         ) from exc
     return predictor_for(manifest, model)
+
+
+def check_loadable(mv: ModelVersion, manifest: Manifest) -> None:
+    """Unsupported for a version that Shipyard's predictors cannot load (MLflow folders)."""
+    if manifest.flavor == MLFLOW_FLAVOR:
+        # Its files are MLflow's own format (often a pickle, which runs code when read);
+        # MLflow's loaders read it, Shipyard's predictors do not.
+        raise Unsupported(
+            f"model {mv.model} version {mv.version} is an MLflow model ({mv.model_type}); "
+            "Shipyard's predictors do not load MLflow model folders: load it with "
+            f"mlflow.pyfunc.load_model('models:/<name>/{mv.version}') against this server",
+            resource=mv.resource,
+        )
 
 
 def package_is_intact(folder: Path, manifest: Manifest) -> bool:

@@ -25,9 +25,13 @@ from shipyard.errors import PayloadTooLarge
 from shipyard.server.auth import BearerAuth
 from shipyard.server.errors import install_error_handlers
 from shipyard.server.routers import (
+    batch,
+    endpoints,
     jobs,
     lineage,
     mlflow,
+    mlflow_artifacts,
+    mlflow_registry,
     models,
     queries,
     system,
@@ -46,6 +50,8 @@ _TAGS = [
     {"name": "models", "description": "The model registry: versions, aliases, packages, predict."},
     {"name": "tracking", "description": "Experiments and runs: params, metrics, search."},
     {"name": "jobs", "description": "Work the engine runs: state, progress, logs, cancel."},
+    {"name": "batch", "description": "Batch prediction jobs: chunked, parallel, resumable."},
+    {"name": "endpoints", "description": "Online serving: deployments, traffic split, predict."},
     {"name": "system", "description": "Health, readiness and the workspace itself."},
 ]
 
@@ -72,14 +78,20 @@ def create_app(
         redoc_url=None,
     )
     app.state.services = services
+    app.state.endpoints = services.endpoints
     app.state.token = token
     app.state.max_request_bytes = max_request_bytes
 
-    for module in (system, queries, tables, models, jobs, lineage):
+    for module in (system, queries, tables, models, jobs, lineage, batch, endpoints):
         app.include_router(module.router)
+    app.include_router(endpoints.metrics_router)
     app.include_router(tracking.experiments_router)
     app.include_router(tracking.runs_router)
-    app.include_router(mlflow.router)  # MLflow's tracking REST API, for unmodified clients
+    # MLflow's REST APIs, for unmodified clients: artifacts and the registry before the
+    # tracking router, whose catch-all answers 501 for what is not implemented.
+    app.include_router(mlflow_artifacts.router)
+    app.include_router(mlflow_registry.router)
+    app.include_router(mlflow.router)
 
     @app.get("/", include_in_schema=False)
     def console() -> Response:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 
@@ -236,8 +237,8 @@ run_latest_metrics = Table(
 # -- metadata and lineage -----------------------------------------------------------------------
 # An ML-Metadata-style graph: artifacts (table versions, model versions, runs, files) and
 # executions (SQL statements, loads, runs, jobs) joined by INPUT/OUTPUT events. An artifact is
-# named by its resource path (``tables/demo.t/versions/3``), unique. Contexts and attributions
-# (experiments, pipelines) are not modelled yet.
+# named by its resource path (``tables/demo.t/versions/3``), unique. Contexts (experiments, and
+# later pipelines) group them: attributions put artifacts in a context, associations executions.
 md_artifacts = Table(
     "md_artifacts",
     metadata,
@@ -271,4 +272,69 @@ md_events = Table(
     ForeignKeyConstraint(["execution_id"], ["md_executions.id"], ondelete="CASCADE"),
     ForeignKeyConstraint(["artifact_id"], ["md_artifacts.id"], ondelete="CASCADE"),
     Index("ix_md_events_artifact_type", "artifact_id", "type"),
+)
+
+# An experiment's context has the experiment's id, so renaming one renames the other.
+md_contexts = Table(
+    "md_contexts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("type", String(32), nullable=False),  # experiment pipeline …
+    Column("name", String(255), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("properties", JSONText, nullable=False, default=dict),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("type", "name"),
+)
+
+md_attributions = Table(
+    "md_attributions",
+    metadata,
+    Column("context_id", String(32), primary_key=True),
+    Column("artifact_id", String(32), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    ForeignKeyConstraint(["context_id"], ["md_contexts.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(["artifact_id"], ["md_artifacts.id"], ondelete="CASCADE"),
+    Index("ix_md_attributions_artifact_id", "artifact_id"),
+)
+
+md_associations = Table(
+    "md_associations",
+    metadata,
+    Column("context_id", String(32), primary_key=True),
+    Column("execution_id", String(32), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    ForeignKeyConstraint(["context_id"], ["md_contexts.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(["execution_id"], ["md_executions.id"], ondelete="CASCADE"),
+    Index("ix_md_associations_execution_id", "execution_id"),
+)
+
+
+# -- serving -----------------------------------------------------------------------------------
+
+endpoints = Table(
+    "endpoints",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("description", Text, nullable=True),
+    # {"deployments": [...], "traffic": {id: pct}, "sticky_key": str | None}
+    Column("state", JSONText, nullable=False),
+    Column("config", JSONText, nullable=False, default=dict),  # timeouts, log sampling, …
+    Column("revision", Integer, nullable=False, default=1),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+# Every change to an endpoint: who, when, which action, the state before and after.
+endpoint_changes = Table(
+    "endpoint_changes",
+    metadata,
+    Column("endpoint", String(128), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("action", String(32), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("before", JSONText, nullable=True),
+    Column("after", JSONText, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    ForeignKeyConstraint(["endpoint"], ["endpoints.name"], ondelete="CASCADE"),
 )

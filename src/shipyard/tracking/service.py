@@ -26,6 +26,7 @@ import binascii
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, or_, select, update
@@ -34,6 +35,7 @@ from sqlalchemy.engine import Connection, Row
 
 from shipyard.context import Context
 from shipyard.errors import FailedPrecondition, InvalidArgument, NotFound
+from shipyard.metadata.service import MetadataService
 from shipyard.store import Page
 from shipyard.store.schema import (
     experiments,
@@ -44,6 +46,7 @@ from shipyard.store.schema import (
     runs,
     utcnow,
 )
+from shipyard.tracking.artifacts import RunArtifacts
 from shipyard.tracking.entities import (
     Experiment,
     MetricInput,
@@ -68,9 +71,16 @@ _IN_CHUNK = 500  # keys per IN (...) list: well under SQLite's bound-parameter l
 
 
 class TrackingService:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, metadata: MetadataService | None = None) -> None:
         self.ctx = ctx
         self.store = ctx.metadata
+        # Lineage: experiments are contexts, runs executions in them (see metadata.service).
+        self.metadata = metadata or MetadataService(ctx)
+
+    @property
+    def artifacts(self) -> RunArtifacts:
+        """Runs' artifact files: log, list, download (see :mod:`shipyard.tracking.artifacts`)."""
+        return RunArtifacts(self)
 
     # -- experiments --------------------------------------------------------------------------
 
@@ -91,6 +101,7 @@ class TrackingService:
             self.store.transaction() as conn,
         ):
             conn.execute(insert(experiments).values(**row))
+            self.metadata.put_experiment_context(conn, row["id"], name)
         return Experiment(**row)
 
     def get_experiment(self, name: str) -> Experiment:
@@ -131,6 +142,7 @@ class TrackingService:
             conn.execute(
                 update(experiments).where(experiments.c.id == found["id"]).values(name=new_name)
             )
+            self.metadata.put_experiment_context(conn, found["id"], new_name, rename=True)
         return self.get_experiment(new_name)
 
     def delete_experiment(self, name: str) -> None:
@@ -138,6 +150,10 @@ class TrackingService:
         with self.store.transaction() as conn:
             found = self._experiment_row(conn, name)
             conn.execute(delete(experiments).where(experiments.c.id == found["id"]))
+            self.metadata.delete_experiment_context(conn, found["id"])
+        tree = self.artifacts.tree  # its runs' artifact files go with it
+        if tree.is_dir(found["id"]):
+            tree.delete(found["id"])
 
     @staticmethod
     def _experiment_row(conn: Connection, name: str) -> dict[str, Any]:
@@ -187,6 +203,7 @@ class TrackingService:
             )
             if clean_tags:
                 self._upsert_tags(conn, run_id, clean_tags)
+            self.metadata.start_run(conn, run_id, new=(name, exp["id"], exp["name"]))
         return self.get_run(run_id)
 
     def get_run(self, run_id: str) -> Run:
@@ -227,6 +244,7 @@ class TrackingService:
                 .where(runs.c.id == run_id)
                 .values(status=final.value, end_time=utcnow())
             )
+            self.metadata.end_run(conn, run_id, final.value)
         return self.get_run(run_id)
 
     @staticmethod
@@ -346,6 +364,43 @@ class TrackingService:
                 for _, key, step, ts, value in latest.values()
             ],
         )
+
+    def log_input(self, run_id: str, table: str, version: int | None = None) -> str:
+        """Record that a running run read ``table`` at ``version`` (its latest when None): an
+        INPUT event of the run's execution in lineage. Returns the table version's resource
+        path (``tables/d.t/versions/3``). Idempotent."""
+        uri, fingerprint = self.metadata.table_version(table, version)
+        with self.store.transaction() as conn:
+            status = self._lock_run(conn, run_id)
+            if status.done:
+                raise FailedPrecondition(
+                    f"run {run_id} has ended ({status.value}); log its inputs while it runs",
+                    resource=f"runs/{run_id}",
+                )
+            self.metadata.record_run_io(
+                run_id,
+                inputs=[uri],
+                artifact_properties={uri: {"fingerprint": fingerprint}},
+                conn=conn,
+            )
+        return uri
+
+    # -- TensorBoard (see shipyard.tracking.tensorboard) ---------------------------------------
+
+    def export_tensorboard(self, run_id: str, logdir: str | Path) -> Path:
+        """Write the run's metric series as a TensorBoard event file in ``logdir`` (one tag per
+        metric, with steps and wall times); returns the file. Replaces an earlier export of
+        the run in that folder."""
+        from shipyard.tracking import tensorboard
+
+        return tensorboard.export_run(self, run_id, Path(logdir))
+
+    def import_tensorboard(self, run_id: str, logdir: str | Path) -> dict[str, int]:
+        """Read the scalars of the TensorBoard event files under ``logdir`` into the run's
+        metric series; returns the number of points per metric key."""
+        from shipyard.tracking import tensorboard
+
+        return tensorboard.import_logdir(self, run_id, Path(logdir))
 
     # -- reading ------------------------------------------------------------------------------
 

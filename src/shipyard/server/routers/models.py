@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from shipyard.errors import InvalidArgument, NotFound
 from shipyard.registry.entities import Manifest, Model, ModelVersion
+from shipyard.registry.estimators import load_model_file
 from shipyard.server.routers import (
     ARROW_STREAM,
     arrow_bytes,
@@ -106,6 +109,55 @@ def get_package_file(
         )
     data = services.ctx.artifacts.get_bytes(digest)
     return Response(data, media_type="application/octet-stream", headers={SHA256_HEADER: digest})
+
+
+# -- registering a model trained in Python ------------------------------------------------------
+
+
+class ModelUpload(BaseModel):
+    """The ``description`` part of ``versions:upload``: ModelService.register_model_object's
+    keyword arguments (the SDK's ``ws.models.register_object`` fills them in)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    flavor: str = Field(description="sklearn (a skops file), xgboost (UBJ) or lightgbm (text).")
+    feature_names: list[str] | None = None
+    feature_types: list[str] | None = None
+    task: str | None = None
+    classes: list[Any] | None = None
+    label: str | None = None
+    run_id: str | None = None
+    metrics: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+    description: str | None = None
+
+
+@router.post(
+    "/{name}/versions:upload",
+    summary="Register a model trained in Python (its file and a JSON description)",
+    response_model=ModelVersion,
+    status_code=201,
+)
+def upload_version(
+    name: str,
+    model: UploadFile = File(description="The model file in its flavor's own format."),
+    description: str = Form(description="JSON: a ModelUpload."),
+    services: Services = Depends(get_services),
+) -> ModelVersion:
+    try:
+        fields = ModelUpload.model_validate_json(description)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "description"
+        raise InvalidArgument(f"invalid model description: {where}: {err['msg']}") from None
+    data = model.file.read()
+    with tempfile.TemporaryDirectory(prefix="shipyard-upload-") as tmp:
+        # The flavor's safe loader: a skops file loads only allow-listed types.
+        loaded = load_model_file(fields.flavor, data, Path(tmp))
+    args = fields.model_dump(exclude={"description"})
+    return services.models.register_model_object(
+        name, loaded, **args, description=fields.description
+    )
 
 
 # -- aliases -------------------------------------------------------------------------------------
