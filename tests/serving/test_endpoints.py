@@ -424,3 +424,45 @@ def test_deployments_are_in_the_lineage(ws: Any) -> None:
     assert sorted(e.properties["deployment"] for e in deploys) == ["d1", "d2"]
     downstream = ws.lineage("models/d.tree/versions/1", direction="downstream")
     assert "endpoints/e1" in {a.uri for a in downstream.artifacts}
+
+
+def test_trees_are_served_by_onnx_runtime_when_it_agrees(ws: Any) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxmltools")
+    ws.endpoints.create("fast")
+    ws.endpoints.deploy("fast", "d.tree")
+    ws.endpoints.create("exact", config={"runtime": "native"})
+    ws.endpoints.deploy("exact", "d.tree")
+    batch = instances(60)
+    fast = ws.endpoints.predict("fast", batch)["predictions"]
+    exact = ws.endpoints.predict("exact", batch)["predictions"]
+    for a, b in zip(fast, exact, strict=True):
+        assert a["predicted_label"] == b["predicted_label"]
+        for p, q in zip(a["predicted_label_probs"], b["predicted_label_probs"], strict=True):
+            assert math.isclose(p["prob"], q["prob"], rel_tol=1e-5, abs_tol=1e-6)
+    assert ws.endpoints.stats("exact")["d1"]["runtime"] == "native"
+    stats = ws.endpoints.stats("fast")["d1"]
+    # ONNX Runtime is used when it agrees and is faster; either way the reason is given.
+    assert stats["runtime"] in ("onnxruntime", "native") and stats["runtime_reason"]
+    # Explanations always come from the booster itself.
+    out = ws.endpoints.explain("fast", batch[:2])
+    assert len(out["explanations"]) == 2
+
+
+def test_the_onnx_twin_is_checked_on_the_models_own_thresholds() -> None:
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+    import xgboost as xgb
+
+    from shipyard.serving.accelerate import _probe, _thresholds
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 3)).astype(np.float32)
+    booster = xgb.train({"max_depth": 3}, xgb.DMatrix(x, x[:, 0] * 2), 5)
+    cuts = _thresholds(booster, "xgboost", 3)
+    probe = _probe(booster, "xgboost", 3)
+    assert probe.shape == (256, 3)
+    assert np.isnan(probe).any()  # missing values are probed too
+    for j in range(3):
+        if len(cuts[j]):  # some probe values sit exactly on a threshold
+            assert np.isin(cuts[j], probe[:, j]).any()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,7 +17,9 @@ class EndpointConfig(BaseModel):
     logging off). ``max_batch_rows``: the most rows that concurrent requests are batched into
     for one model call. ``model_threads``: threads per model call (0: the library's default,
     every core); 1 gives the lowest latency for small requests, and worker processes
-    (``shipyard serve --workers``) use the other cores.
+    (``shipyard serve --workers``) use the other cores. ``runtime``: "auto" serves tree
+    ensembles with ONNX Runtime when it agrees with the model and is faster (see
+    serving/accelerate.py); "native" always calls the model's own library.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -27,6 +29,7 @@ class EndpointConfig(BaseModel):
     log_sample_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
     max_batch_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 4096
     model_threads: Annotated[int, Field(ge=0, le=256)] = 1
+    runtime: Literal["auto", "native"] = "auto"
 
 
 class Deployment(BaseModel):

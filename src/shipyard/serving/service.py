@@ -49,6 +49,7 @@ from shipyard.metadata.service import MetadataService, model_version_uri
 from shipyard.registry.predictor import Predictor
 from shipyard.registry.service import ModelService
 from shipyard.serving import abtest
+from shipyard.serving.accelerate import Acceleration, accelerate
 from shipyard.serving.entities import Deployment, Endpoint, EndpointChange, EndpointConfig
 from shipyard.serving.logs import (
     RequestLog,
@@ -110,7 +111,10 @@ class _Serving:
     """One deployment, ready to answer."""
 
     deployment: Deployment
-    predictor: Predictor
+    predictor: Predictor  # what predicts: the model, or its ONNX Runtime twin
+    explainer: Predictor  # the model itself (attributions need the booster)
+    runtime: str
+    runtime_reason: str
     schema: InstanceSchema
     batcher: MicroBatcher
 
@@ -192,6 +196,7 @@ class EndpointService:
         self.request_logs = request_logs
         self.warehouse_tables = warehouse_tables
         self._runtimes: dict[str, _Runtime] = {}
+        self._accelerated: dict[tuple[str, int, int, str], tuple[Predictor, Acceleration]] = {}
         self._lock = threading.Lock()
         self._build_locks: dict[str, threading.Lock] = {}
         self._shadow_pool: ThreadPoolExecutor | None = None
@@ -673,7 +678,7 @@ class EndpointService:
         threshold = params.get("threshold")
         try:
             if explain:
-                explainer = getattr(serving.predictor, "explain", None)
+                explainer = getattr(serving.explainer, "explain", None)
                 if explainer is None:
                     raise Unsupported(f"{d.model_resource} cannot explain its predictions yet")
                 output = explainer(
@@ -798,14 +803,16 @@ class EndpointService:
         serving: dict[str, _Serving] = {}
         extra = [endpoint.sticky_key] if endpoint.sticky_key else []
         for d in endpoint.deployments:
-            predictor = self.models.load(d.model, d.version)
-            predictor = predictor.with_threads(endpoint.config.model_threads)
+            native, fast = self._predictors(d, endpoint.config)
             serving[d.id] = _Serving(
                 deployment=d,
-                predictor=predictor,
-                schema=InstanceSchema(predictor.signature["inputs"], allowed_extra=extra),
+                predictor=fast.predictor,
+                explainer=native,
+                runtime=fast.runtime,
+                runtime_reason=fast.reason,
+                schema=InstanceSchema(native.signature["inputs"], allowed_extra=extra),
                 batcher=MicroBatcher(
-                    self._predict_batch(predictor), max_rows=endpoint.config.max_batch_rows
+                    self._predict_batch(fast.predictor), max_rows=endpoint.config.max_batch_rows
                 ),
             )
         return _Runtime(
@@ -815,6 +822,17 @@ class EndpointService:
             shadows=[s for s in serving.values() if s.deployment.shadow],
             checked_at=time.monotonic(),
         )
+
+    def _predictors(self, d: Deployment, config: EndpointConfig) -> tuple[Predictor, Acceleration]:
+        """The deployment's predictor and the one to serve with, built once per process for
+        each (version, threads, runtime): changing a split does not convert models again."""
+        key = (d.model, d.version, config.model_threads, config.runtime)
+        found = self._accelerated.get(key)
+        if found is None:
+            native = self.models.load(d.model, d.version).with_threads(config.model_threads)
+            found = (native, accelerate(native, mode=config.runtime))
+            self._accelerated[key] = found
+        return found
 
     def _forget(self, name: str) -> None:
         self._runtimes.pop(name, None)
@@ -908,7 +926,13 @@ class EndpointService:
         """Per deployment: requests, errors and latency percentiles (ms) since this process
         started, counted across ``shipyard serve`` workers where they share a metrics folder."""
         self.get(name)
-        return {} if self.metrics is None else dict(self.metrics.summary(name))
+        figures = {} if self.metrics is None else dict(self.metrics.summary(name))
+        runtime = self._runtimes.get(name)
+        for deployment_id, serving in (runtime.serving if runtime else {}).items():
+            entry = figures.setdefault(deployment_id, {"requests": 0, "errors": 0})
+            entry["runtime"] = serving.runtime
+            entry["runtime_reason"] = serving.runtime_reason
+        return figures
 
     def compare(
         self,
