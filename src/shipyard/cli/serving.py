@@ -29,7 +29,18 @@ def _show(endpoint: Any, stats: dict[str, dict[str, Any]] | None = None) -> None
     if endpoint.sticky_key:
         out.print(f"sticky key: {endpoint.sticky_key}", markup=False)
     table = Table(header_style="bold")
-    for column in ("id", "model", "version", "alias", "traffic", "requests", "p50 ms", "p99 ms"):
+    columns = (
+        "id",
+        "model",
+        "version",
+        "alias",
+        "traffic",
+        "runtime",
+        "requests",
+        "p50 ms",
+        "p99 ms",
+    )
+    for column in columns:
         table.add_column(column)
     for d in endpoint.deployments:
         figures = (stats or {}).get(d.id, {})
@@ -40,6 +51,7 @@ def _show(endpoint: Any, stats: dict[str, dict[str, Any]] | None = None) -> None
             str(d.version),
             d.alias or "",
             share,
+            figures.get("runtime", "") if figures else "",
             cell(figures.get("requests")) if figures else "",
             cell(figures.get("p50_ms")) if figures else "",
             cell(figures.get("p99_ms")) if figures else "",
