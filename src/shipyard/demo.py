@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
+from shipyard.errors import NotFound
 from shipyard.services import Services
 from shipyard.warehouse import QualifiedName
 
@@ -98,4 +99,22 @@ def setup(services: Services) -> list[str]:
             if isinstance(version.metrics.get(k), float)
         )
         lines.append(f"model {model.name} v{version.version}: {about} ({metrics})")
+    lines.append(_endpoint(services))
     return lines
+
+
+ENDPOINT = "cancer"
+
+
+def _endpoint(services: Services) -> str:
+    """An online endpoint serving the XGBoost model, ready for ``:predict``."""
+    try:
+        endpoint = services.endpoints.get(ENDPOINT)
+    except NotFound:
+        services.endpoints.create(ENDPOINT, description="demo: breast cancer diagnosis, online")
+        endpoint = services.endpoints.deploy(ENDPOINT, f"{DATASET}.cancer_diagnosis")
+    split = ", ".join(f"{k}={v}%" for k, v in endpoint.traffic.items())
+    return (
+        f"endpoint {ENDPOINT} ({split}): POST /v1/endpoints/{ENDPOINT}:predict, or "
+        f"shipyard endpoints predict {ENDPOINT} rows.jsonl"
+    )
