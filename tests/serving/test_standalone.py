@@ -107,7 +107,7 @@ def test_serve_refuses_an_unknown_endpoint(home: Path) -> None:
 
 
 def _cli(home: Path, *args: str) -> Any:
-    result = CliRunner().invoke(app, ["--home", str(home), *args])
+    result = CliRunner().invoke(app, ["--home", str(home), *args], env={"COLUMNS": "200"})
     return result
 
 
