@@ -3,14 +3,19 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TORCH_VERSION ?= 2.13.0
 HOME_DIR ?= $(or $(SHIPYARD_HOME),$(HOME)/.shipyard)
 
 .PHONY: install up test test-fast check bench lock clean
 
 # Create .venv and install Shipyard (editable) with the pinned versions of constraints.txt.
+# PyTorch (CPU, the extra `dnn`, for the DNN/AUTOENCODER tests) comes first, from pip, which
+# takes the CPU wheel (uv would download a CUDA build); skipped when torch already imports.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/python -c "import torch" 2>/dev/null || \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 

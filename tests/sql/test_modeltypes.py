@@ -139,8 +139,10 @@ def test_bigquery_rules_that_need_no_error() -> None:
 
 
 def test_model_type_errors() -> None:
-    with pytest.raises(Unsupported, match=r"'AUTOENCODER'.*LINEAR_REG, LOGISTIC_REG.*KMEANS"):
-        parse_options({"model_type": "AUTOENCODER"})
+    with pytest.raises(
+        Unsupported, match=r"'CONTRIBUTION_ANALYSIS'.*LINEAR_REG, LOGISTIC_REG.*KMEANS"
+    ):
+        parse_options({"model_type": "CONTRIBUTION_ANALYSIS"})
     with pytest.raises(InvalidArgument, match="'model_type' is required"):
         parse_options({"l2_reg": 1.0})
 

@@ -59,6 +59,9 @@ class Manifest(BaseModel):
     global_explain: dict[str, Any] | None = None
     # ML.CONFUSION_MATRIX / ML.ROC_CURVE without input rows: computed on the evaluation split
     evaluation_curves: dict[str, Any] | None = None
+    # CREATE MODEL … OPTIONS(num_trials=…): the tuning settings and every trial (ML.TRIAL_INFO);
+    # the version's own model is the optimal trial's (shipyard.sql.tuning)
+    hparam_tuning: dict[str, Any] | None = None
     files: dict[str, str] = {}  # file name -> sha256
     lineage: Lineage = Field(default_factory=Lineage)
     created_at: datetime

@@ -8,7 +8,12 @@ flavor    file                                   loaded with
 xgboost   ``model.ubj`` (XGBoost's native UBJSON)  ``xgboost.Booster().load_model``
 lightgbm  ``model.txt`` (LightGBM's text format)   ``lightgbm.Booster(model_file=…)``
 sklearn   ``model.skops`` (skops, never pickle)    ``skops.io.load`` with an explicit trust list
+onnx      ``model.onnx`` (imported, verbatim)      ``onnxruntime.InferenceSession`` (extra onnx)
 ========  =====================================  ==============================================
+
+``statsforecast`` (ARIMA_PLUS, ARIMA_PLUS_XREG) writes ``model.json``: statsforecast's fitted
+ARIMA dicts (numbers and arrays) as JSON, rebuilt exactly by
+:func:`shipyard.registry.forecasting.from_json`; no pickle is written or read.
 
 For ``sklearn`` the types skops does not trust by default are recorded at save time
 (``trusted_types`` in the returned metadata). At load time the file's untrusted types must be a
@@ -187,14 +192,101 @@ def _load_sklearn(folder: Path, meta: dict[str, Any]) -> Any:
         ) from exc
 
 
+# -- onnx (imported models) -------------------------------------------------------------------
+
+_ONNX_FILE = "model.onnx"
+
+
+def _save_onnx(model: Any, folder: Path) -> dict[str, Any]:
+    """``model``: the bytes of an ONNX file (or its path); stored verbatim, never re-serialised."""
+    if isinstance(model, str | Path):
+        model = Path(model).read_bytes()
+    if not isinstance(model, bytes | bytearray):
+        raise InvalidArgument(
+            f"the onnx flavor stores the bytes of an .onnx file, got "
+            f"{type(model).__module__}.{type(model).__qualname__}"
+        )
+    (Path(folder) / _ONNX_FILE).write_bytes(bytes(model))
+    try:
+        import onnxruntime
+
+        version = onnxruntime.__version__
+    except ImportError:  # pragma: no cover - the extra is missing; loading will say so
+        version = None
+    return {"files": [_ONNX_FILE], "format": "onnx", "library_version": version}
+
+
+def _load_onnx(folder: Path, meta: dict[str, Any]) -> Any:
+    try:
+        import onnxruntime
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise Unsupported("ONNX models need onnxruntime: pip install 'shipyard[onnx]'") from None
+    path = _require_file(folder, _files_of(meta, _ONNX_FILE), "onnx")
+    try:
+        return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception classes
+        raise ArtifactCorrupted(
+            f"onnx model file {path.name!r} cannot be read: {str(exc).splitlines()[0]}",
+            path=str(path),
+        ) from exc
+
+
 # -- dispatch ---------------------------------------------------------------------------------
 
 _Saver = Callable[[Any, Path], dict[str, Any]]
 _Loader = Callable[[Path, dict[str, Any]], Any]
 
+
+def _save_factorization(model: Any, folder: Path) -> dict[str, Any]:
+    from shipyard.registry.factorization import save_factor_model
+
+    return save_factor_model(model, folder)
+
+
+def _load_factorization(folder: Path, meta: dict[str, Any]) -> Any:
+    from shipyard.registry.factorization import load_factor_model
+
+    return load_factor_model(folder, meta)
+
+
+def _save_torch(model: Any, folder: Path) -> dict[str, Any]:
+    from shipyard.registry.neural import save_neural_net
+
+    return save_neural_net(model, folder)
+
+
+def _load_torch(folder: Path, meta: dict[str, Any]) -> Any:
+    from shipyard.registry.neural import load_neural_net
+
+    return load_neural_net(folder, meta)
+
+
+def _save_statsforecast(model: Any, folder: Path) -> dict[str, Any]:
+    # ARIMA_PLUS: statsforecast's fitted ARIMA dicts as JSON, rebuilt exactly; never a pickle.
+    from shipyard.registry.forecasting import save_forecast_model
+
+    return save_forecast_model(model, folder)
+
+
+def _load_statsforecast(folder: Path, meta: dict[str, Any]) -> Any:
+    from shipyard.registry.forecasting import load_forecast_model
+
+    path = _require_file(folder, _files_of(meta, "model.json"), "statsforecast")
+    return load_forecast_model(path)
+
+
 FLAVORS: dict[str, tuple[_Saver, _Loader]] = {
+    # MATRIX_FACTORIZATION: Parquet id mappings and .npy factors, read with allow_pickle=False
+    # (shipyard.registry.factorization)
+    "factorization": (_save_factorization, _load_factorization),
     "lightgbm": (_save_lightgbm, _load_lightgbm),
+    "onnx": (_save_onnx, _load_onnx),
     "sklearn": (_save_sklearn, _load_sklearn),
+    # ARIMA_PLUS / ARIMA_PLUS_XREG: fitted ARIMA as JSON (shipyard.registry.forecasting)
+    "statsforecast": (_save_statsforecast, _load_statsforecast),
+    # DNN and AUTOENCODER models: safetensors weights + JSON architecture, NumPy inference
+    # (shipyard.registry.neural)
+    "torch": (_save_torch, _load_torch),
     "xgboost": (_save_xgboost, _load_xgboost),
 }
 

@@ -22,6 +22,15 @@ Unsupervised models have no label: a ``clustering`` (KMEANS) predictor outputs `
 the nearest min(k, 5) centroids, nearest first); a ``dimensionality_reduction`` (PCA) predictor
 outputs ``principal_component_1`` … ``principal_component_k`` (FLOAT64).
 
+A ``recommendation`` (MATRIX_FACTORIZATION) predictor scores (user, item) pairs: its input has
+the model's user and item columns and it outputs ``predicted_<rating_col>`` (explicit feedback)
+or ``predicted_<rating_col>_confidence`` (implicit), NULL for a user or item training never saw
+(see :mod:`shipyard.registry.factorization`).
+
+A ``forecasting`` (ARIMA_PLUS) predictor answers one forecast per input row: the row carries the
+model's time series id columns and optionally ``horizon`` and ``confidence_level``; the output is
+ML.FORECAST's rows (see :mod:`shipyard.registry.forecasting`).
+
 Everything is vectorised: the model runs once on the whole matrix and the list-of-struct column
 is assembled from flat numpy buffers.
 """
@@ -46,6 +55,8 @@ TASKS: tuple[str, ...] = (
     "multiclass_classification",
     "clustering",
     "dimensionality_reduction",
+    "recommendation",
+    "forecasting",
 )
 #: Tasks without a label: KMEANS (``clustering``) and PCA (``dimensionality_reduction``).
 UNSUPERVISED_TASKS: tuple[str, ...] = ("clustering", "dimensionality_reduction")
@@ -144,7 +155,8 @@ class Predictor:
     ) -> None:
         if task not in TASKS:
             raise InvalidArgument(f"task {task!r} is not valid; valid tasks: {', '.join(TASKS)}")
-        if task not in ("regression", *UNSUPERVISED_TASKS) and label_info is None:
+        unlabelled = ("regression", "recommendation", "forecasting", *UNSUPERVISED_TASKS)
+        if task not in unlabelled and label_info is None:
             raise InvalidArgument(f"a {task} predictor needs the label's classes (label_info)")
         if task == "binary_classification" and label_info and label_info.n_classes != 2:
             raise InvalidArgument(
@@ -154,7 +166,7 @@ class Predictor:
         self.model = model
         self.flavor = flavor
         self.preprocessor = preprocessor
-        self.label_info = label_info if task not in ("regression", *UNSUPERVISED_TASKS) else None
+        self.label_info = label_info if task not in unlabelled else None
         self.label = label
         self.config = dict(config or {})
         dtype_name = self.config.setdefault(
@@ -166,6 +178,10 @@ class Predictor:
             )
         self._dtype = _DTYPES[dtype_name]
         self.config.setdefault("threshold", 0.5)
+        if self.config.get("transform"):  # CREATE MODEL … TRANSFORM(…): raw rows in
+            from shipyard.registry.transform import with_transform
+
+            self.preprocessor = with_transform(preprocessor, self.config["transform"])
 
     # -- description -------------------------------------------------------------------------
 
@@ -175,7 +191,15 @@ class Predictor:
             return ["CENTROID_ID", "NEAREST_CENTROIDS_DISTANCE"]
         if self.task == "dimensionality_reduction":
             k = int(self.config["num_components"])
-            return [f"principal_component_{i}" for i in range(1, k + 1)]
+            # AUTOENCODER: latent_col_1 … latent_col_k
+            prefix = str(self.config.get("output_prefix", "principal_component_"))
+            return [f"{prefix}{i}" for i in range(1, k + 1)]
+        if self.task == "recommendation":
+            return [str(self.config["output_column"])]
+        if self.task == "forecasting":  # ARIMA_PLUS: ML.FORECAST's columns
+            from shipyard.registry.forecasting import FORECAST_COLUMNS
+
+            return [*self.config.get("id_cols", []), *(n for n, _ in FORECAST_COLUMNS)]
         names = [f"predicted_{self.label}"]
         if self.label_info is not None:
             names.append(f"predicted_{self.label}_probs")
@@ -184,14 +208,21 @@ class Predictor:
     @property
     def default_keep_original_columns(self) -> bool:
         """ML.PREDICT's default: PCA leaves the input columns out (as BigQuery ML), others keep."""
+        if "keep_original_columns" in self.config:  # AUTOENCODER keeps them
+            return bool(self.config["keep_original_columns"])
         return self.task != "dimensionality_reduction"
 
     def _output_types(self) -> list[pa.DataType]:
         if self.task == "clustering":
             entry = pa.struct([("CENTROID_ID", pa.int64()), ("DISTANCE", pa.float64())])
             return [pa.int64(), pa.list_(entry)]
-        if self.task == "dimensionality_reduction":
+        if self.task in ("dimensionality_reduction", "recommendation"):
             return [pa.float64()] * len(self.output_names)
+        if self.task == "forecasting":
+            from shipyard.registry.forecasting import FORECAST_COLUMNS
+
+            ids = [pa.type_for_alias(t) for t in self.config.get("id_types", [])]
+            return [*ids, *(t for _, t in FORECAST_COLUMNS)]
         if self.label_info is None:
             return [pa.float64()]
         t = self.label_info.arrow_type
@@ -220,6 +251,10 @@ class Predictor:
     @classmethod
     def from_dict(cls, data: dict[str, Any], model: Any) -> Predictor:
         """The predictor that :meth:`to_dict` described, around the loaded ``model``."""
+        if data.get("task") == "imported":  # ONNX / XGBOOST imported models: no preprocessing
+            from shipyard.registry.imported import ImportedPredictor
+
+            return ImportedPredictor.from_dict(data, model)
         try:
             label_info = data.get("label_info")
             return cls(
@@ -344,6 +379,11 @@ class Predictor:
         keep_original_columns: bool = True,
     ) -> pa.Table:
         """ML.PREDICT: the predicted columns first, then (by default) the input columns."""
+        if self.task == "forecasting":  # ARIMA_PLUS: each row asks for a forecast
+            from shipyard.registry.forecasting import predict_instances
+
+            self._threshold(threshold)  # refuses a threshold
+            return predict_instances(self.model, table)
         names = self.output_names
         if keep_original_columns:
             clash = [n for n in names if n in table.column_names]
@@ -353,6 +393,13 @@ class Predictor:
                     "drop them (or pass keep_original_columns=False)",
                     columns=clash,
                 )
+        if self.task == "recommendation":
+            self._threshold(threshold)  # refuses a threshold
+            scored: list[pa.Array | pa.ChunkedArray] = [self._recommendation_column(table)]
+            if keep_original_columns:
+                scored.extend(table.columns)
+                names = names + table.column_names
+            return pa.Table.from_arrays(scored, names=names)
         matrix = self.preprocessor.transform(table, dtype=self._dtype)
         columns: list[pa.Array | pa.ChunkedArray]
         if self.task in UNSUPERVISED_TASKS:
@@ -399,6 +446,23 @@ class Predictor:
             approx_feature_contrib=approx_feature_contrib,
             keep_original_columns=keep_original_columns,
         )
+
+    # -- recommendation (MATRIX_FACTORIZATION) ------------------------------------------------
+
+    def _recommendation_column(self, table: pa.Table) -> pa.Array:
+        from shipyard.registry.factorization import predict_pairs
+
+        user_col, item_col = str(self.config["user_col"]), str(self.config["item_col"])
+        missing = [c for c in (user_col, item_col) if c not in table.column_names]
+        if missing:
+            raise InvalidArgument(
+                f"input is missing columns {missing}; the model scores ({user_col}, {item_col}) "
+                "pairs",
+                missing=missing,
+            )
+        users = self.model.user_index(table[user_col], user_col)
+        items = self.model.item_index(table[item_col], item_col)
+        return predict_pairs(self.model, users, items)
 
     # -- clustering (KMEANS) and dimensionality reduction (PCA) --------------------------------
 

@@ -442,6 +442,29 @@ class ModelService:
             conn.execute(delete(models).where(models.c.name == str(qname)))
         self._predictors.drop_model(str(qname))
 
+    def update(
+        self,
+        name: str,
+        *,
+        description: Any = ...,
+        labels: Mapping[str, str] | None = None,
+    ) -> Model:
+        """Set a model's description (``None`` clears it; ``...`` leaves it) and/or replace its
+        labels (``ALTER MODEL … SET OPTIONS(description=…, labels=[…])``)."""
+        qname = self._require(name)
+        values: dict[str, Any] = {}
+        if description is not ...:
+            if description is not None and not isinstance(description, str):
+                raise InvalidArgument(f"description must be a string, got {description!r}")
+            values["description"] = description
+        if labels is not None:
+            values["labels"] = {str(k): str(v) for k, v in labels.items()}
+        if values:
+            values["updated_at"] = utcnow()
+            with self.ctx.metadata.transaction() as conn:
+                conn.execute(update(models).where(models.c.name == str(qname)).values(**values))
+        return self.get(str(qname))
+
     # -- loading --------------------------------------------------------------------------
 
     def load(self, name: str, version: int | None = None, *, alias: str | None = None) -> Predictor:
@@ -455,6 +478,56 @@ class ModelService:
         check_loadable(mv, manifest)  # before any file is fetched
         folder = self._materialise(mv.manifest_digest, manifest)
         predictor = load_predictor(mv, manifest, folder)
+        self._predictors.put(key, predictor)
+        return predictor
+
+    def load_trial(
+        self, name: str, trial_id: int, version: int | None = None, *, alias: str | None = None
+    ) -> Predictor:
+        """The Predictor of one hyperparameter-tuning trial of a version (``CREATE MODEL …
+        OPTIONS(num_trials=…)``); NotFound if the version has no stored model for that trial.
+
+        A trial's model is extra files of the version (``trial_<id>_…``); its preprocessing and
+        label are the version's unless the trial's entry in ``hparam_tuning`` says otherwise.
+        """
+        mv = self.get_version(name, version, alias=alias)
+        key = f"{PredictorCache.key(mv.model, mv.version, mv.manifest_digest)}#trial{trial_id}"
+        cached = self._predictors.get(key)
+        if cached is not None:
+            return cached
+        manifest = self.manifest(mv.model, mv.version)
+        trials = (manifest.hparam_tuning or {}).get("trials") or []
+        entry = next((t for t in trials if t.get("trial_id") == trial_id), None)
+        stored = (entry or {}).get("model")
+        if not stored:
+            raise NotFound(
+                f"model {mv.model} version {mv.version} has no stored model for trial {trial_id}",
+                resource=mv.resource,
+            )
+        check_loadable(mv, manifest)
+        folder = self._materialise(mv.manifest_digest, manifest)
+        try:
+            model = load_model(manifest.flavor, folder, stored["flavor_meta"])
+        except (ArtifactCorrupted, FailedPrecondition):
+            raise
+        except Exception as exc:
+            raise ArtifactCorrupted(
+                f"trial {trial_id} of model {mv.model} version {mv.version} could not be "
+                f"loaded: {exc}",
+                resource=mv.resource,
+            ) from exc
+        predictor = Predictor.from_dict(
+            {
+                "task": manifest.task,
+                "flavor": manifest.flavor,
+                "label": manifest.label,
+                "preprocessor": stored.get("preprocessing") or manifest.preprocessing,
+                "label_info": manifest.label_info,
+                # the version's config (e.g. a TRANSFORM) under the trial's own entries
+                "config": {**manifest.predictor_config, **(stored.get("predictor_config") or {})},
+            },
+            model,
+        )
         self._predictors.put(key, predictor)
         return predictor
 

@@ -74,6 +74,8 @@ def accelerate(predictor: Predictor, *, mode: str = "auto") -> Acceleration:
         return Acceleration(predictor, "native", "runtime 'native' was asked for")
     if predictor.flavor not in ("xgboost", "lightgbm"):
         return Acceleration(predictor, "native", f"no ONNX conversion for {predictor.flavor}")
+    if predictor.task == "imported":  # CREATE MODEL … model_type='XGBOOST': no preprocessing
+        return Acceleration(predictor, "native", "imported models run in their own library")
     try:
         import onnxmltools  # noqa: F401
         import onnxruntime  # noqa: F401

@@ -17,9 +17,12 @@ from shipyard.errors import AlreadyExists, InvalidArgument, SQLError, Unsupporte
 from shipyard.metadata.service import model_version_uri, table_version_uri
 from shipyard.registry.entities import Lineage
 from shipyard.registry.service import NewVersion
+from shipyard.sql import tuning
 from shipyard.sql.dialect import ShipyardBigQuery, literal_value, table_name
 from shipyard.sql.entities import QueryResult
+from shipyard.sql.imported import create_imported_model, is_imported
 from shipyard.sql.modeltypes import MODEL_TYPES
+from shipyard.sql.transform import attach_transform, fit_transform, pop_transform
 from shipyard.warehouse import QualifiedName
 
 if TYPE_CHECKING:
@@ -39,13 +42,16 @@ def model_options(statement: exp.Create) -> dict[str, Any]:
         key = prop.name.lower()
         if key in options:
             raise InvalidArgument(f"option {key!r} is given twice")
-        options[key] = literal_value(prop.args["value"])
+        value = prop.args["value"]
+        options[key] = tuning.hparam_value(value) or literal_value(value)  # HPARAM_RANGE(…)
     return options
 
 
 def create_model(
     service: SqlService, job: JobContext, statement: exp.Create, text: str
 ) -> QueryResult:
+    if is_imported(statement):  # model_type='ONNX' | 'XGBOOST': see shipyard.sql.imported
+        return create_imported_model(service, job, statement, text)
     target = statement.this
     if isinstance(target, exp.Schema):
         raise Unsupported("INPUT(...)/OUTPUT(...) column lists are not supported yet")
@@ -55,6 +61,8 @@ def create_model(
     for clause in ("transform",):
         if statement.args.get(clause) is not None:
             raise Unsupported(f"CREATE MODEL … {clause.upper()}(…) is not supported yet")
+    statement = statement.copy()
+    transform_clause = pop_transform(statement)  # TRANSFORM(…): see shipyard.sql.transform
 
     options = model_options(statement)
     model_type = options.get("model_type")
@@ -69,7 +77,8 @@ def create_model(
             + ", ".join(sorted(MODEL_TYPES))
         )
     spec = MODEL_TYPES[model_type.upper()]
-    parsed = spec.parse_options(options)
+    plan = tuning.plan_tuning(spec.name, options)  # None without num_trials / HPARAM_*
+    parsed = spec.parse_options(options) if plan is None else tuning.parse_base(spec, plan)
 
     # Refuse before training, not after: CREATE MODEL on an existing name is an error.
     if service.models.exists(str(qname)) and not replace:
@@ -91,15 +100,26 @@ def create_model(
         raise SQLError(f"CREATE MODEL {qname} needs a training query: … AS SELECT …")
     job.progress(0.0, "reading training data")
     data, inputs = _training_data(service, query)
+    fitted = None
+    if transform_clause is not None:  # statistics computed once, stored with the model
+        fitted, data = fit_transform(transform_clause, data)
     job.log(f"training {spec.name} on {data.num_rows} rows × {data.num_columns} columns")
-    trained = spec.train(
-        data,
-        parsed,
-        label=None,
-        progress=lambda fraction, message: job.progress(0.05 + 0.9 * fraction, message),
-        warm_start=previous,
-    )
+    extra_files: dict[str, bytes] = {}
+    hparam_tuning = None
+    if plan is None:
+        trained = spec.train(
+            data,
+            parsed,
+            label=None,
+            progress=lambda fraction, message: job.progress(0.05 + 0.9 * fraction, message),
+            warm_start=previous,
+        )
+    else:  # hyperparameter tuning: the optimal trial's model, every trial's files
+        outcome = tuning.run_trials(spec, data, plan, job)
+        trained, extra_files, hparam_tuning = outcome.best, outcome.files, outcome.summary
     predictor = trained.predictor()
+    if fitted is not None:
+        predictor = attach_transform(predictor, fitted, trained.label)
     signature = predictor.signature
     manifest = {
         "model_type": spec.name,
@@ -116,12 +136,15 @@ def create_model(
         "training_info": trained.training_info,
         "global_explain": trained.global_explain,
         "evaluation_curves": trained.evaluation_curves,
+        "hparam_tuning": hparam_tuning,
         "lineage": Lineage(statement=text, input_tables=inputs, job_id=job.job_id),
     }
     job.progress(0.97, "registering the model version")
     version = service.models.register(
         str(qname),
-        NewVersion(model=trained.model, flavor=trained.flavor, manifest=manifest),
+        NewVersion(
+            model=trained.model, flavor=trained.flavor, manifest=manifest, extra_files=extra_files
+        ),
         replace=replace,
         if_not_exists=if_not_exists,
     )

@@ -32,6 +32,7 @@ ML_TABLE_FUNCTIONS = (
     "EXPLAIN_PREDICT",
     "FEATURE_IMPORTANCE",
     "FEATURE_INFO",
+    "FORECAST",  # stock sqlglot parses it into MLForecast; ours gives the MLFunction shape
     "GLOBAL_EXPLAIN",
     "PRINCIPAL_COMPONENTS",
     "PRINCIPAL_COMPONENT_INFO",
@@ -109,17 +110,75 @@ def _ml_function_sql(self: Any, e: MLFunction) -> str:
     return f"{e.function}({', '.join(args)})"
 
 
+class AlterModel(exp.Expression):
+    """``ALTER MODEL [IF EXISTS] m SET OPTIONS(key=value, …)`` (stock sqlglot: a Command)."""
+
+    arg_types = {"this": True, "exists": False, "options": True}
+
+
+class ExportModel(exp.Expression):
+    """``EXPORT MODEL m [OPTIONS(uri=…, …)]`` (stock sqlglot parses only EXPORT DATA)."""
+
+    arg_types = {"this": True, "options": False}
+
+
+def _parse_alter_model(self: Any) -> exp.Expression:
+    if not self._match_text_seq("MODEL"):
+        return BigQuery.Parser._parse_alter(self)  # type: ignore[no-any-return]
+    exists = self._parse_exists()
+    model = self._parse_table_parts()
+    if not self._match_text_seq("SET", "OPTIONS"):
+        self.raise_error("Expected SET OPTIONS(key=value, …) after ALTER MODEL <name>")
+    options = exp.Properties(expressions=self._parse_wrapped_properties())
+    return self.expression(AlterModel(this=model, exists=exists, options=options))
+
+
+def _parse_export(self: Any) -> exp.Expression:
+    if not self._match_text_seq("MODEL"):
+        return self._parse_export_data()  # type: ignore[no-any-return]
+    model = self._parse_table_parts()
+    options = None
+    if self._match_text_seq("OPTIONS"):
+        options = exp.Properties(expressions=self._parse_wrapped_properties())
+    return self.expression(ExportModel(this=model, options=options))
+
+
+def _options_sql(self: Any, e: exp.Expression) -> str:
+    options = e.args.get("options")
+    return f"OPTIONS ({self.expressions(options, flat=True)})" if options is not None else ""
+
+
+def _alter_model_sql(self: Any, e: AlterModel) -> str:
+    exists = " IF EXISTS" if e.args.get("exists") else ""
+    return f"ALTER MODEL{exists} {self.sql(e, 'this')} SET {_options_sql(self, e)}"
+
+
+def _export_model_sql(self: Any, e: ExportModel) -> str:
+    options = _options_sql(self, e)
+    return f"EXPORT MODEL {self.sql(e, 'this')}" + (f" {options}" if options else "")
+
+
 class ShipyardBigQuery(BigQuery):
-    """BigQuery's SQL plus every ML.* table function."""
+    """BigQuery's SQL plus every ML.* table function, ALTER MODEL and EXPORT MODEL."""
 
     class Parser(BigQuery.Parser):  # type: ignore[misc,valid-type]
         FUNCTION_PARSERS = {
             **BigQuery.Parser.FUNCTION_PARSERS,
             **{name: _ml_function_parser(name) for name in ML_TABLE_FUNCTIONS},
         }
+        STATEMENT_PARSERS = {
+            **BigQuery.Parser.STATEMENT_PARSERS,
+            TokenType.ALTER: _parse_alter_model,
+            TokenType.EXPORT: _parse_export,
+        }
 
     class Generator(BigQuery.Generator):  # type: ignore[misc,valid-type]
-        TRANSFORMS = {**BigQuery.Generator.TRANSFORMS, MLFunction: _ml_function_sql}
+        TRANSFORMS = {
+            **BigQuery.Generator.TRANSFORMS,
+            MLFunction: _ml_function_sql,
+            AlterModel: _alter_model_sql,
+            ExportModel: _export_model_sql,
+        }
 
 
 def parse(sql: str) -> list[exp.Expression]:
@@ -154,7 +213,13 @@ def to_duckdb(expression: exp.Expr) -> str:
     for table in tree.find_all(exp.Table):
         if table.args.get("catalog") is not None:
             table.set("catalog", None)
-    return tree.sql(dialect="duckdb")
+    # ML.BUCKETIZE(…), ML.MIN_MAX_SCALER(…) OVER () …: DuckDB expressions (a lazy import: that
+    # module reads this one's literal helpers)
+    from shipyard.sql.preprocessing_functions import rewrite_plain_query
+
+    rewriter = rewrite_plain_query(tree)
+    sql = tree.sql(dialect="duckdb")
+    return rewriter.render_sql(sql) if rewriter is not None else sql
 
 
 def literal_value(node: exp.Expression) -> Any:

@@ -148,7 +148,12 @@ def ml_feature_importance(service: SqlService, call: MLCall) -> pa.Table:
             "boosted tree and random forest models (BOOSTED_TREE_CLASSIFIER, "
             "BOOSTED_TREE_REGRESSOR, RANDOM_FOREST_CLASSIFIER, RANDOM_FOREST_REGRESSOR)",
         )
-    scores = feature_importance(service.models.load(call.model))
+    if version.task == "imported":  # model_type='XGBOOST': no Shipyard preprocessing
+        from shipyard.sql.imported import xgboost_feature_importance
+
+        scores = xgboost_feature_importance(service.models.load(call.model))
+    else:
+        scores = feature_importance(service.models.load(call.model))
     columns: dict[str, Any] = {"feature": pa.array(list(scores), type=pa.string())}
     for key in ("importance_weight", "importance_gain", "importance_cover"):
         columns[key] = pa.array([s[key] for s in scores.values()], type=pa.float64())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,7 +15,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shipyard.errors import InvalidArgument
-from shipyard.sql import clustering, coefficients, decomposition, explanation, inspection
+from shipyard.sql import (
+    autoencoder,
+    clustering,
+    coefficients,
+    decomposition,
+    explanation,
+    forecasting,
+    inspection,
+    recommend,
+    transform,
+    tuning,
+)
 from shipyard.sql.evaluation import CLASSIFICATION_METRICS, REGRESSION_METRICS, evaluate
 
 if TYPE_CHECKING:
@@ -66,6 +78,11 @@ def ml_predict(service: SqlService, call: MLCall) -> pa.Table:
     call.check_params({"threshold": (int, float), "keep_original_columns": bool})
     rows = call.require_input()
     predictor = service.models.load(call.model)
+    if predictor.task == "recommendation":  # as BigQuery ML: MATRIX_FACTORIZATION recommends
+        raise InvalidArgument(
+            f"ML.PREDICT does not apply to model {call.model}, a MATRIX_FACTORIZATION model; "
+            f"use ML.RECOMMEND(MODEL {call.model}[, TABLE …])"
+        )
     keep = call.params.get("keep_original_columns")
     return predictor.predict(
         rows,
@@ -78,8 +95,12 @@ def ml_evaluate(service: SqlService, call: MLCall) -> pa.Table:
     """ML.EVALUATE: metrics on the given rows, or those computed on the evaluation split."""
     call.check_params({"threshold": (int, float), "perform_aggregation": bool})
     version = service.models.get_version(call.model)
+    if version.model_type == "AUTOENCODER":  # reconstruction errors
+        return autoencoder.ml_evaluate_autoencoder(service, call, version.metrics)
     if version.task in ("clustering", "dimensionality_reduction"):  # KMEANS, PCA
         return clustering.evaluate_unsupervised(service, call, version.task, version.metrics)
+    if version.task == "recommendation":  # MATRIX_FACTORIZATION (shipyard.sql.recommend)
+        return recommend.evaluate_matrix_factorization(service, call, version.metrics)
     names = REGRESSION_METRICS if version.task == "regression" else CLASSIFICATION_METRICS
     if call.input is None:
         if call.params.get("threshold") is not None:
@@ -129,13 +150,23 @@ ML_HANDLERS: dict[str, Callable[[SqlService, MLCall], pa.Table]] = {
     "FEATURE_IMPORTANCE": explanation.ml_feature_importance,
     "FEATURE_INFO": inspection.ml_feature_info,
     "TRAINING_INFO": inspection.ml_training_info,
-    "WEIGHTS": inspection.ml_weights,
+    "WEIGHTS": partial(recommend.ml_weights, fallback=inspection.ml_weights),  # + MF
     "CONFUSION_MATRIX": inspection.ml_confusion_matrix,
     "ROC_CURVE": inspection.ml_roc_curve,
     # KMEANS and PCA (shipyard.sql.clustering / shipyard.sql.decomposition)
     "CENTROIDS": clustering.ml_centroids,
-    "DETECT_ANOMALIES": clustering.ml_detect_anomalies,
+    # AUTOENCODER models by shipyard.sql.autoencoder, the others by the wrapped handler
+    "DETECT_ANOMALIES": autoencoder.detect_anomalies_or(clustering.ml_detect_anomalies),
+    "RECONSTRUCTION_LOSS": autoencoder.ml_reconstruction_loss,
     "PRINCIPAL_COMPONENTS": decomposition.ml_principal_components,
     "PRINCIPAL_COMPONENT_INFO": decomposition.ml_principal_component_info,
     "ADVANCED_WEIGHTS": coefficients.ml_advanced_weights,  # calculate_p_values=TRUE
+    "RECOMMEND": recommend.ml_recommend,  # MATRIX_FACTORIZATION (shipyard.sql.recommend)
+    "TRANSFORM": transform.ml_transform,  # CREATE MODEL … TRANSFORM(…) (shipyard.sql.transform)
 }
+# hyperparameter tuning (shipyard.sql.tuning): ML.TRIAL_INFO, and STRUCT(… AS trial_id) in
+# ML.PREDICT / ML.EVALUATE / ML.EXPLAIN_PREDICT (wrapping the handlers above)
+ML_HANDLERS.update(tuning.handlers(ML_HANDLERS))
+# ARIMA_PLUS / ARIMA_PLUS_XREG (shipyard.sql.forecasting): ML.FORECAST, ML.EXPLAIN_FORECAST,
+# ML.ARIMA_EVALUATE, ML.ARIMA_COEFFICIENTS; wraps PREDICT, EVALUATE and DETECT_ANOMALIES
+ML_HANDLERS.update(forecasting.handlers(ML_HANDLERS))

@@ -6,7 +6,8 @@ parses the statement and stores the result; this module only knows about ML.
 Supported ``model_type`` values: LINEAR_REG, LOGISTIC_REG (at most 50 classes),
 BOOSTED_TREE_CLASSIFIER and RANDOM_FOREST_CLASSIFIER (at most 1,000 classes),
 BOOSTED_TREE_REGRESSOR, RANDOM_FOREST_REGRESSOR, and the unsupervised KMEANS
-(:mod:`shipyard.sql.clustering`) and PCA (:mod:`shipyard.sql.decomposition`). Each is a
+(:mod:`shipyard.sql.clustering`) and PCA (:mod:`shipyard.sql.decomposition`), and
+MATRIX_FACTORIZATION (:mod:`shipyard.sql.recommend`). Each is a
 :class:`ModelTypeSpec` in :data:`MODEL_TYPES`: its options model (:mod:`shipyard.sql.options`),
 its trainer (:mod:`shipyard.sql.training`), its flavor and whether numeric features are
 standardized (not for boosted trees, as BigQuery ML). Option names and string enum values are
@@ -38,8 +39,27 @@ from shipyard.registry.explain import global_explanation
 from shipyard.registry.predictor import Predictor
 from shipyard.registry.preprocessing import MAX_LOGISTIC_CLASSES, FeaturePreprocessor, LabelInfo
 from shipyard.sql import coefficients, training
+from shipyard.sql.arima import (
+    ARIMA_UNSUPPORTED_OPTIONS,
+    ArimaPlusOptions,
+    ArimaPlusXregOptions,
+    train_arima,
+)
+from shipyard.sql.autoencoder import (
+    AUTOENCODER_UNSUPPORTED_OPTIONS,
+    AutoencoderOptions,
+    train_autoencoder,
+)
 from shipyard.sql.clustering import train_kmeans
 from shipyard.sql.decomposition import train_pca
+from shipyard.sql.dnn import (
+    DNN_UNSUPPORTED_OPTIONS,
+    DnnClassifierOptions,
+    DnnRegressorOptions,
+    WideDeepClassifierOptions,
+    WideDeepRegressorOptions,
+    train_dnn,
+)
 from shipyard.sql.evaluation import evaluate
 from shipyard.sql.inspection import evaluation_curves
 from shipyard.sql.options import (
@@ -60,6 +80,11 @@ from shipyard.sql.options import (
     RandomForestRegressorOptions,
     option_names,
     validate_options,
+)
+from shipyard.sql.recommend import (
+    MF_UNSUPPORTED_OPTIONS,
+    MatrixFactorizationOptions,
+    train_matrix_factorization,
 )
 from shipyard.sql.training import (
     Progress,
@@ -147,7 +172,14 @@ class ModelTypeSpec:
 
     name: str
     options_class: type[BaseOptions]
-    task_kind: Literal["regression", "classification", "clustering", "dimensionality_reduction"]
+    task_kind: Literal[
+        "regression",
+        "classification",
+        "clustering",
+        "dimensionality_reduction",
+        "recommendation",
+        "forecasting",
+    ]
     flavor: str
     trainer: Trainer | None
     standardize: bool
@@ -222,8 +254,13 @@ class ModelTypeSpec:
         if p_values:
             n_classes = data.label_info.n_classes if data.label_info else 0
             coefficients.check_p_value_options(self.name, options, preprocessor, n_classes)
-        fit = self.trainer(
-            x, y, x_eval, y_eval, options, data.label_info, report, sample_weight=weights
+        # DNN trainers (flavor torch) continue from the current version's weights.
+        resume = (
+            {"warm_start": warm_start} if self.flavor == "torch" and warm_start is not None else {}
+        )
+        trainer: Any = self.trainer
+        fit = trainer(
+            x, y, x_eval, y_eval, options, data.label_info, report, sample_weight=weights, **resume
         )
         extra_config: dict[str, Any] = {}
         if p_values:
@@ -386,6 +423,90 @@ MODEL_TYPES: dict[str, ModelTypeSpec] = {
         True,
         unsupported_options=PCA_UNSUPPORTED_OPTIONS,
         unsupervised=train_pca,
+    ),
+    # DNN_* and DNN_LINEAR_COMBINED_* (PyTorch, shipyard.sql.dnn) and AUTOENCODER
+    # (shipyard.sql.autoencoder): flavor torch, prediction in NumPy
+    "DNN_CLASSIFIER": ModelTypeSpec(
+        "DNN_CLASSIFIER",
+        DnnClassifierOptions,
+        "classification",
+        "torch",
+        train_dnn,
+        True,
+        MAX_BOOSTED_TREE_CLASSES,
+        unsupported_options=DNN_UNSUPPORTED_OPTIONS,
+    ),
+    "DNN_REGRESSOR": ModelTypeSpec(
+        "DNN_REGRESSOR",
+        DnnRegressorOptions,
+        "regression",
+        "torch",
+        train_dnn,
+        True,
+        unsupported_options=DNN_UNSUPPORTED_OPTIONS,
+    ),
+    "DNN_LINEAR_COMBINED_CLASSIFIER": ModelTypeSpec(
+        "DNN_LINEAR_COMBINED_CLASSIFIER",
+        WideDeepClassifierOptions,
+        "classification",
+        "torch",
+        train_dnn,
+        True,
+        MAX_BOOSTED_TREE_CLASSES,
+        unsupported_options=DNN_UNSUPPORTED_OPTIONS,
+    ),
+    "DNN_LINEAR_COMBINED_REGRESSOR": ModelTypeSpec(
+        "DNN_LINEAR_COMBINED_REGRESSOR",
+        WideDeepRegressorOptions,
+        "regression",
+        "torch",
+        train_dnn,
+        True,
+        unsupported_options=DNN_UNSUPPORTED_OPTIONS,
+    ),
+    "AUTOENCODER": ModelTypeSpec(
+        "AUTOENCODER",
+        AutoencoderOptions,
+        "dimensionality_reduction",
+        "torch",
+        None,
+        True,
+        unsupported_options=AUTOENCODER_UNSUPPORTED_OPTIONS,
+        unsupervised=train_autoencoder,
+    ),
+    # MATRIX_FACTORIZATION (shipyard.sql.recommend): explicit ALS in NumPy, implicit ALS with
+    # the implicit library; flavor factorization (Parquet id mappings and .npy factors)
+    "MATRIX_FACTORIZATION": ModelTypeSpec(
+        "MATRIX_FACTORIZATION",
+        MatrixFactorizationOptions,
+        "recommendation",
+        "factorization",
+        None,
+        False,
+        unsupported_options=MF_UNSUPPORTED_OPTIONS,
+        unsupervised=train_matrix_factorization,
+    ),
+    # ARIMA_PLUS and ARIMA_PLUS_XREG (shipyard.sql.arima): statsforecast's ARIMA, one per
+    # time series; flavor statsforecast (the fitted ARIMA as JSON)
+    "ARIMA_PLUS": ModelTypeSpec(
+        "ARIMA_PLUS",
+        ArimaPlusOptions,
+        "forecasting",
+        "statsforecast",
+        None,
+        False,
+        unsupported_options=ARIMA_UNSUPPORTED_OPTIONS,
+        unsupervised=train_arima,
+    ),
+    "ARIMA_PLUS_XREG": ModelTypeSpec(
+        "ARIMA_PLUS_XREG",
+        ArimaPlusXregOptions,
+        "forecasting",
+        "statsforecast",
+        None,
+        False,
+        unsupported_options=ARIMA_UNSUPPORTED_OPTIONS,
+        unsupervised=train_arima,
     ),
 }
 

@@ -12,9 +12,11 @@ exactly one of ``num_principal_components`` and ``pca_explained_variance_ratio``
 otherwise). Random forests have no ``max_iterations``, ``learn_rate`` or ``booster_type``
 (one round, eta 1); KMEANS and PCA have no label or data split options.
 
-BigQuery ML options that Shipyard knows but does not implement (hyperparameter tuning,
-``xgboost_version``, …) are refused with Unsupported; an option BigQuery ML does not have
-either is an InvalidArgument that lists the valid ones.
+BigQuery ML options that Shipyard knows but does not implement (``xgboost_version``, …) are
+refused with Unsupported; an option BigQuery ML does not have either is an InvalidArgument that
+lists the valid ones. Hyperparameter tuning (``num_trials``, ``HPARAM_RANGE`` …) is CREATE
+MODEL's: :mod:`shipyard.sql.tuning` takes those options out before these models see them, so
+here they are still refused.
 
 Example::
 

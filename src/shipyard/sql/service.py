@@ -36,8 +36,11 @@ from shipyard.errors import (
 )
 from shipyard.metadata.service import MetadataService, model_version_uri, table_version_uri
 from shipyard.registry.service import ModelService
+from shipyard.sql.alter import alter_model
 from shipyard.sql.create_model import create_model, tables_read
 from shipyard.sql.dialect import (
+    AlterModel,
+    ExportModel,
     MLFunction,
     ShipyardBigQuery,
     parse,
@@ -46,7 +49,10 @@ from shipyard.sql.dialect import (
     to_duckdb,
 )
 from shipyard.sql.entities import QueryResult
+from shipyard.sql.export import export_model
 from shipyard.sql.functions import ML_HANDLERS, MLCall
+from shipyard.sql.imported import refuse_imported
+from shipyard.sql.temp_models import TempModels
 from shipyard.warehouse import QualifiedName, fetch_arrow
 
 _RESULT_CACHE_SIZE = 32
@@ -129,12 +135,18 @@ class SqlService:
         self, job: JobContext, sql: str, statements: list[exp.Expression]
     ) -> QueryResult:
         result = QueryResult(pa.table({}), statement_type="NONE")
-        for i, statement in enumerate(statements):
-            job.check_cancelled()
-            text = sql if len(statements) == 1 else statement.sql(dialect=ShipyardBigQuery)
-            result = self._run_statement(job, statement, text)
-            if len(statements) > 1:
-                job.log(f"statement {i + 1}/{len(statements)}: {result.statement_type}")
+        temp = TempModels(job.job_id, len(statements))  # CREATE TEMP MODEL: dropped at the end
+        try:
+            for i, statement in enumerate(statements):
+                job.check_cancelled()
+                statement = temp.rewrite(statement)
+                text = sql if len(statements) == 1 else statement.sql(dialect=ShipyardBigQuery)
+                result = self._run_statement(job, statement, text)
+                if len(statements) > 1:
+                    job.log(f"statement {i + 1}/{len(statements)}: {result.statement_type}")
+        finally:
+            for name in temp.drop(self.models):
+                job.log(f"dropped TEMP model {name}")
         return result
 
     def _run_statement(self, job: JobContext, statement: exp.Expression, text: str) -> QueryResult:
@@ -142,6 +154,10 @@ class SqlService:
             return create_model(self, job, statement, text)
         if isinstance(statement, exp.Drop) and statement.kind == "MODEL":
             return self._drop_model(statement)
+        if isinstance(statement, AlterModel):
+            return alter_model(self, statement)
+        if isinstance(statement, ExportModel):
+            return export_model(self, statement)
         return self._run_query(statement, job, text)
 
     def _drop_model(self, statement: exp.Drop) -> QueryResult:
@@ -276,6 +292,8 @@ class SqlService:
                 + ", ".join(f"ML.{f}" for f in sorted(ML_HANDLERS))
             )
         model_name = str(QualifiedName.parse(table_name(node.this), kind="model"))
+        if function != "PREDICT":
+            refuse_imported(self, function, model_name)  # imported models: ML.PREDICT only
         relation = node.args.get("expression")
         rows = None
         if relation is not None:

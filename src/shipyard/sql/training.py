@@ -48,6 +48,7 @@ How BigQuery ML's semantics are mapped (and where we differ):
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 import time
@@ -539,6 +540,11 @@ def _proba_full(model: Any, x: np.ndarray, k: int) -> np.ndarray:
     return full
 
 
+#: Threads of one XGBoost training; hyperparameter tuning sets it per trial (cores // parallel).
+XGB_THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "xgb_threads", default=None
+)
+
 _TREE_METHODS = {"AUTO": "hist", "EXACT": "exact", "APPROX": "approx", "HIST": "hist"}
 
 
@@ -566,7 +572,7 @@ def xgb_params(options: Any, task: str, n_classes: int) -> dict[str, Any]:
         "num_parallel_tree": options.num_parallel_tree,
         "booster": getattr(options, "booster_type", "GBTREE").lower(),
         "tree_method": _TREE_METHODS[options.tree_method],
-        "nthread": os.cpu_count() or 1,
+        "nthread": XGB_THREADS.get() or os.cpu_count() or 1,
         "seed": _SEED % (2**31),
         "verbosity": 0,
     }

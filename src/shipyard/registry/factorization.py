@@ -1,0 +1,217 @@
+"""Matrix factorization models: the factors, the id mappings, their files and their scores.
+
+A :class:`FactorModel` holds what a MATRIX_FACTORIZATION model learned: the user and item ids
+seen in training (an Arrow array each, in the ids' own type: strings, integers, …; row ``k`` of
+a factor matrix belongs to id ``k``), the user and item factor matrices, and for explicit
+feedback the user and item biases and the global mean (the intercepts).
+
+A rating is predicted as ``intercept + user_bias + item_bias + user_factors · item_factors``
+(explicit) or ``user_factors · item_factors`` (implicit: a relative confidence, biases and
+intercept 0). A user or item that training never saw has no factors: its prediction is NULL.
+
+The ``factorization`` flavor stores a model as plain files, none of which can run code when
+read: ``users.parquet`` / ``items.parquet`` (columns ``id`` and ``bias``),
+``user_factors.npy`` / ``item_factors.npy`` (float64, read with ``allow_pickle=False``) and the
+intercept and feedback type in the flavor's manifest entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from shipyard.errors import ArtifactCorrupted, InvalidArgument
+
+__all__ = [
+    "FLAVOR",
+    "FactorModel",
+    "load_factor_model",
+    "predict_pairs",
+    "save_factor_model",
+]
+
+FLAVOR = "factorization"
+_FILES = ("users.parquet", "items.parquet", "user_factors.npy", "item_factors.npy")
+#: Scores are computed this many (user, item) pairs at a time, to bound temporary memory.
+CHUNK_PAIRS = 1_000_000
+
+
+@dataclass
+class FactorModel:
+    """The learned state of a matrix factorization model (see the module docstring)."""
+
+    feedback_type: str  # "EXPLICIT" | "IMPLICIT"
+    user_ids: pa.Array
+    item_ids: pa.Array
+    user_factors: np.ndarray  # (users, factors)
+    item_factors: np.ndarray  # (items, factors)
+    user_bias: np.ndarray  # (users,)
+    item_bias: np.ndarray  # (items,)
+    intercept: float = 0.0
+
+    @property
+    def num_factors(self) -> int:
+        return int(self.user_factors.shape[1])
+
+    def user_index(self, values: pa.Array | pa.ChunkedArray, column: str) -> pa.Array:
+        """Row of each user id in the factor matrix; NULL for ids training never saw."""
+        return _index_in(values, self.user_ids, column)
+
+    def item_index(self, values: pa.Array | pa.ChunkedArray, column: str) -> pa.Array:
+        """Row of each item id in the factor matrix; NULL for ids training never saw."""
+        return _index_in(values, self.item_ids, column)
+
+    def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predictions for pairs of known (user row, item row), element by element."""
+        return self._combine(
+            self.user_factors[users],
+            self.item_factors[items],
+            self.user_bias[users],
+            self.item_bias[items],
+        )
+
+    def score_block(self, users: np.ndarray) -> np.ndarray:
+        """(len(users), items): every item's prediction for each user row."""
+        return self._combine(
+            self.user_factors[users][:, None, :],
+            self.item_factors[None, :, :],
+            self.user_bias[users][:, None],
+            self.item_bias[None, :],
+        )
+
+    def score_items_block(self, items: np.ndarray) -> np.ndarray:
+        """(len(items), users): every user's prediction for each item row."""
+        return self._combine(
+            self.user_factors[None, :, :],
+            self.item_factors[items][:, None, :],
+            self.user_bias[None, :],
+            self.item_bias[items][:, None],
+        )
+
+    def _combine(
+        self, user_f: np.ndarray, item_f: np.ndarray, user_b: np.ndarray, item_b: np.ndarray
+    ) -> np.ndarray:
+        # The same operations in the same order for every pair, whatever the batch (no BLAS,
+        # whose kernels round differently at block edges): a pair's score is identical in
+        # ML.RECOMMEND, ML.EVALUATE, batch prediction and serving, chunked or not.
+        out = user_f[..., 0] * item_f[..., 0]
+        for k in range(1, user_f.shape[-1]):
+            out = out + user_f[..., k] * item_f[..., k]
+        return out + self.intercept + user_b + item_b  # type: ignore[no-any-return]
+
+
+def _index_in(values: pa.Array | pa.ChunkedArray, ids: pa.Array, column: str) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if pa.types.is_null(values.type):
+        return pa.nulls(len(values), type=pa.int32())
+    if values.type != ids.type:
+        # Only within a kind (int32 → int64, large_string → string), as BigQuery coerces: a
+        # string is never parsed into a number nor a number printed as a string.
+        same_kind = any(
+            check(values.type) and check(ids.type)
+            for check in (pa.types.is_integer, _is_text, pa.types.is_date, pa.types.is_timestamp)
+        )
+        try:
+            if not same_kind:
+                raise pa.ArrowInvalid("different kinds")
+            values = values.cast(ids.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise InvalidArgument(
+                f"column {column!r} has type {values.type}, but the model was trained on "
+                f"{ids.type} ids; cast it to {ids.type}",
+                column=column,
+                type=str(values.type),
+                expected=str(ids.type),
+            ) from None
+    return pc.index_in(values, value_set=ids)
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+def predict_pairs(model: FactorModel, users: pa.Array, items: pa.Array) -> pa.Array:
+    """FLOAT64 predictions for (user row, item row) index arrays; NULL where either is NULL."""
+    known = pc.and_(pc.is_valid(users), pc.is_valid(items))
+    known_np = np.asarray(known.to_numpy(zero_copy_only=False), dtype=bool)
+    u = np.asarray(pc.fill_null(users, 0).to_numpy(), dtype=np.int64)[known_np]
+    i = np.asarray(pc.fill_null(items, 0).to_numpy(), dtype=np.int64)[known_np]
+    values = np.zeros(len(known_np))
+    for start in range(0, len(u), CHUNK_PAIRS):
+        rows = np.flatnonzero(known_np)[start : start + CHUNK_PAIRS]
+        values[rows] = model.score(u[start : start + CHUNK_PAIRS], i[start : start + CHUNK_PAIRS])
+    return pa.array(values, type=pa.float64(), mask=~known_np)
+
+
+def user_chunks(model: FactorModel, users: np.ndarray) -> Iterator[np.ndarray]:
+    """``users`` (rows) in slices whose (users, items) blocks hold about CHUNK_PAIRS scores."""
+    step = max(1, CHUNK_PAIRS // max(1, len(model.item_ids)))
+    for start in range(0, len(users), step):
+        yield users[start : start + step]
+
+
+# -- the ``factorization`` flavor --------------------------------------------------------------
+
+
+def save_factor_model(model: Any, folder: Path) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    if not isinstance(model, FactorModel):
+        raise InvalidArgument(
+            f"the {FLAVOR} flavor stores a FactorModel, got "
+            f"{type(model).__module__}.{type(model).__qualname__}"
+        )
+    folder = Path(folder)
+    pq.write_table(pa.table({"id": model.user_ids, "bias": model.user_bias}), folder / _FILES[0])
+    pq.write_table(pa.table({"id": model.item_ids, "bias": model.item_bias}), folder / _FILES[1])
+    np.save(folder / _FILES[2], np.ascontiguousarray(model.user_factors, dtype=np.float64))
+    np.save(folder / _FILES[3], np.ascontiguousarray(model.item_factors, dtype=np.float64))
+    return {
+        "files": list(_FILES),
+        "format": "parquet+npy",
+        "feedback_type": model.feedback_type,
+        "intercept": float(model.intercept),
+        "library_version": np.__version__,
+    }
+
+
+def load_factor_model(folder: Path, meta: dict[str, Any]) -> FactorModel:
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    for name in _FILES:
+        if not (folder / name).is_file():
+            raise ArtifactCorrupted(
+                f"{FLAVOR} model file {name!r} is missing from {str(folder)!r}; the package "
+                "must contain the files its manifest lists",
+                path=str(folder / name),
+            )
+    try:
+        users = pq.read_table(folder / _FILES[0])
+        items = pq.read_table(folder / _FILES[1])
+        user_factors = np.load(folder / _FILES[2], allow_pickle=False)
+        item_factors = np.load(folder / _FILES[3], allow_pickle=False)
+    except Exception as exc:  # damaged Parquet or .npy: several libraries, several errors
+        raise ArtifactCorrupted(f"{FLAVOR} model files cannot be read: {exc}") from exc
+    if len(users) != len(user_factors) or len(items) != len(item_factors):
+        raise ArtifactCorrupted(
+            f"{FLAVOR} model files disagree: {len(users)} user ids for {len(user_factors)} user "
+            f"factor rows, {len(items)} item ids for {len(item_factors)} item factor rows"
+        )
+    return FactorModel(
+        feedback_type=str(meta.get("feedback_type", "EXPLICIT")),
+        user_ids=users.column("id").combine_chunks(),
+        item_ids=items.column("id").combine_chunks(),
+        user_factors=user_factors,
+        item_factors=item_factors,
+        user_bias=users.column("bias").to_numpy(),
+        item_bias=items.column("bias").to_numpy(),
+        intercept=float(meta.get("intercept", 0.0)),
+    )

@@ -1,0 +1,166 @@
+"""A model's fitted ``TRANSFORM(…)`` clause, applied to raw input rows before anything else.
+
+``CREATE MODEL … TRANSFORM(ML.STANDARD_SCALER(x) OVER () AS x_s, …)`` stores, in the model
+package (``predictor_config["transform"]``), one DuckDB SQL expression per output column, with
+the statistics learnt at training (means, quantile boundaries, vocabularies…) written in as
+constants (see :mod:`shipyard.sql.transform`). :class:`SqlTransform` runs those expressions over
+an Arrow table in an in-memory DuckDB connection. Because ML.PREDICT, ML.EVALUATE,
+ML.EXPLAIN_PREDICT, ML.TRANSFORM, batch prediction and online serving all reach the model
+through :class:`TransformedPreprocessor`, every one of them applies the very same transform.
+
+Example::
+
+    >>> import pyarrow as pa
+    >>> t = SqlTransform.from_dict({
+    ...     "columns": [{"name": "x_s", "sql": "(x - 2.0) / 4.0", "inputs": ["x"]}],
+    ...     "input_schema": [{"name": "x", "type": "double"}],
+    ... })
+    >>> t.apply(pa.table({"x": [2.0, 10.0]}))["x_s"].to_pylist()
+    [0.0, 2.0]
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from shipyard.errors import InvalidArgument
+from shipyard.warehouse import fetch_arrow
+
+__all__ = ["SqlTransform", "TransformedPreprocessor", "with_transform"]
+
+_local = threading.local()
+_names = itertools.count()
+
+
+def _cursor() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection per thread (serving calls come from many threads)."""
+    cur = getattr(_local, "cursor", None)
+    if cur is None:
+        cur = duckdb.connect(":memory:")
+        _local.cursor = cur
+    return cur
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class SqlTransform:
+    """Output columns of a fitted TRANSFORM: ``{name, sql, inputs}`` each, plus the raw
+    ``input_schema`` and the ``label`` output (left out when its inputs are absent)."""
+
+    def __init__(
+        self,
+        columns: list[dict[str, Any]],
+        input_schema: list[dict[str, str]],
+        label: str | None = None,
+    ) -> None:
+        self.columns = columns
+        self.input_schema = input_schema
+        self.label = label
+
+    @property
+    def output_names(self) -> list[str]:
+        return [c["name"] for c in self.columns]
+
+    @property
+    def feature_inputs(self) -> list[dict[str, str]]:
+        """The raw columns prediction needs: those the non-label outputs read."""
+        needed = {i for c in self.columns if c["name"] != self.label for i in c["inputs"]}
+        return [c for c in self.input_schema if c["name"] in needed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"columns": self.columns, "input_schema": self.input_schema, "label": self.label}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SqlTransform:
+        try:
+            return cls(data["columns"], data["input_schema"], data.get("label"))
+        except KeyError as exc:
+            raise InvalidArgument(
+                f"the stored TRANSFORM lacks {exc.args[0]!r}; it must be what "
+                "SqlTransform.to_dict() produced"
+            ) from exc
+
+    def apply(self, table: pa.Table, *, expand: bool = True) -> pa.Table:
+        """The TRANSFORM's output columns for ``table`` (the label only when it can be made).
+
+        ``expand``: STRUCT outputs become one column per field (``name_field``) and sparse
+        ``ARRAY<STRUCT<index, value>>`` outputs one column per index (``name_0`` …), as the
+        model was trained; ML.TRANSFORM shows them unexpanded.
+        """
+        present = set(table.column_names)
+        select, outer = [], []
+        for column in self.columns:
+            missing = [i for i in column["inputs"] if i not in present]
+            if missing:
+                if column["name"] == self.label:
+                    continue  # prediction rows carry no label
+                raise InvalidArgument(
+                    f"the model's TRANSFORM output {column['name']!r} needs input column(s) "
+                    f"{', '.join(missing)}; the input has: {', '.join(table.column_names)}",
+                    columns=missing,
+                )
+            select.append(f"{column['sql']} AS {_quote(column['name'])}")
+            outer.extend(_expanded(column) if expand else [_quote(column["name"])])
+        name = f"__shipyard_transform_input_{next(_names)}"
+        sql = f"SELECT {', '.join(select)} FROM {name}"
+        if expand and any(c.get("expand") for c in self.columns):
+            sql = f"SELECT {', '.join(outer)} FROM ({sql})"
+        cur = _cursor()
+        cur.register(name, table)
+        try:
+            return fetch_arrow(cur, sql)
+        finally:
+            cur.unregister(name)
+
+
+def _expanded(column: dict[str, Any]) -> list[str]:
+    """The model's columns for one TRANSFORM output (see :meth:`SqlTransform.apply`)."""
+    name, spec = column["name"], column.get("expand") or {}
+    if "fields" in spec:
+        return [
+            f"struct_extract({_quote(name)}, '{f}') AS {_quote(f'{name}_{f}')}"
+            for f in spec["fields"]
+        ]
+    if "size" in spec:
+        return [
+            f"coalesce(list_sum(list_transform(list_filter({_quote(name)}, "
+            f"lambda __e: __e.index = {i}), lambda __e: __e.value)), 0.0) "
+            f"AS {_quote(f'{name}_{i}')}"
+            for i in range(int(spec["size"]))
+        ]
+    return [_quote(name)]
+
+
+class TransformedPreprocessor:
+    """A fitted FeaturePreprocessor behind a TRANSFORM: ``transform`` takes raw rows.
+
+    Everything else (feature names, ``to_dict``, feature info …) is the inner preprocessor's,
+    which describes the transformed features; ``input_schema`` is the raw input columns.
+    """
+
+    def __init__(self, inner: Any, sql_transform: SqlTransform) -> None:
+        self.inner = inner
+        self.sql_transform = sql_transform
+
+    def transform(self, table: pa.Table, *, dtype: Any = np.float32) -> np.ndarray:
+        return self.inner.transform(self.sql_transform.apply(table), dtype=dtype)  # type: ignore[no-any-return]
+
+    @property
+    def input_schema(self) -> list[dict[str, str]]:
+        return self.sql_transform.feature_inputs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def with_transform(preprocessor: Any, transform: dict[str, Any]) -> Any:
+    """``preprocessor`` behind a stored TRANSFORM (what :meth:`SqlTransform.to_dict` gave)."""
+    return TransformedPreprocessor(preprocessor, SqlTransform.from_dict(transform))
