@@ -64,7 +64,7 @@ def serve(
             pid=owner.pid,
         )
     host, port = settings.server.host, settings.server.port
-    sock = _listen(host, port)
+    sock = listen(host, port)
     try:
         ctx = Context.open(settings)
     except BaseException:
@@ -116,9 +116,16 @@ class _Server(uvicorn.Server):
             self._on_started()
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``; Unavailable when the address is taken.
+
+    Created with ``IPPROTO_TCP`` explicitly: asyncio turns Nagle's algorithm off
+    (``TCP_NODELAY``) only on connections whose socket says so, and a socket made with
+    protocol 0 does not — every small response then waited ~40 ms for the client's delayed
+    ACK (measured: a one-row ``:predict`` at 44 ms p50 instead of 1.9 ms).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

@@ -29,6 +29,7 @@ from shipyard.server.auth import BearerAuth
 from shipyard.server.errors import install_error_handlers
 from shipyard.server.routers import endpoints as endpoint_routes
 from shipyard.server.routers.system import VERSION
+from shipyard.server.run import listen
 from shipyard.serving.metrics import ServingMetrics
 from shipyard.serving.service import EndpointService, RequestLogs
 
@@ -167,7 +168,7 @@ def serve_endpoint(
         f"{endpoint}:predict with {workers} worker(s). Stop with Ctrl+C.",
         flush=True,
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         "shipyard.server.standalone:app_from_environment",
         factory=True,
         host=host,
@@ -177,3 +178,16 @@ def serve_endpoint(
         access_log=False,
         timeout_keep_alive=timeout_keep_alive,
     )
+    # Our own socket rather than uvicorn's: it is made with IPPROTO_TCP, so every worker's
+    # connections get TCP_NODELAY (see server.run.listen); the workers share it.
+    sock = listen(host, port)
+    server = uvicorn.Server(config)
+    try:
+        if workers > 1:
+            from uvicorn.supervisors import Multiprocess
+
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            server.run(sockets=[sock])
+    finally:
+        sock.close()
