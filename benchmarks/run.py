@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/run.py --quick        # 100,000 rows, a smoke test (< 1 minute)
     .venv/bin/python benchmarks/run.py --rows 300000 --json results.json
     .venv/bin/python benchmarks/run.py --only tracking  # vs MLflow (~3-4 minutes; opt-in)
+    .venv/bin/python benchmarks/run.py --only serving   # vs MLflow, BentoML (~10 min; opt-in)
+    .venv/bin/python benchmarks/run.py --only models    # every model type vs its library (~4-5 min)
 
 Exit status: 0 when the benchmarks ran (targets missed or not; the table says which), 1 when the
 benchmark itself is invalid (e.g. its XGBoost parameters no longer match Shipyard's), 2 for bad
@@ -32,6 +34,8 @@ import xgboost as xgb
 from rich.console import Console
 from rich.table import Table
 
+import bench_models
+import bench_serving
 import bench_sql
 import bench_tracking
 import shipyard as sy
@@ -57,12 +61,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--home", type=Path, help="workspace folder (default: a temporary one)")
     parser.add_argument(
         "--only",
-        choices=["train", "predict", "tracking"],
-        help="run one benchmark (tracking vs MLflow runs only when asked for)",
+        choices=["train", "predict", "tracking", "serving", "models"],
+        help="run one benchmark (tracking and serving, vs their peers, run only when asked for)",
     )
     bench_tracking.add_arguments(parser)
+    bench_serving.add_arguments(parser)
+    bench_models.add_arguments(parser)
     parser.add_argument("--strict", action="store_true", help="exit 3 when a target is missed")
     args = parser.parse_args(argv)
+    if args.only == "models":  # fewer repetitions: 15 cases, each side timed
+        if args.train_reps is None:
+            args.train_reps = 2 if args.quick else 3
+        if args.predict_reps is None:
+            args.predict_reps = 3 if args.quick else 5
     if args.rows is None:
         args.rows = QUICK_ROWS if args.quick else DEFAULT_ROWS
     if args.train_reps is None:
@@ -74,6 +85,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.mlflow_single = min(args.mlflow_single, 500)
         args.tracking_runs = min(args.tracking_runs, 1_000)
         args.searches = min(args.searches, 50)
+    if args.quick and args.only == "serving":
+        args.duration, args.http_warmup, args.calls = 3.0, 1.0, 500
+        args.batch_rows, args.batch_reps = min(args.batch_rows, 1_000_000), 1
     if min(args.tracking_points, args.mlflow_single, args.tracking_runs, args.searches) < 1:
         parser.error("--tracking-points, --mlflow-single, --tracking-runs, --searches must be ≥ 1")
     if args.rows < 1_000 or args.train_reps < 1 or args.predict_reps < 1 or args.warmup < 0:
@@ -256,6 +270,36 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         results["elapsed_s"] = round(time.perf_counter() - started, 1)
         return results
 
+    if args.only == "serving":
+        log("serving vs MLflow and BentoML (each peer in its own environment)")
+        results = {
+            "date": dt.date.today().isoformat(),
+            "machine": machine(),
+            "serving": bench_serving.run_from_args(args, log),
+        }
+        results["elapsed_s"] = round(time.perf_counter() - started, 1)
+        return results
+
+    if args.only == "models":
+        log("every model type vs its library called directly")
+        with tempfile.TemporaryDirectory(prefix="shipyard-bench-") as tmp:
+            ws = sy.connect(args.home or Path(tmp) / "home")
+            try:
+                models = bench_models.bench_models(
+                    ws,
+                    quick=args.quick,
+                    reps=args.train_reps,
+                    predict_reps=args.predict_reps,
+                    warmup=args.warmup,
+                    types=args.types,
+                    log=log,
+                )
+            finally:
+                ws.close()
+        results = {"date": dt.date.today().isoformat(), "machine": machine(), "models": models}
+        results["elapsed_s"] = round(time.perf_counter() - started, 1)
+        return results
+
     with tempfile.TemporaryDirectory(prefix="shipyard-bench-") as tmp:
         home = args.home or Path(tmp) / "home"
         log(f"generating {args.rows:,} × {COLS} (seed fixed) and loading it (not timed)")
@@ -304,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     console.print()
     if "tracking" in results:
         bench_tracking.print_table(console, results["tracking"])
+    elif "serving" in results:
+        bench_serving.print_tables(console, results["serving"])
+    elif "models" in results:
+        bench_models.print_tables(console, results["models"])
     else:
         print_summary(console, results)
         print_details(console, results)
@@ -321,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     missed += [
         r["name"] for r in results.get("tracking", {}).get("rows", []) if r["passed"] is False
     ]
+    missed += bench_serving.missed(results.get("serving", {}))
+    missed += bench_models.missed(results.get("models", {}))
     return 3 if args.strict and missed else 0
 
 
