@@ -382,3 +382,14 @@ def test_zero_rows(ws: Any) -> None:
         "(SELECT * FROM demo.iris WHERE FALSE))"
     ).to_arrow()
     assert empty.num_rows == 0 and empty.column_names[0] == "is_anomaly"
+
+
+def test_detect_anomalies_on_a_linear_model_names_every_type_it_applies_to(ws: Any) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        ws.sql(
+            "SELECT * FROM ML.DETECT_ANOMALIES(MODEL demo.lin, STRUCT(0.1 AS contamination), "
+            "TABLE demo.iris)"
+        )
+    message = str(error.value)
+    for model_type in ("ARIMA_PLUS", "AUTOENCODER", "KMEANS", "PCA"):
+        assert model_type in message

@@ -77,13 +77,16 @@ def default_num_clusters(rows: int) -> int:
     return int(min(100, max(2, round(math.log10(max(rows, 1))))))
 
 
-def require_model_type(service: SqlService, call: MLCall, valid: tuple[str, ...]) -> str:
-    """The model's type, or InvalidArgument naming the function, the type and the valid ones."""
+def require_model_type(
+    service: SqlService, call: MLCall, valid: tuple[str, ...], *, also: tuple[str, ...] = ()
+) -> str:
+    """The model's type, or InvalidArgument naming the function, the type and the valid ones
+    (``also``: types other handlers of the same function take before this one is asked)."""
     model_type = service.models.get_version(call.model).model_type
     if model_type not in valid:
         raise InvalidArgument(
             f"ML.{call.function} does not apply to model {call.model}, a {model_type} model; "
-            f"it applies to {', '.join(valid)} models",
+            f"it applies to {', '.join(sorted((*valid, *also)))} models",
             model_type=model_type,
         )
     return model_type
@@ -417,7 +420,10 @@ def ml_detect_anomalies(service: SqlService, call: MLCall) -> pa.Table:
     """ML.DETECT_ANOMALIES for KMEANS and PCA models."""
     from shipyard.sql.decomposition import detect_pca_anomalies
 
-    model_type = require_model_type(service, call, ("KMEANS", "PCA"))
+    # The other types' handlers (AUTOENCODER, ARIMA_PLUS) wrap this one: name them all.
+    model_type = require_model_type(
+        service, call, ("KMEANS", "PCA"), also=("AUTOENCODER", "ARIMA_PLUS", "ARIMA_PLUS_XREG")
+    )
     contamination = contamination_param(call)
     rows = call.require_input()
     predictor = service.models.load(call.model)
