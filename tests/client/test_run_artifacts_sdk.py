@@ -109,3 +109,43 @@ def test_fluent_log_artifact(ws: Any, tmp_path: Path) -> None:
         assert got.read_text() == "fluent"
     finally:
         fluent.set_workspace(None)
+
+
+class _Figure:
+    """A figure as plotting libraries have them: ``savefig(path)`` writes the image."""
+
+    def savefig(self, path: str) -> None:
+        Path(path).write_bytes(b"\x89PNG\r\n\x1a\n-fake-image-")
+
+
+def test_fluent_log_table_and_figure(ws: Any, tmp_path: Path) -> None:
+    import json
+
+    import pyarrow.parquet as pq
+
+    fluent.set_workspace(ws)
+    try:
+        rows = [{"label": "a", "n": 1}, {"label": "b", "n": 2}]
+        with sy.start_run() as run:
+            sy.log_table(rows, "eval/confusion.parquet")
+            sy.log_table({"label": ["a"], "n": [1]}, "eval/one.jsonl")
+            sy.log_table(rows, "eval/rows.json")
+            sy.log_figure(_Figure(), "plots/roc.png")
+            with pytest.raises(sy.InvalidArgument, match=".parquet"):
+                sy.log_table(rows, "eval/x.xlsx")
+            with pytest.raises(sy.InvalidArgument, match="pyarrow Table"):
+                sy.log_table(42, "eval/x.csv")
+            with pytest.raises(sy.InvalidArgument, match="savefig"):
+                sy.log_figure(object(), "plots/x.png")
+        paths = sorted(f.path for f in ws.runs.list_artifacts(run.id, "eval"))
+        assert paths == ["eval/confusion.parquet", "eval/one.jsonl", "eval/rows.json"]
+        table = pq.read_table(
+            ws.runs.download_artifacts(run.id, "eval/confusion.parquet", tmp_path)
+        )
+        assert table.to_pylist() == rows
+        got = ws.runs.download_artifacts(run.id, "eval/rows.json", tmp_path / "j")
+        assert json.loads(got.read_text()) == rows
+        png = ws.runs.download_artifacts(run.id, "plots/roc.png", tmp_path / "p")
+        assert png.read_bytes().startswith(b"\x89PNG")
+    finally:
+        fluent.set_workspace(None)

@@ -346,6 +346,82 @@ def log_artifact(
     return files
 
 
+_TABLE_FORMATS = (".parquet", ".csv", ".json", ".jsonl")
+_FIGURE_FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+
+
+def log_table(data: Any, artifact_file: str) -> list[ArtifactFile]:
+    """Store a table in the active run's artifacts as ``artifact_file`` (``.parquet``, ``.csv``,
+    ``.json`` — a JSON array of rows — or ``.jsonl``), from a pyarrow Table, a pandas DataFrame,
+    a list of row dicts or a dict of columns."""
+    import tempfile
+
+    import pyarrow as pa
+
+    suffix = os.path.splitext(artifact_file)[1].lower()
+    if suffix not in _TABLE_FORMATS:
+        raise InvalidArgument(
+            f"artifact_file {artifact_file!r} must end in one of {', '.join(_TABLE_FORMATS)}"
+        )
+    if isinstance(data, pa.Table):
+        table = data
+    elif hasattr(data, "to_dict") and hasattr(data, "columns"):  # a pandas DataFrame
+        table = pa.Table.from_pandas(data, preserve_index=False)
+    elif isinstance(data, list) and all(isinstance(r, Mapping) for r in data):
+        table = pa.Table.from_pylist(data)
+    elif isinstance(data, Mapping):
+        table = pa.table(dict(data))
+    else:
+        raise InvalidArgument(
+            f"log_table takes a pyarrow Table, a pandas DataFrame, a list of row dicts or a dict "
+            f"of columns, got {type(data).__name__}"
+        )
+    folder, name = os.path.split(artifact_file)
+    with tempfile.TemporaryDirectory(prefix="shipyard-table-") as tmp:
+        path = os.path.join(tmp, name)
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, path)
+        elif suffix == ".csv":
+            import pyarrow.csv as pcsv
+
+            pcsv.write_csv(table, path)
+        else:
+            import json
+
+            rows = table.to_pylist()
+            with open(path, "w", encoding="utf-8") as out:
+                if suffix == ".json":
+                    json.dump(rows, out, default=str)
+                else:
+                    out.writelines(json.dumps(r, default=str) + "\n" for r in rows)
+        return log_artifact(path, folder or None)
+
+
+def log_figure(figure: Any, artifact_file: str) -> list[ArtifactFile]:
+    """Store a plot in the active run's artifacts: anything with ``savefig`` (a matplotlib or
+    seaborn figure) or ``write_image`` (plotly), saved as ``artifact_file`` (.png, .svg, …)."""
+    import tempfile
+
+    suffix = os.path.splitext(artifact_file)[1].lower()
+    if suffix not in _FIGURE_FORMATS:
+        raise InvalidArgument(
+            f"artifact_file {artifact_file!r} must end in one of {', '.join(_FIGURE_FORMATS)}"
+        )
+    save = getattr(figure, "savefig", None) or getattr(figure, "write_image", None)
+    if save is None:
+        raise InvalidArgument(
+            f"log_figure takes a figure with savefig (matplotlib) or write_image (plotly), got "
+            f"{type(figure).__name__}"
+        )
+    folder, name = os.path.split(artifact_file)
+    with tempfile.TemporaryDirectory(prefix="shipyard-figure-") as tmp:
+        path = os.path.join(tmp, name)
+        save(path)
+        return log_artifact(path, folder or None)
+
+
 def log_metric(key: str, value: float, step: int = 0, *, timestamp: int | None = None) -> None:
     """Queue one point of metric ``key`` (sent within 0.2 s; never blocks)."""
     run, logger = _require_run()
