@@ -8,7 +8,6 @@ signature (a 400 names the instance and the field). Everything else is ordinary 
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -17,6 +16,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from shipyard.errors import InvalidArgument
+from shipyard.server.routers import jsonable
 from shipyard.serving.abtest import ABComparison
 from shipyard.serving.entities import Endpoint, EndpointChange
 from shipyard.serving.service import EndpointService
@@ -191,20 +191,12 @@ def rollback(
 
 
 def _json(value: Any) -> bytes:
+    """The response body: plain ``json.dumps`` on the fast path; NaN, dates, decimals and the
+    like (a forecast's timestamps, say) go through the routers' ``jsonable``."""
     try:
         return json.dumps(value, allow_nan=False, separators=(",", ":")).encode()
-    except ValueError:  # NaN or infinity somewhere: JSON has no such numbers, send null
-        return json.dumps(_finite(value), separators=(",", ":")).encode()
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
+    except (ValueError, TypeError):
+        return json.dumps(jsonable(value), separators=(",", ":")).encode()
 
 
 async def _body(request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
