@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import shipyard as sy
 from shipyard.client.remote import RemoteWorkspace
 from shipyard.errors import InvalidArgument, NotFound
 from shipyard.server import create_app
+from shipyard.server.predict import PredictFastPath
 from tests.server.conftest import LiveServer
 from tests.serving.conftest import instances
 
@@ -159,3 +161,61 @@ def test_the_sdk_over_http(server: tuple[Any, str]) -> None:
         assert [e.name for e in local.endpoints.list().items] == ["e1"]
     finally:
         ws.close()
+
+
+def test_concurrent_requests_each_get_their_own_answer(server: tuple[Any, str]) -> None:
+    """Requests arriving together share model calls on the event loop; answers never mix."""
+    local, url = server
+    batches = [instances(1 + i % 3, offset=i) for i in range(24)]
+    expected = [local.endpoints.predict("e1", b)["predictions"] for b in batches]
+    with ThreadPoolExecutor(12) as pool:
+        responses = list(
+            pool.map(lambda b: _post(url, "/v1/endpoints/e1:predict", {"instances": b}), batches)
+        )
+    assert [r.status_code for r in responses] == [200] * len(batches)
+    assert [r.json()["predictions"] for r in responses] == expected
+    batcher = local.services.endpoints._runtimes["e1"].serving["d1"].async_batcher
+    assert batcher.batched_requests == len(batches)
+
+
+def test_the_hot_path_keeps_the_token_and_the_body_limit(home: Path) -> None:
+    local = sy.connect(home)
+    local.endpoints.create("e1")
+    local.endpoints.deploy("e1", "d.tree")
+    live = LiveServer(create_app(local.services, token="s3cret", max_request_bytes=2_000)).start()
+    try:
+        body = {"instances": instances(1)}
+        assert _post(live.url, "/v1/endpoints/e1:predict", body).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert _post(live.url, "/v1/endpoints/e1:predict", body, wrong).status_code == 403
+        auth = {"Authorization": "Bearer s3cret"}
+        assert _post(live.url, "/v1/endpoints/e1:predict", body, auth).status_code == 200
+        big = {"instances": instances(1) * 100}
+        assert _post(live.url, "/v1/endpoints/e1:predict", big, auth).status_code == 413
+    finally:
+        live.stop()
+        local.close()
+
+
+def test_the_fastapi_route_answers_alike_without_the_hot_path(home: Path) -> None:
+    """The documented route and the layer beneath FastAPI give the same answer."""
+    local = sy.connect(home)
+    local.endpoints.create("e1")
+    local.endpoints.deploy("e1", "d.tree")
+    app = create_app(local.services)
+    assert "/v1/endpoints/{name}:predict" in app.openapi()["paths"]
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not PredictFastPath]
+    live = LiveServer(app).start()
+    try:
+        body = {"instances": instances(3)}
+        headers = {"X-Request-Id": "r1"}
+        response = _post(live.url, "/v1/endpoints/e1:predict", body, headers)
+        assert response.status_code == 200
+        assert response.json() == {**local.endpoints.predict("e1", instances(3)), "requestId": "r1"}
+        batcher = local.services.endpoints._runtimes["e1"].serving["d1"].async_batcher
+        assert batcher.batched_requests == 1  # answered by the route, through the same path
+        bad = _post(live.url, "/v1/endpoints/e1:predict", b"{not json")
+        assert bad.status_code == 400 and "not valid JSON" in bad.json()["message"]
+    finally:
+        live.stop()
+        local.close()

@@ -24,6 +24,7 @@ from swagger_ui_bundle import swagger_ui_path
 from shipyard.errors import PayloadTooLarge
 from shipyard.server.auth import BearerAuth
 from shipyard.server.errors import install_error_handlers
+from shipyard.server.predict import PredictFastPath
 from shipyard.server.routers import (
     batch,
     endpoints,
@@ -115,7 +116,9 @@ def create_app(
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     # Middleware runs outermost-last-added: auth first (before any body is read), then the
-    # body limit, then the catch-all for bugs (added by install_error_handlers).
+    # body limit, then the catch-all for bugs (added by install_error_handlers), then the
+    # prediction hot path, beneath them all but above FastAPI's routing.
+    app.add_middleware(PredictFastPath)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
     if token:

@@ -17,16 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shipyard.config import load_settings
 from shipyard.context import Context
 from shipyard.errors import NotFound, Unavailable
 from shipyard.registry.service import ModelService
 from shipyard.server.auth import BearerAuth
-from shipyard.server.errors import install_error_handlers
+from shipyard.server.errors import error_response, install_error_handlers
+from shipyard.server.predict import PredictFastPath
 from shipyard.server.routers import endpoints as endpoint_routes
 from shipyard.server.routers.system import VERSION
 from shipyard.server.run import listen
@@ -78,21 +80,6 @@ def create_serving_app(
     app.state.endpoints = service
     app.state.only_endpoint = endpoint
 
-    @app.middleware("http")
-    async def only_this_endpoint(request: Request, call_next: Any) -> Response:
-        path = request.url.path
-        prefix = "/v1/endpoints/"
-        if path.startswith(prefix):
-            name = path[len(prefix) :].split("/", 1)[0].split(":", 1)[0]
-            if name != endpoint:
-                error = NotFound(
-                    f"this server serves endpoint {endpoint!r} only, not {name!r}",
-                    resource=f"endpoints/{name}",
-                )
-                return JSONResponse(error.to_dict(), status_code=error.http_status)
-        response: Response = await call_next(request)
-        return response
-
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -118,11 +105,35 @@ def create_serving_app(
             app.router.routes.append(route)
     app.include_router(endpoint_routes.metrics_router)
 
+    app.add_middleware(PredictFastPath)
+    app.add_middleware(OnlyEndpoint, endpoint=endpoint)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_request_bytes)
     if token:
         app.add_middleware(BearerAuth, token=token)
     return app
+
+
+class OnlyEndpoint:
+    """ASGI layer: ``/v1/endpoints/<other>…`` is 404 on a server of one endpoint."""
+
+    def __init__(self, app: ASGIApp, endpoint: str) -> None:
+        self.app = app
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        prefix = "/v1/endpoints/"
+        if scope["type"] == "http" and path.startswith(prefix):
+            name = path[len(prefix) :].split("/", 1)[0].split(":", 1)[0]
+            if name != self.endpoint:
+                error = NotFound(
+                    f"this server serves endpoint {self.endpoint!r} only, not {name!r}",
+                    resource=f"endpoints/{name}",
+                )
+                await error_response(error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def app_from_environment() -> FastAPI:

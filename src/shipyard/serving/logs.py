@@ -43,6 +43,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -197,16 +198,12 @@ def _finite(value: Any) -> Any:
     return value
 
 
-# One encoder for every value: json.dumps with options would build a new one per call.
-_ENCODE = json.JSONEncoder(default=_json_default, separators=(",", ":"), allow_nan=False).encode
-
-
 def _to_json(value: Any) -> str | None:
     if value is None:
         return None
-    try:
-        return _ENCODE(value)
-    except Exception:  # a NaN somewhere, or an odd key: the slow path
+    try:  # orjson writes NaN and infinities as null, as the slow path below does
+        return orjson.dumps(value, default=_json_default).decode()
+    except Exception:  # an odd key or value: the slow path
         pass
     try:
         plain = json.loads(json.dumps(value, default=_json_default))

@@ -18,13 +18,14 @@ on a small background pool; their answers and errors go to the request log only.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import getpass
 import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +60,7 @@ from shipyard.serving.logs import (
     register_log_tables,
 )
 from shipyard.serving.routing import Router
-from shipyard.serving.runtime import InstanceSchema, MicroBatcher
+from shipyard.serving.runtime import AsyncMicroBatcher, InstanceSchema, MicroBatcher
 from shipyard.store import Page
 from shipyard.store.schema import endpoint_changes, endpoints, utcnow
 
@@ -116,7 +117,29 @@ class _Serving:
     runtime: str
     runtime_reason: str
     schema: InstanceSchema
-    batcher: MicroBatcher
+    batcher: MicroBatcher  # synchronous callers (the SDK, shadows)
+    async_batcher: AsyncMicroBatcher  # the HTTP servers' event loop
+
+
+@dataclass
+class _Call:
+    """One prediction request, checked and routed."""
+
+    runtime: _Runtime
+    endpoint: Endpoint
+    serving: _Serving
+    params: dict[str, Any]
+    request_id: str
+    timeout: float
+
+
+def _model_failed(d: Deployment, exc: Exception) -> Internal:
+    return Internal(
+        f"deployment {d.id} ({d.model_resource}) failed to predict: {type(exc).__name__}: {exc}",
+        deployment=d.id,
+        model=d.model,
+        version=d.version,
+    )
 
 
 @dataclass
@@ -641,68 +664,99 @@ class EndpointService:
         output columns for its instance.
         """
         started = time.perf_counter()
-        runtime = self._runtime(name)
+        call = self._call(self._runtime(name), instances, parameters, request_id, explain=explain)
+        try:
+            table = call.serving.schema.to_table(instances)
+            if explain:
+                output = self._explain(call.serving, table, call.params)
+            else:
+                output = self._model_call(
+                    call.serving,
+                    lambda: call.serving.batcher(
+                        table, call.params.get("threshold"), timeout=call.timeout
+                    ),
+                )
+        except ShipyardError as exc:
+            self._observe(
+                call.endpoint, call.serving, call.request_id, instances, None, started, exc
+            )
+            raise
+        return self._respond(call, instances, output, started, explain=explain)
+
+    async def predict_async(
+        self,
+        name: str,
+        instances: Any,
+        parameters: dict[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """``predict`` for an asyncio server: the same answer, batched on the event loop.
+
+        Concurrent requests to a deployment share model calls (``AsyncMicroBatcher``); loading
+        a changed endpoint, and model calls over a few rows, run on worker threads.
+        """
+        started = time.perf_counter()
+        runtime = self._runtimes.get(name)
+        if runtime is None or time.monotonic() - runtime.checked_at >= self.refresh_s:
+            runtime = await asyncio.to_thread(self._runtime, name)
+        call = self._call(runtime, instances, parameters, request_id, explain=False)
+        try:
+            table = call.serving.schema.to_table(instances)
+            pending = call.serving.async_batcher(
+                table, call.params.get("threshold"), timeout=call.timeout
+            )
+            output = await self._model_call_async(call.serving, pending)
+        except ShipyardError as exc:
+            self._observe(
+                call.endpoint, call.serving, call.request_id, instances, None, started, exc
+            )
+            raise
+        return self._respond(call, instances, output, started, explain=False)
+
+    def _call(
+        self,
+        runtime: _Runtime,
+        instances: Any,
+        parameters: Any,
+        request_id: str | None,
+        *,
+        explain: bool,
+    ) -> _Call:
+        """Checks the request and picks the deployment that answers it."""
         endpoint = runtime.endpoint
         params = self._parameters(parameters, explain=explain)
         self._check_instances(endpoint, instances)
         if runtime.router.empty:
             raise FailedPrecondition(
-                f"endpoint {name!r} has no deployment receiving traffic; deploy a model first",
+                f"endpoint {endpoint.name!r} has no deployment receiving traffic; deploy a model "
+                "first",
                 resource=endpoint.resource,
             )
         key = instances[0].get(endpoint.sticky_key) if endpoint.sticky_key else None
-        serving = runtime.serving[runtime.router.pick(key)]
-        request_id = request_id or uuid.uuid4().hex
-        try:
-            table = serving.schema.to_table(instances)
-            response = self._answer(serving, table, params, endpoint, explain=explain)
-        except ShipyardError as exc:
-            self._observe(endpoint, serving, request_id, instances, None, started, exc)
-            raise
-        response["requestId"] = request_id
-        self._observe(endpoint, serving, request_id, instances, response["predictions"], started)
-        if runtime.shadows:
-            self._shadow(endpoint, runtime.shadows, request_id, instances, params)
-        return response
+        return _Call(
+            runtime=runtime,
+            endpoint=endpoint,
+            serving=runtime.serving[runtime.router.pick(key)],
+            params=params,
+            request_id=request_id or uuid.uuid4().hex,
+            timeout=endpoint.config.timeout_s,
+        )
 
-    def _answer(
+    def _respond(
         self,
-        serving: _Serving,
-        table: pa.Table,
-        params: dict[str, Any],
-        endpoint: Endpoint,
+        call: _Call,
+        instances: builtins.list[dict[str, Any]],
+        output: pa.Table,
+        started: float,
         *,
         explain: bool,
     ) -> dict[str, Any]:
-        d = serving.deployment
-        threshold = params.get("threshold")
-        try:
-            if explain:
-                explainer = getattr(serving.explainer, "explain", None)
-                if explainer is None:
-                    raise Unsupported(f"{d.model_resource} cannot explain its predictions yet")
-                output = explainer(
-                    table,
-                    top_k_features=params.get("top_k_features"),
-                    threshold=threshold,
-                    approx_feature_contrib=bool(params.get("approx_feature_contrib", False)),
-                    keep_original_columns=False,
-                )
-            else:
-                output = serving.batcher(table, threshold, timeout=endpoint.config.timeout_s)
-        except ShipyardError:
-            raise
-        except Exception as exc:
-            raise Internal(
-                f"deployment {d.id} ({d.model_resource}) failed to predict: "
-                f"{type(exc).__name__}: {exc}",
-                deployment=d.id,
-                model=d.model,
-                version=d.version,
-            ) from exc
+        """The response body for the model's output; logs the request and copies it to shadows."""
+        d = call.serving.deployment
         response: dict[str, Any] = {}
         if explain:
-            predicted = serving.predictor.output_names
+            predicted = call.serving.predictor.output_names
             rows = output.to_pylist()
             response["predictions"] = [{k: r[k] for k in predicted} for r in rows]
             response["explanations"] = [
@@ -716,8 +770,60 @@ class EndpointService:
             ]
         else:
             response["predictions"] = output.to_pylist()
-        response.update(deployedModelId=d.id, model=d.model, modelVersion=str(d.version))
+        response.update(
+            deployedModelId=d.id,
+            model=d.model,
+            modelVersion=str(d.version),
+            requestId=call.request_id,
+        )
+        self._observe(
+            call.endpoint,
+            call.serving,
+            call.request_id,
+            instances,
+            response["predictions"],
+            started,
+        )
+        if call.runtime.shadows:
+            self._shadow(
+                call.endpoint, call.runtime.shadows, call.request_id, instances, call.params
+            )
         return response
+
+    @staticmethod
+    def _explain(serving: _Serving, table: pa.Table, params: dict[str, Any]) -> pa.Table:
+        explainer = getattr(serving.explainer, "explain", None)
+        if explainer is None:
+            d = serving.deployment
+            raise Unsupported(f"{d.model_resource} cannot explain its predictions yet")
+        return EndpointService._model_call(
+            serving,
+            lambda: explainer(
+                table,
+                top_k_features=params.get("top_k_features"),
+                threshold=params.get("threshold"),
+                approx_feature_contrib=bool(params.get("approx_feature_contrib", False)),
+                keep_original_columns=False,
+            ),
+        )
+
+    @staticmethod
+    def _model_call(serving: _Serving, run: Callable[[], pa.Table]) -> pa.Table:
+        try:
+            return run()
+        except ShipyardError:
+            raise
+        except Exception as exc:
+            raise _model_failed(serving.deployment, exc) from exc
+
+    @staticmethod
+    async def _model_call_async(serving: _Serving, pending: Awaitable[pa.Table]) -> pa.Table:
+        try:
+            return await pending
+        except ShipyardError:
+            raise
+        except Exception as exc:
+            raise _model_failed(serving.deployment, exc) from exc
 
     def _predict_batch(self, predictor: Predictor) -> Callable[[pa.Table, Any], pa.Table]:
         def run(table: pa.Table, threshold: Any) -> pa.Table:
@@ -814,6 +920,9 @@ class EndpointService:
                 batcher=MicroBatcher(
                     self._predict_batch(fast.predictor), max_rows=endpoint.config.max_batch_rows
                 ),
+                async_batcher=AsyncMicroBatcher(
+                    self._predict_batch(fast.predictor), max_rows=endpoint.config.max_batch_rows
+                ),
             )
         return _Runtime(
             endpoint=endpoint,
@@ -870,10 +979,13 @@ class EndpointService:
         started = time.perf_counter()
         try:
             table = serving.schema.to_table(instances)
-            response = self._answer(serving, table, params, endpoint, explain=False)
-            self._observe(
-                endpoint, serving, request_id, instances, response["predictions"], started
+            output = self._model_call(
+                serving,
+                lambda: serving.batcher(
+                    table, params.get("threshold"), timeout=endpoint.config.timeout_s
+                ),
             )
+            self._observe(endpoint, serving, request_id, instances, output.to_pylist(), started)
         except ShipyardError as exc:
             self._observe(endpoint, serving, request_id, instances, None, started, exc)
         except Exception as exc:  # never let a shadow take the pool down

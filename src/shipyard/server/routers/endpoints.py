@@ -1,13 +1,13 @@
 """``/v1/endpoints``: endpoints, deployments, traffic — and Vertex AI's ``:predict``/``:explain``.
 
-The prediction routes skip FastAPI's body models on purpose: the body is parsed once with
-``json.loads`` and handed to the service, which validates the instances against the model's
-signature (a 400 names the instance and the field). Everything else is ordinary REST.
+The prediction routes skip FastAPI's body models on purpose: the body is parsed once with orjson
+and handed to the service, which validates the instances against the model's signature (a 400
+names the instance and the field); ``:predict`` itself is answered beneath FastAPI by
+server/predict.py. Everything else is ordinary REST.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -15,8 +15,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from shipyard.errors import InvalidArgument
-from shipyard.server.routers import jsonable
+from shipyard.server import predict as fast
 from shipyard.serving.abtest import ABComparison
 from shipyard.serving.entities import Endpoint, EndpointChange
 from shipyard.serving.service import EndpointService
@@ -190,35 +189,6 @@ def rollback(
 # -- prediction ----------------------------------------------------------------------------------
 
 
-def _json(value: Any) -> bytes:
-    """The response body: plain ``json.dumps`` on the fast path; NaN, dates, decimals and the
-    like (a forecast's timestamps, say) go through the routers' ``jsonable``."""
-    try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":")).encode()
-    except (ValueError, TypeError):
-        return json.dumps(jsonable(value), separators=(",", ":")).encode()
-
-
-async def _body(request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument(
-            f"the request body must be a JSON object with {allowed[0]!r}, got {type(body).__name__}"
-        )
-    unknown = [k for k in body if k not in allowed]
-    if unknown:
-        raise InvalidArgument(
-            f"unknown field {unknown[0]!r} in the request body; expected {', '.join(allowed)}"
-        )
-    if allowed[0] not in body:
-        raise InvalidArgument(f"the request body lacks {allowed[0]!r}", field=allowed[0])
-    return body
-
-
 _PREDICT_DOC = {
     "requestBody": {
         "required": True,
@@ -239,27 +209,18 @@ _PREDICT_DOC = {
 }
 
 
-async def _predict(request: Request, name: str, *, explain: bool) -> Response:
-    body = await _body(request, ("instances", "parameters"))
-    endpoints: EndpointService = request.app.state.endpoints
-    result = await run_in_threadpool(
-        endpoints.predict,
-        name,
-        body["instances"],
-        body.get("parameters"),
-        explain=explain,
-        request_id=request.headers.get(REQUEST_ID_HEADER),
-    )
-    return Response(_json(result), media_type="application/json")
-
-
 @router.post(
     "/{name}:predict", summary="Online prediction (Vertex AI's shape)", openapi_extra=_PREDICT_DOC
 )
 async def predict(name: str, request: Request) -> Response:
     """`{"instances": [{…}], "parameters": {"threshold": …}}` →
-    `{"predictions": [...], "deployedModelId", "model", "modelVersion", "requestId"}`."""
-    return await _predict(request, name, explain=False)
+    `{"predictions": [...], "deployedModelId", "model", "modelVersion", "requestId"}`.
+
+    Served apps answer this route beneath FastAPI (server/predict.py), with the same functions."""
+    body = await fast.predict(
+        get_endpoints(request), name, await request.body(), request.headers.get(REQUEST_ID_HEADER)
+    )
+    return Response(body, media_type="application/json")
 
 
 @router.post(
@@ -268,13 +229,22 @@ async def predict(name: str, request: Request) -> Response:
 async def explain(name: str, request: Request) -> Response:
     """As `:predict`, plus `explanations`: per instance, the top feature attributions
     (`parameters.top_k_features`), the baseline and the prediction value."""
-    return await _predict(request, name, explain=True)
+    body = fast.parse_body(await request.body(), fast.PREDICT_FIELDS)
+    result = await run_in_threadpool(
+        get_endpoints(request).predict,
+        name,
+        body["instances"],
+        body.get("parameters"),
+        explain=True,
+        request_id=request.headers.get(REQUEST_ID_HEADER),
+    )
+    return Response(fast.dump(result), media_type="application/json")
 
 
 @router.post("/{name}:feedback", summary="Attach ground truth to logged predictions")
 async def feedback(name: str, request: Request) -> dict[str, int]:
     """`{"feedback": [{"request_id", "instance_index", "ground_truth"}]}` → `{"stored": n}`."""
-    body = await _body(request, ("feedback",))
+    body = fast.parse_body(await request.body(), ("feedback",))
     endpoints: EndpointService = request.app.state.endpoints
     stored = await run_in_threadpool(endpoints.feedback, name, body["feedback"])
     return {"stored": stored}
