@@ -42,7 +42,7 @@ def test_defaults_are_bigquery_mls() -> None:
         True,
         False,
     )
-    assert opts.adjust_step_changes is False  # Shipyard does not detect step changes
+    assert (opts.adjust_step_changes, opts.decompose_time_series) == (True, True)
     assert MODEL_TYPES["ARIMA_PLUS_XREG"].flavor == "statsforecast"
 
 

@@ -12,6 +12,7 @@ package holds no pickle and forecasts from a loaded model equal those of the fit
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,9 +22,12 @@ import pyarrow as pa
 from shipyard.errors import ArtifactCorrupted, InvalidArgument, Unsupported
 
 __all__ = [
+    "CUSTOM_HOLIDAY_PREFIX",
     "FORECAST_COLUMNS",
     "FREQUENCIES",
+    "HOLIDAY_REGRESSOR",
     "ForecastModel",
+    "custom_holiday_indicator",
     "from_json",
     "future_timestamps",
     "holiday_indicator",
@@ -80,8 +84,13 @@ def future_timestamps(last_us: int, horizon: int, frequency: str) -> np.ndarray:
     return np.asarray([int(t.value // 1000) for t in out], dtype=np.int64)
 
 
-def holiday_indicator(timestamps_us: np.ndarray, region: str) -> np.ndarray:
-    """1.0 where the (UTC) date of a timestamp is a public holiday of ``region``, else 0.0."""
+def holiday_indicator(
+    timestamps_us: np.ndarray, region: str, exclude: Sequence[str] = ()
+) -> np.ndarray:
+    """1.0 where the (UTC) date of a timestamp is a public holiday of ``region``, else 0.0.
+
+    ``exclude``: holiday names (case-insensitive) left out, e.g. those a custom holiday overrides.
+    """
     import holidays
 
     days = np.asarray(timestamps_us, dtype=np.int64) // (86400 * _US)
@@ -90,8 +99,30 @@ def holiday_indicator(timestamps_us: np.ndarray, region: str) -> np.ndarray:
     dates = days.astype("datetime64[D]")
     years = range(int(str(dates.min())[:4]), int(str(dates.max())[:4]) + 1)
     calendar = holidays.country_holidays(region, years=years)
-    holiday_days = {np.datetime64(d, "D") for d in calendar}
+    skip = {name.casefold() for name in exclude}
+    holiday_days = {
+        np.datetime64(d, "D")
+        for d in calendar
+        if not skip or any(name.casefold() not in skip for name in calendar.get_list(d))
+    }
     return np.asarray([1.0 if d in holiday_days else 0.0 for d in dates])
+
+
+def custom_holiday_indicator(timestamps_us: np.ndarray, occurrences: Sequence[Any]) -> np.ndarray:
+    """1.0 where the (UTC) date of a timestamp falls in a custom holiday's window, else 0.0.
+
+    ``occurrences``: ``[primary date (days since 1970-01-01), preholiday_days, postholiday_days]``.
+    """
+    days = np.asarray(timestamps_us, dtype=np.int64) // (86400 * _US)
+    hit = np.zeros(len(days), dtype=bool)
+    for primary, before, after in occurrences:
+        hit |= (days >= int(primary) - int(before)) & (days <= int(primary) + int(after))
+    return hit.astype(np.float64)
+
+
+#: The regressor names of holidays: the region's built-in ones, and one per custom holiday.
+HOLIDAY_REGRESSOR = "__holiday__"
+CUSTOM_HOLIDAY_PREFIX = "__holiday__:"
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,8 +133,11 @@ def holiday_indicator(timestamps_us: np.ndarray, region: str) -> np.ndarray:
 class ForecastModel:
     """Fitted series. Each series dict: ``id`` (list of id values), ``arima`` (statsforecast's
     fitted dict), ``timestamps`` (epoch µs), ``y`` (data), ``adjusted`` (data after spike
-    cleaning; what ARIMA saw), ``xreg_names``, ``xreg`` (training regressors, rows x k),
-    ``holiday_coef`` (the holiday indicator's coefficient, if any), ``period``.
+    cleaning and step-change removal; what ARIMA saw), ``steps`` (``[index, size]`` of each step
+    change), ``xreg_names``, ``xreg`` (training regressors, rows x k), ``holiday_coefs``
+    (holiday regressor name → coefficient; ``holiday_coef``: the built-in one's), ``period``.
+    ``config["custom_holidays"]`` / ``["overridden_holidays"]``: the custom holidays' windows and
+    the built-in names they replace.
     """
 
     config: dict[str, Any]
@@ -152,19 +186,31 @@ class ForecastModel:
         return {"timestamps": stamps, "mean": mean, "se": se, "lower": lower, "upper": upper}
 
     def holiday_effect(self, series: dict[str, Any], stamps: np.ndarray) -> np.ndarray:
-        coef = series.get("holiday_coef")
-        region = self.config.get("holiday_region")
-        if coef is None or not region:
-            return np.zeros(len(stamps))
-        return float(coef) * holiday_indicator(stamps, region)
+        """The sum of the series' holiday regressors times their coefficients at ``stamps``."""
+        coefs = series.get("holiday_coefs")
+        if coefs is None:  # a model from before custom holidays: one built-in indicator
+            coef = series.get("holiday_coef")
+            coefs = {} if coef is None else {HOLIDAY_REGRESSOR: coef}
+        effect = np.zeros(len(stamps))
+        for name, coef in coefs.items():
+            effect += float(coef) * self.holiday_column(name, stamps)
+        return effect
+
+    def holiday_column(self, name: str, stamps: np.ndarray) -> np.ndarray:
+        """The 0/1 regressor ``name`` (built-in or custom holidays) at ``stamps``."""
+        if name.startswith(CUSTOM_HOLIDAY_PREFIX):
+            custom = self.config["custom_holidays"][name[len(CUSTOM_HOLIDAY_PREFIX) :]]
+            return custom_holiday_indicator(stamps, custom["occurrences"])
+        overridden = self.config.get("overridden_holidays") or ()
+        return holiday_indicator(stamps, self.config["holiday_region"], exclude=overridden)
 
     def _future_xreg(
         self, series: dict[str, Any], stamps: np.ndarray, future_x: Any
     ) -> np.ndarray | None:
         columns: list[np.ndarray] = []
         for name in series.get("xreg_names") or []:
-            if name == "__holiday__":
-                columns.append(holiday_indicator(stamps, self.config["holiday_region"]))
+            if name.startswith(HOLIDAY_REGRESSOR):
+                columns.append(self.holiday_column(name, stamps))
             else:
                 assert future_x is not None, "ARIMA_PLUS_XREG forecasts need feature values"
                 columns.append(np.asarray(future_x[name], dtype=np.float64))

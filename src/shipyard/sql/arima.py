@@ -12,10 +12,15 @@ of the statement in one training job. The pipeline, step by step:
    keep the most recent points.
 4. ``clean_spikes_and_dips`` (default TRUE): a point further than 6 robust standard deviations
    (1.4826 x MAD) from the centred rolling median is a spike or dip and is replaced by that
-   median. BigQuery ML does not publish its rule; this is Shipyard's.
+   median. BigQuery ML does not publish its rule; this is Shipyard's. Holidays (below) are
+   not spikes: their days are left as they are.
+4b. ``adjust_step_changes`` (default TRUE): level shifts are detected and the history before
+   each is moved to the latest level (the rule: :mod:`shipyard.sql.arima_adjust`).
 5. ``holiday_region`` (one country code of the ``holidays`` package, e.g. 'US'; daily or finer
    data): a 0/1 holiday indicator is an external regressor of the ARIMA, so the holiday effect
-   is its coefficient.
+   is its coefficient. Custom holidays (``AS (training_data AS (…), custom_holiday AS (…))``,
+   :mod:`shipyard.sql.arima_holidays`) add one regressor each and override built-in holidays
+   of the same name.
 6. Seasonality: ``seasonalities`` AUTO takes the season of the frequency (DAILY data: WEEKLY,
    HOURLY: DAILY, WEEKLY: YEARLY, MONTHLY: YEARLY, QUARTERLY: YEARLY); one named season is also
    accepted; NO_SEASONALITY fits none. Unlike BigQuery ML (STL + ETS), the season is modelled by
@@ -24,38 +29,47 @@ of the statement in one training job. The pipeline, step by step:
    AICc, drift allowed), with ``auto_arima_max_order`` as both the largest p, q and the largest
    p+q+P+Q; FALSE: ``Arima`` with ``non_seasonal_order`` (p, d, q) and ``include_drift``.
    The forecasts of ``auto_arima`` equal those of ``statsforecast.models.AutoARIMA(
-   season_length=…)`` on the same cleaned series.
+   season_length=…)`` on the same cleaned series. Many series are fitted in worker processes
+   when that pays (:mod:`shipyard.sql.arima_parallel`), with the same results.
 8. ``forecast_limit_lower_bound`` / ``upper_bound`` clip forecasts and their intervals.
+9. ``decompose_time_series`` (default TRUE): statsforecast's MSTL splits the adjusted history
+   into trend and seasonal components for ML.EXPLAIN_FORECAST (:mod:`shipyard.sql.arima_adjust`).
 
 ARIMA_PLUS_XREG: every other column of the training query is a numeric external regressor; its
 ML.FORECAST, ML.EVALUATE and ML.DETECT_ANOMALIES need those features' future values as a table.
 
-Not supported (refused with Unsupported, see ``ARIMA_UNSUPPORTED_OPTIONS``): step-change
-adjustment (``adjust_step_changes`` defaults to FALSE here; TRUE is refused),
+Not supported (refused with Unsupported, see ``ARIMA_UNSUPPORTED_OPTIONS``):
 ``auto_arima_min_order`` above 0, several seasonalities or holiday regions, region groups
 (GLOBAL, NA, EMEA, JAPAC, LAC), ``trend_smoothing_window_size``,
-``hierarchical_time_series_cols``, custom holidays.
+``hierarchical_time_series_cols``.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from shipyard.errors import InvalidArgument, Unsupported
 from shipyard.registry.forecasting import (
+    CUSTOM_HOLIDAY_PREFIX,
     FREQUENCIES,
+    HOLIDAY_REGRESSOR,
     ForecastModel,
+    custom_holiday_indicator,
     holiday_indicator,
     require_statsforecast,
 )
 from shipyard.registry.predictor import Predictor
 from shipyard.registry.preprocessing import FeaturePreprocessor
+from shipyard.sql import arima_adjust
+from shipyard.sql.arima_holidays import CustomHoliday, builtin_holiday_names, parse_custom_holidays
+from shipyard.sql.arima_parallel import fit_series
 from shipyard.sql.options import BaseOptions
 from shipyard.sql.training import Progress, UnsupervisedFit
 
@@ -67,6 +81,7 @@ __all__ = [
     "series_keys",
     "timestamps_us",
     "train_arima",
+    "with_custom_holidays",
 ]
 
 ARIMA_MODEL_TYPES: tuple[str, ...] = ("ARIMA_PLUS", "ARIMA_PLUS_XREG")
@@ -110,7 +125,7 @@ ARIMA_UNSUPPORTED_OPTIONS: dict[str, str] = {
 
 
 class ArimaPlusOptions(BaseOptions):
-    """ARIMA_PLUS: BigQuery ML's names and defaults (``adjust_step_changes`` aside)."""
+    """ARIMA_PLUS: BigQuery ML's names and defaults."""
 
     model_type: Literal["ARIMA_PLUS", "ARIMA_PLUS_XREG"] = "ARIMA_PLUS"
     time_series_timestamp_col: str
@@ -134,7 +149,7 @@ class ArimaPlusOptions(BaseOptions):
     include_drift: bool = False
     holiday_region: str | list[str] | None = None
     clean_spikes_and_dips: bool = True
-    adjust_step_changes: bool = False
+    adjust_step_changes: bool = True
     decompose_time_series: bool = True
     forecast_limit_lower_bound: float | int | None = None
     forecast_limit_upper_bound: float | int | None = None
@@ -142,6 +157,8 @@ class ArimaPlusOptions(BaseOptions):
     time_series_length_fraction: float | None = Field(None, gt=0.0, lt=1.0)
     min_time_series_length: int = Field(20, ge=4)
     max_time_series_length: int | None = Field(None, ge=4)
+    # the custom_holiday query's holidays (not an option: set by with_custom_holidays)
+    _custom_holidays: list[CustomHoliday] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> ArimaPlusOptions:
@@ -189,6 +206,14 @@ class ArimaPlusXregOptions(ArimaPlusOptions):
     model_type: Literal["ARIMA_PLUS", "ARIMA_PLUS_XREG"] = "ARIMA_PLUS_XREG"
 
 
+def with_custom_holidays(options: ArimaPlusOptions, holidays: pa.Table) -> ArimaPlusOptions:
+    """``options`` with the custom_holiday query's rows (checked; see
+    :mod:`shipyard.sql.arima_holidays`)."""
+    out = options.model_copy()
+    out._custom_holidays = parse_custom_holidays(holidays)
+    return out
+
+
 def _seasonality(options: ArimaPlusOptions, frequency: str) -> str | None:
     values = [str(v).upper() for v in (options.seasonalities or ["AUTO"])]
     valid = ("AUTO", "NO_SEASONALITY", *_SEASONS)
@@ -209,6 +234,25 @@ def _seasonality(options: ArimaPlusOptions, frequency: str) -> str | None:
     if values[0] == "AUTO":
         return _AUTO_SEASON[frequency]
     return values[0]
+
+
+#: AUTO: the seasons the decomposition looks for besides the ARIMA's, per data frequency.
+_AUTO_DECOMPOSE = {"HOURLY": ("DAILY", "WEEKLY"), "DAILY": ("WEEKLY", "YEARLY")}
+
+
+def _decomposition_seasons(options: ArimaPlusOptions, frequency: str) -> dict[str, Any]:
+    """``periods`` (candidate season → length in points) and ``declared`` seasons, for MSTL."""
+    declared = [str(v).upper() for v in (options.seasonalities or ["AUTO"])]
+    if declared == ["NO_SEASONALITY"]:
+        return {"periods": {}, "declared": []}
+    if declared == ["AUTO"]:
+        auto = _AUTO_SEASON[frequency]
+        names: tuple[str, ...] = _AUTO_DECOMPOSE.get(frequency) or ((auto,) if auto else ())
+        declared = []
+    else:
+        names = tuple(declared)
+    periods = {name: _season_period(name, frequency, explicit=False) for name in names}
+    return {"periods": {n: p for n, p in periods.items() if p > 1}, "declared": declared}
 
 
 def _season_period(season: str | None, frequency: str, explicit: bool) -> int:
@@ -303,8 +347,9 @@ def _regularise(
     return grid.astype(np.int64), grid_values
 
 
-def _clean_spikes(y: np.ndarray, period: int) -> np.ndarray:
-    """``y`` with spikes and dips replaced by the centred rolling median (see the module doc)."""
+def _clean_spikes(y: np.ndarray, period: int, keep: np.ndarray | None = None) -> np.ndarray:
+    """``y`` with spikes and dips replaced by the centred rolling median (see the module doc);
+    points where ``keep`` is true (holidays) stay."""
     n = len(y)
     half = max(3, period // 2)
     if n < 2 * half + 1:
@@ -318,6 +363,8 @@ def _clean_spikes(y: np.ndarray, period: int) -> np.ndarray:
     if mad <= 0:
         return y.copy()
     spikes = np.abs(deviation) > _SPIKE_SIGMAS * 1.4826 * mad
+    if keep is not None:
+        spikes &= ~keep
     return np.where(spikes, median, y)  # type: ignore[no-any-return]
 
 
@@ -353,6 +400,36 @@ def _holiday_region(options: ArimaPlusOptions, frequency: str) -> str | None:
             option="holiday_region",
         )
     return code
+
+
+def _custom_holiday_plan(
+    options: ArimaPlusOptions, region: str | None, frequency: str, stamps: np.ndarray
+) -> tuple[list[CustomHoliday], list[str]]:
+    """(custom holidays, the built-in holiday names they override) after checking them."""
+    customs = list(options._custom_holidays)
+    if not customs:
+        return [], []
+    if frequency not in ("DAILY", "HOURLY", "PER_MINUTE"):
+        raise InvalidArgument(
+            f"custom holidays need daily or finer data; this data is {frequency}",
+            option="custom_holiday",
+        )
+    if region is None:
+        return customs, []
+    other = [h for h in customs if h["region"] != region]
+    if other:
+        raise InvalidArgument(
+            f"custom holiday {other[0]['holiday_name']!r} has region {other[0]['region']!r}, "
+            f"but the model's holiday_region is {region!r}; custom holidays must be of that "
+            "region",
+            holiday=other[0]["holiday_name"],
+        )
+    days = [int(o[0]) for h in customs for o in h["occurrences"]]
+    days += [int(stamps.min() // _DAY), int(stamps.max() // _DAY)]
+    first, last = np.datetime64(min(days), "D"), np.datetime64(max(days), "D")
+    years = range(int(str(first)[:4]), int(str(last)[:4]) + 2)  # the forecast's year too
+    builtin = builtin_holiday_names(region, years)
+    return customs, [h["holiday_name"] for h in customs if h["holiday_name"].casefold() in builtin]
 
 
 def series_keys(table: pa.Table, id_cols: list[str]) -> dict[tuple[Any, ...], np.ndarray]:
@@ -430,73 +507,21 @@ def _keep_recent(n: int, options: ArimaPlusOptions) -> int:
     return n
 
 
-def _fit_one(
-    y: np.ndarray, xreg: np.ndarray | None, period: int, options: ArimaPlusOptions
-) -> dict[str, Any]:
-    arima = require_statsforecast()
-    if options.auto_arima:
-        order = options.auto_arima_max_order
-        return dict(
-            arima.auto_arima_f(
-                y,
-                period=period,
-                seasonal=period > 1,
-                max_p=order,
-                max_q=order,
-                max_order=order,
-                xreg=xreg,
-            )
-        )
-    p, d, q = options.non_seasonal_order or (0, 0, 0)
-    return dict(
-        arima.Arima(
-            y,
-            order=(p, d, q),
-            seasonal={"order": (0, 0, 0), "period": 1},
-            xreg=xreg,
-            include_mean=True,
-            include_drift=options.include_drift,
-            method="CSS-ML",
-        )
-    )
-
-
-def _fit_task(task: tuple[np.ndarray, np.ndarray | None, int, Any]) -> dict[str, Any] | str:
-    """Fit one series; an error comes back as text (the caller names the series)."""
-    y, xreg, period, options = task
-    try:
-        return _fit_one(y, xreg, period, options)
-    except Exception as exc:  # statsforecast raises ValueError, LinAlgError, …
-        return f"{type(exc).__name__}: {exc}"
-
-
-def _fit_all(
-    tasks: list[tuple[np.ndarray, np.ndarray | None, int, Any]], report: Progress
-) -> list[dict[str, Any] | str]:
-    """Fit the series one after another.
-
-    Measured on 8 series of 120 days: 4.7 s in turn, 5.2 s in 8 threads (statsforecast's ARIMA
-    holds the GIL). Worker processes would help, but spawned workers re-import the caller's
-    ``__main__``, which breaks every user script without an ``if __name__ == "__main__"`` guard,
-    and forking a process that holds DuckDB's threads is unsafe.
-    """
-    out: list[dict[str, Any] | str] = []
-    for i, task in enumerate(tasks):
-        out.append(_fit_task(task))
-        report(0.1 + 0.85 * (i + 1) / len(tasks), f"fitted {i + 1} of {len(tasks)} series")
-    return out
+def fit_settings(options: ArimaPlusOptions) -> dict[str, Any]:
+    """What fitting one series needs of the options (plain values: sent to worker processes)."""
+    return {
+        "auto_arima": options.auto_arima,
+        "max_order": options.auto_arima_max_order,
+        "order": list(options.non_seasonal_order or (0, 0, 0)),
+        "include_drift": options.include_drift,
+    }
 
 
 def train_arima(
     table: pa.Table, options: Any, report: Progress, warm_start: Predictor | None = None
 ) -> UnsupervisedFit:
     """CREATE MODEL for ARIMA_PLUS / ARIMA_PLUS_XREG: one ARIMA per series."""
-    if options.adjust_step_changes:
-        raise Unsupported(
-            "adjust_step_changes=TRUE (step-change detection) is not supported; Shipyard does "
-            "not adjust step changes (set it FALSE or leave it out: FALSE is Shipyard's default)",
-            option="adjust_step_changes",
-        )
+    started = time.perf_counter()  # ML.TRAINING_INFO's duration_ms: the whole fit, as BigQuery ML
     if options.auto_arima_min_order > 0:
         raise Unsupported(
             f"auto_arima_min_order={options.auto_arima_min_order} is not supported: "
@@ -536,6 +561,7 @@ def train_arima(
     if period == 1:
         season = None
     region = _holiday_region(options, frequency)
+    customs, overridden = _custom_holiday_plan(options, region, frequency, stamps)
 
     def prepare(key: tuple[Any, ...], idx: np.ndarray) -> dict[str, Any]:
         grid, y = _regularise(stamps[idx], values[idx], frequency)
@@ -555,17 +581,39 @@ def train_arima(
                 "at least 3",
                 series=list(key),
             )
-        adjusted = _clean_spikes(y, period) if options.clean_spikes_and_dips else y.copy()
-        if region is not None:
-            indicator = holiday_indicator(grid, region)
-            if indicator.any() and not indicator.all():
+        holiday_cols: list[np.ndarray] = []
+
+        def add_holiday(name: str, indicator: np.ndarray) -> None:
+            # a holiday seen on no day (or every day) of the history, or on the very days of
+            # one already in, cannot be told apart: it is left out
+            seen = any(np.array_equal(indicator, c) for c in holiday_cols)
+            if indicator.any() and not indicator.all() and not seen:
+                holiday_cols.append(indicator)
                 x_cols.append(indicator)
-                names.append("__holiday__")
+                names.append(name)
+
+        if region is not None:
+            add_holiday(HOLIDAY_REGRESSOR, holiday_indicator(grid, region, exclude=overridden))
+        for holiday in customs:
+            add_holiday(
+                CUSTOM_HOLIDAY_PREFIX + holiday["holiday_name"],
+                custom_holiday_indicator(grid, holiday["occurrences"]),
+            )
+        # a holiday's own days are its effect, not spikes or dips to clean
+        on_holiday = np.any(holiday_cols, axis=0) if holiday_cols else None
+        cleaned = (
+            _clean_spikes(y, period, on_holiday) if options.clean_spikes_and_dips else y.copy()
+        )
+        steps = (
+            arima_adjust.detect_step_changes(cleaned, period) if options.adjust_step_changes else []
+        )
+        adjusted = arima_adjust.remove_steps(cleaned, steps) if steps else cleaned
         return {
             "id": list(key),
             "timestamps": grid,
             "y": y,
             "adjusted": adjusted,
+            "steps": [[int(at), float(size)] for at, size in steps],
             "xreg_names": names,
             "xreg_train": np.column_stack(x_cols) if x_cols else None,
             "period": period,
@@ -575,9 +623,10 @@ def train_arima(
     require_statsforecast()  # a clear error when the extra is missing, before any fitting
     report(0.1, f"fitting {len(prepared)} time series")
 
-    tasks = [(s["adjusted"], s.pop("xreg_train"), period, options) for s in prepared]
+    settings = fit_settings(options)
+    tasks = [(s["adjusted"], s.pop("xreg_train"), period, settings) for s in prepared]
     fitted = []
-    for series, result in zip(prepared, _fit_all(tasks, report), strict=True):
+    for series, result in zip(prepared, fit_series(tasks, report), strict=True):
         if isinstance(result, str):
             raise InvalidArgument(
                 f"ARIMA could not be fitted to time series {_key_text(id_cols, series['id'])}: "
@@ -588,11 +637,17 @@ def train_arima(
         coef = result["coef"]
         regressors = [k for k in coef if k.startswith("ex_")]
         names = series["xreg_names"]
-        series["holiday_coef"] = (
-            float(coef[regressors[names.index("__holiday__")]])
-            if "__holiday__" in names and len(regressors) == len(names)
-            else None
+        coefs = (
+            {
+                name: float(coef[regressors[j]])
+                for j, name in enumerate(names)
+                if name.startswith(HOLIDAY_REGRESSOR)
+            }
+            if len(regressors) == len(names)
+            else {}
         )
+        series["holiday_coefs"] = coefs
+        series["holiday_coef"] = coefs.get(HOLIDAY_REGRESSOR)
         fitted.append(series)
     report(0.95, "fitted")
     id_types = [str(table[c].type) for c in id_cols]
@@ -609,9 +664,18 @@ def train_arima(
         "period": period,
         "horizon": options.horizon,
         "holiday_region": region,
+        "custom_holidays": {
+            h["holiday_name"]: {"region": h["region"], "occurrences": h["occurrences"]}
+            for h in customs
+        },
+        "overridden_holidays": overridden,
+        "adjust_step_changes": options.adjust_step_changes,
         "forecast_limit_lower_bound": options.forecast_limit_lower_bound,
         "forecast_limit_upper_bound": options.forecast_limit_upper_bound,
         "decompose_time_series": options.decompose_time_series,
+        # ML.EXPLAIN_FORECAST decomposes the stored history by MSTL when asked (the forecasts do
+        # not depend on it, so training does not pay for it): the seasons it looks for
+        "decomposition": _decomposition_seasons(options, frequency),
     }
     model = ForecastModel(config=config, series=fitted)
     described = [ts_col, *id_cols, *features]
@@ -625,7 +689,7 @@ def train_arima(
             "loss": None,
             "eval_loss": None,
             "learning_rate": None,
-            "duration_ms": None,
+            "duration_ms": round((time.perf_counter() - started) * 1000),
         }
     ]
     aics = [float(s["arima"]["aic"]) for s in fitted if s["arima"].get("aic") is not None]

@@ -158,6 +158,51 @@ def _export_model_sql(self: Any, e: ExportModel) -> str:
     return f"EXPORT MODEL {self.sql(e, 'this')}" + (f" {options}" if options else "")
 
 
+#: ``CREATE MODEL … AS (training_data AS (…), custom_holiday AS (…))``: the named queries.
+TRAINING_QUERY_NAMES = ("training_data", "custom_holiday")
+
+
+class TrainingQueries(exp.Expression):
+    """``AS (training_data AS (query) [, custom_holiday AS (query)])`` of CREATE MODEL (ARIMA_PLUS
+    custom holidays; stock sqlglot expects a single query). Read it with :meth:`query`."""
+
+    arg_types = {"training_data": True, "custom_holiday": False}
+
+    def query(self, name: str) -> exp.Expression | None:
+        return self.args.get(name)  # type: ignore[no-any-return]
+
+
+def _parse_training_queries(self: Any) -> exp.Expression:
+    queries: dict[str, exp.Expression] = {}
+    self._match(TokenType.L_PAREN)
+    while True:
+        if not self._match_texts(tuple(n.upper() for n in TRAINING_QUERY_NAMES)):
+            self.raise_error(
+                "Expected training_data AS (query) or custom_holiday AS (query) in CREATE MODEL "
+                "… AS (…)"
+            )
+        name = self._prev.text.lower()
+        if name in queries:
+            self.raise_error(f"{name} is given twice in CREATE MODEL … AS (…)")
+        if not (self._match(TokenType.ALIAS) and self._match(TokenType.L_PAREN)):
+            self.raise_error(f"Expected {name} AS (query)")
+        queries[name] = self._parse_ddl_select()
+        self._match_r_paren()
+        if not self._match(TokenType.COMMA):
+            break
+    self._match_r_paren()
+    if "training_data" not in queries:
+        self.raise_error("CREATE MODEL … AS (…) needs training_data AS (query)")
+    return self.expression(TrainingQueries(**queries))
+
+
+def _training_queries_sql(self: Any, e: TrainingQueries) -> str:
+    parts = [
+        f"{name} AS ({self.sql(e, name)})" for name in TRAINING_QUERY_NAMES if e.args.get(name)
+    ]
+    return f"({', '.join(parts)})"
+
+
 class ShipyardBigQuery(BigQuery):
     """BigQuery's SQL plus every ML.* table function, ALTER MODEL and EXPORT MODEL."""
 
@@ -172,12 +217,25 @@ class ShipyardBigQuery(BigQuery):
             TokenType.EXPORT: _parse_export,
         }
 
+        def _parse_ddl_select(self) -> exp.Expr | None:
+            # CREATE MODEL … AS (training_data AS (…), custom_holiday AS (…))
+            ahead = self._tokens[self._index : self._index + 3]
+            if (
+                len(ahead) == 3
+                and ahead[0].token_type == TokenType.L_PAREN
+                and ahead[1].text.lower() in TRAINING_QUERY_NAMES
+                and ahead[2].token_type == TokenType.ALIAS
+            ):
+                return _parse_training_queries(self)  # type: ignore[no-any-return]
+            return super()._parse_ddl_select()  # type: ignore[no-any-return]
+
     class Generator(BigQuery.Generator):  # type: ignore[misc,valid-type]
         TRANSFORMS = {
             **BigQuery.Generator.TRANSFORMS,
             MLFunction: _ml_function_sql,
             AlterModel: _alter_model_sql,
             ExportModel: _export_model_sql,
+            TrainingQueries: _training_queries_sql,
         }
 
 

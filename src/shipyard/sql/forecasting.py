@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from shipyard.errors import FailedPrecondition, InvalidArgument, Unsupported
 from shipyard.registry.forecasting import FREQUENCIES, ForecastModel, check_forecast_params
 from shipyard.sql.arima import ARIMA_MODEL_TYPES, series_keys, timestamps_us
+from shipyard.sql.arima_adjust import SEASON_NAMES, decompose, season_extension, step_component
 
 if TYPE_CHECKING:
     from shipyard.sql.functions import MLCall
@@ -144,20 +145,67 @@ def ml_forecast(service: SqlService, call: MLCall) -> pa.Table:
 
 # -- ML.EXPLAIN_FORECAST --------------------------------------------------------------------
 
-_SEASON_COLUMNS = ("yearly", "quarterly", "monthly", "weekly", "daily")
+_SEASON_COLUMNS = tuple(name.lower() for name in SEASON_NAMES)
 
 
 def _history_fit(series: dict[str, Any]) -> np.ndarray:
-    """One-step-ahead fitted values of the series ARIMA saw (spike-cleaned)."""
+    """One-step-ahead fitted values of the series ARIMA saw (spike-cleaned, steps removed)."""
     return np.asarray(series["adjusted"]) - np.asarray(series["arima"]["residuals"])
+
+
+def _steps(series: dict[str, Any]) -> np.ndarray:
+    """ML.EXPLAIN_FORECAST's ``step_changes`` of the history (zeros without step changes)."""
+    steps = [(int(at), float(size)) for at, size in series.get("steps") or []]
+    return step_component(len(series["timestamps"]), steps)
+
+
+def _spikes(series: dict[str, Any]) -> np.ndarray:
+    """``spikes_and_dips`` of the history: the data less the cleaned data (steps put back)."""
+    y = np.asarray(series["y"], dtype=np.float64)
+    cleaned = np.asarray(series["adjusted"]) + _steps(series)
+    return np.where(np.isclose(y, cleaned, rtol=1e-12, atol=0.0), 0.0, y - cleaned)
+
+
+def seasonal_components(model: ForecastModel, series: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Season → its component of the history: MSTL of the adjusted history less holidays.
+
+    The seasons looked for were fixed at training (``config["decomposition"]``); the ARIMA's
+    own season counts as found when auto.ARIMA chose seasonal terms for it. See
+    :mod:`shipyard.sql.arima_adjust`.
+    """
+    plan = model.config.get("decomposition")
+    if not plan:  # a model trained before the decomposition: none
+        return {}
+    periods = {str(k): int(v) for k, v in plan["periods"].items()}
+    always = set(plan["declared"])
+    season = model.config.get("season")
+    _, _, sp, sq, _, _, sd = _orders(series)
+    if season is not None and sp + sq + sd > 0:
+        always.add(season)
+        periods.setdefault(season, int(series["period"]))
+    stamps = np.asarray(series["timestamps"])
+    base = np.asarray(series["adjusted"]) - model.holiday_effect(series, stamps)
+    return {k: np.asarray(v) for k, v in decompose(base, periods, always).items()}
+
+
+def _season_lengths(model: ForecastModel, series: dict[str, Any]) -> dict[str, int]:
+    plan = model.config.get("decomposition") or {}
+    lengths = {str(k): int(v) for k, v in (plan.get("periods") or {}).items()}
+    season = model.config.get("season")
+    if season is not None:
+        lengths.setdefault(season, int(series["period"]))
+    return lengths
 
 
 def ml_explain_forecast(service: SqlService, call: MLCall) -> pa.Table:
     """ML.EXPLAIN_FORECAST: the history (decomposed) followed by the forecast, per series.
 
-    ``trend`` is the ARIMA's fitted / forecast value without the holiday effect; the seasonal
-    part lives inside the seasonal ARIMA, so ``seasonal_period_<season>`` is NULL (BigQuery ML
-    separates it with STL); ``step_changes`` is 0 (not modelled).
+    History: ``time_series_data`` = ``time_series_adjusted_data`` + ``holiday_effect`` +
+    ``step_changes`` + ``spikes_and_dips``, and ``time_series_adjusted_data`` = ``trend`` + the
+    ``seasonal_period_*`` columns + ``residual``. The seasonal columns come from MSTL on the
+    adjusted history (NULL for a season not found); ``trend`` is the ARIMA's one-step fit less
+    holidays and seasons, ``residual`` the ARIMA's residual. Forecast rows repeat each season's
+    last cycle, and ``trend`` is the forecast less holidays and seasons.
     """
     model = _arima_model(service, call)
     if not model.config.get("decompose_time_series", True):
@@ -197,11 +245,15 @@ def ml_explain_forecast(service: SqlService, call: MLCall) -> pa.Table:
             future = futures.get(tuple(series["id"]))
             if future is None:
                 continue
-        parts = []
+        parts: list[dict[str, Any]] = []
         stamps = np.asarray(series["timestamps"])
         y, adjusted = np.asarray(series["y"]), np.asarray(series["adjusted"])
         fitted = _history_fit(series)
         holiday = model.holiday_effect(series, stamps)
+        steps = _steps(series)
+        seasons = seasonal_components(model, series)
+        lengths = _season_lengths(model, series)
+        seasonal = sum(seasons.values(), np.zeros(len(stamps)))
         n = len(stamps)
         parts.append(
             {
@@ -213,16 +265,19 @@ def ml_explain_forecast(service: SqlService, call: MLCall) -> pa.Table:
                 "confidence_level": [None] * n,
                 "prediction_interval_lower_bound": [None] * n,
                 "prediction_interval_upper_bound": [None] * n,
-                "trend": fitted - holiday,
+                "trend": fitted - holiday - seasonal,
+                **{f"seasonal_period_{k.lower()}": v for k, v in seasons.items()},
                 "holiday_effect": holiday,
-                "spikes_and_dips": y - adjusted,
-                "step_changes": np.zeros(n),
+                "spikes_and_dips": _spikes(series),
+                "step_changes": steps,
                 "residual": adjusted - fitted,
             }
         )
         fc = model.forecast_series(series, horizon, level, future)
         holiday = model.holiday_effect(series, fc["timestamps"])
         m = len(fc["mean"])
+        ahead = {k: season_extension(v, lengths[k], m) for k, v in seasons.items()}
+        seasonal = sum(ahead.values(), np.zeros(m))
         parts.append(
             {
                 ts_col: fc["timestamps"],
@@ -233,7 +288,8 @@ def ml_explain_forecast(service: SqlService, call: MLCall) -> pa.Table:
                 "confidence_level": [level] * m,
                 "prediction_interval_lower_bound": fc["lower"],
                 "prediction_interval_upper_bound": fc["upper"],
-                "trend": fc["mean"] - holiday,
+                "trend": fc["mean"] - holiday - seasonal,
+                **{f"seasonal_period_{k.lower()}": v for k, v in ahead.items()},
                 "holiday_effect": holiday,
                 "spikes_and_dips": [None] * m,
                 "step_changes": [None] * m,
@@ -301,6 +357,7 @@ def arima_evaluate_table(model: ForecastModel) -> pa.Table:
     season = model.config.get("season")
     for series in model.series:
         p, q, sp, sq, _period, d, sd = _orders(series)
+        found = seasonal_components(model, series)
         fit = series["arima"]
         rows["non_seasonal_p"].append(p)
         rows["non_seasonal_d"].append(d)
@@ -309,13 +366,16 @@ def arima_evaluate_table(model: ForecastModel) -> pa.Table:
         rows["log_likelihood"].append(_float(fit.get("loglik")))
         rows["AIC"].append(_float(fit.get("aic")))
         rows["variance"].append(_float(fit.get("sigma2")))
-        seasonal = season is not None and (sp + sq + sd) > 0
-        rows["seasonal_periods"].append([season] if seasonal else ["NO_SEASONALITY"])
-        rows["has_holiday_effect"].append(series.get("holiday_coef") is not None)
-        rows["has_spikes_and_dips"].append(
-            bool(np.any(np.asarray(series["y"]) != np.asarray(series["adjusted"])))
+        if model.config.get("decomposition"):
+            names = [name for name in reversed(SEASON_NAMES) if name in found]
+        else:  # a model trained before the decomposition: the ARIMA's season
+            names = [season] if season is not None and (sp + sq + sd) > 0 else []
+        rows["seasonal_periods"].append(names or ["NO_SEASONALITY"])
+        rows["has_holiday_effect"].append(
+            bool(series.get("holiday_coefs")) or series.get("holiday_coef") is not None
         )
-        rows["has_step_changes"].append(False)
+        rows["has_spikes_and_dips"].append(bool(np.any(_spikes(series) != 0.0)))
+        rows["has_step_changes"].append(bool(series.get("steps")))
         rows["error_message"].append("")
     out = _id_columns(model, model.series)
     types = {
@@ -532,7 +592,7 @@ def detect_anomalies(service: SqlService, call: MLCall) -> pa.Table:
                 ids[i].extend([series["id"][i]] * n)
             stamps_out.append(np.asarray(series["timestamps"]))
             actual_out.append(np.asarray(series["y"], dtype=np.float64))
-            expected_out.append(_history_fit(series))
+            expected_out.append(_history_fit(series) + _steps(series))  # on the data's levels
             sigma_out.append(np.full(n, resid_sd))
     else:
         rows = call.input
