@@ -67,9 +67,9 @@ def test_expiration_null_is_accepted(ws: Any) -> None:
         ("labels=[('team', 'a'), ('team', 'b')]", sy.InvalidArgument, "given twice"),
         ("description='a', description='b'", sy.InvalidArgument, "given twice"),
         (
-            "expiration_timestamp=TIMESTAMP '2030-01-01 00:00:00+00'",
-            sy.Unsupported,
-            "do not expire",
+            "expiration_timestamp=TIMESTAMP '2001-01-01 00:00:00+00'",
+            sy.InvalidArgument,
+            "must be in the future",
         ),
         ("kms_key_name='projects/p/keys/k'", sy.Unsupported, "kms_key_name"),
         ("vertex_ai_model_id='m'", sy.Unsupported, "vertex_ai_model_id"),

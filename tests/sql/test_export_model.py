@@ -178,22 +178,24 @@ def test_imported_onnx_exports_byte_for_byte(ws: Any, tmp_path: Path) -> None:
     assert (tmp_path / "second" / "model.onnx").read_bytes() == original
 
 
-def test_categorical_model_exports_without_onnx_unless_onnx_is_required(
-    ws: Any, tmp_path: Path
-) -> None:
+def test_categorical_model_exports_onnx_with_one_input_per_column(ws: Any, tmp_path: Path) -> None:
+    # STRING features convert too (tests/sql/test_export_onnx_features.py checks the values)
     ws.sql(
         "CREATE OR REPLACE MODEL demo.cat OPTIONS(model_type='linear_reg', input_label_cols=['y']) "
         "AS SELECT a, city, y FROM demo.t"
     )
     result = ws.sql(f"EXPORT MODEL demo.cat OPTIONS(uri='{tmp_path}/native')")
-    assert "no ONNX" in (result.message or "") and "city" in (result.message or "")
+    assert "no ONNX" not in (result.message or "")
     assert sorted(p.name for p in (tmp_path / "native").iterdir()) == [
         "manifest.json",
+        "model.onnx",
         "model.skops",
     ]
-    with pytest.raises(sy.Unsupported, match="numeric input columns only"):
-        ws.sql(f"EXPORT MODEL demo.cat OPTIONS(uri='{tmp_path}/onnx', format='ONNX')")
-    assert not (tmp_path / "onnx").exists()
+    session = ort.InferenceSession(str(tmp_path / "native" / "model.onnx"))
+    assert [(i.name, i.type) for i in session.get_inputs()] == [
+        ("a", "tensor(double)"),
+        ("city", "tensor(string)"),
+    ]
 
 
 def test_export_into_an_empty_folder_but_never_over_files(ws: Any, tmp_path: Path) -> None:

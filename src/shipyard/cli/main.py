@@ -216,6 +216,8 @@ def models_show(
         aliases = ", ".join(f"{a}→{v}" for a, v in sorted(model.aliases.items())) or "none"
         out.print(f"[bold]{model.name}[/bold]  {model.model_type or ''}", markup=True)
         out.print(f"aliases: {aliases}", markup=False)
+        if model.expiration_time is not None:
+            out.print(f"expires: {model.expiration_time.isoformat()}", markup=False)
         table = Table("version", "type", "aliases", "created", "metrics", header_style="bold")
         for v in versions:
             table.add_row(

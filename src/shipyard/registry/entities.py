@@ -99,6 +99,8 @@ class Model(BaseModel):
     aliases: dict[str, int] = {}
     created_at: datetime
     updated_at: datetime
+    # OPTIONS(expiration_timestamp=…); None: never expires. An expired model is deleted.
+    expiration_time: datetime | None = None
 
     @property
     def resource(self) -> str:

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -354,12 +355,15 @@ class ModelService:
     # -- reading --------------------------------------------------------------------------
 
     def exists(self, name: str) -> bool:
+        """True if the model exists (an expired model is deleted here, and does not)."""
         qname = QualifiedName.parse(name, kind="model")
         with self.ctx.metadata.connect() as conn:
-            return (
-                conn.execute(select(models.c.name).where(models.c.name == str(qname))).first()
-                is not None
-            )
+            row = conn.execute(
+                select(models.c.name, models.c.expiration_time).where(models.c.name == str(qname))
+            ).first()
+        if row is None:
+            return False
+        return not self._expire_if_due(str(qname), row.expiration_time)
 
     def get(self, name: str) -> Model:
         qname = self._require(name)
@@ -370,6 +374,7 @@ class ModelService:
     def list(
         self, *, dataset: str | None = None, page_size: int = 100, page_token: str | None = None
     ) -> Page[Model]:
+        self.delete_expired()
         stmt = select(models)
         if dataset:
             stmt = stmt.where(models.c.name.like(f"{dataset.lower()}.%"))
@@ -436,6 +441,9 @@ class ModelService:
     def delete(self, name: str) -> None:
         """Drop a model and all its versions (artifacts stay until garbage-collected)."""
         qname = self._require(name)
+        self._drop(qname)
+
+    def _drop(self, qname: QualifiedName) -> None:
         with self.ctx.metadata.transaction() as conn:
             conn.execute(delete(model_aliases).where(model_aliases.c.model_name == str(qname)))
             conn.execute(delete(model_versions).where(model_versions.c.model_name == str(qname)))
@@ -448,11 +456,16 @@ class ModelService:
         *,
         description: Any = ...,
         labels: Mapping[str, str] | None = None,
+        expiration_time: Any = ...,
     ) -> Model:
         """Set a model's description (``None`` clears it; ``...`` leaves it) and/or replace its
-        labels (``ALTER MODEL … SET OPTIONS(description=…, labels=[…])``)."""
+        labels (``ALTER MODEL … SET OPTIONS(description=…, labels=[…])``) and/or its
+        expiration time (an aware datetime; ``None``: never expires; a time already passed
+        deletes the model at its next lookup)."""
         qname = self._require(name)
         values: dict[str, Any] = {}
+        if expiration_time is not ...:
+            values["expiration_time"] = check_expiration(expiration_time, f"model {qname}")
         if description is not ...:
             if description is not None and not isinstance(description, str):
                 raise InvalidArgument(f"description must be a string, got {description!r}")
@@ -555,8 +568,18 @@ class ModelService:
 
     def _require(self, name: str) -> QualifiedName:
         qname = QualifiedName.parse(name, kind="model")
-        if not self.exists(str(qname)):
+        with self.ctx.metadata.connect() as conn:
+            row = conn.execute(
+                select(models.c.expiration_time).where(models.c.name == str(qname))
+            ).first()
+        if row is None:
             raise NotFound(f"model {qname} not found", resource=f"models/{qname}")
+        if self._expire_if_due(str(qname), row.expiration_time):
+            raise NotFound(
+                f"model {qname} not found: it expired at {row.expiration_time.isoformat()} "
+                "and was deleted",
+                resource=f"models/{qname}",
+            )
         return qname
 
     def _resolve(
@@ -603,7 +626,59 @@ class ModelService:
             aliases=aliases,
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            expiration_time=row["expiration_time"],
         )
+
+    # -- expiration (OPTIONS(expiration_timestamp=…)) --------------------------------------
+
+    def delete_expired(self) -> Sequence[str]:
+        """Delete every model whose expiration time has passed; their names.
+
+        BigQuery deletes an expired model; Shipyard does it lazily: this sweep runs before
+        every :meth:`list`, and any lookup of an expired model deletes it and answers NotFound.
+        """
+        with self.ctx.metadata.connect() as conn:
+            due = [
+                r.name
+                for r in conn.execute(
+                    select(models.c.name).where(
+                        models.c.expiration_time.is_not(None),
+                        models.c.expiration_time <= utcnow(),
+                    )
+                )
+            ]
+        for name in due:
+            self._drop(QualifiedName.parse(name, kind="model"))
+        return due
+
+    def _expire_if_due(self, name: str, expiration_time: datetime | None) -> bool:
+        """Delete the model if its expiration time has passed; True if it did."""
+        if expiration_time is None or expiration_time > utcnow():
+            return False
+        self._drop(QualifiedName.parse(name, kind="model"))
+        return True
+
+
+def check_expiration(value: Any, what: str, *, future: bool = False) -> datetime | None:
+    """An expiration time as stored: None or an aware datetime (``future``: not yet passed).
+
+    The registry stores a time that has passed (the model is then deleted at its next
+    lookup); the SQL statements refuse one (``future=True``), as DROP MODEL is the way to
+    delete a model now.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise InvalidArgument(
+            f"the expiration time of {what} must be a TIMESTAMP (a time zone-aware datetime) "
+            f"or NULL (never expires), got {value!r}"
+        )
+    if future and value <= utcnow():
+        raise InvalidArgument(
+            f"the expiration time of {what} must be in the future, got {value.isoformat()}; "
+            "DROP MODEL deletes a model now"
+        )
+    return value.astimezone(UTC)
 
 
 def load_predictor(mv: ModelVersion, manifest: Manifest, folder: Path) -> Predictor:

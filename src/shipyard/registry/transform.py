@@ -22,17 +22,28 @@ Example::
 from __future__ import annotations
 
 import itertools
+import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
-from shipyard.errors import InvalidArgument
+from shipyard.errors import ArtifactCorrupted, InvalidArgument
 from shipyard.warehouse import fetch_arrow
 
-__all__ = ["SqlTransform", "TransformedPreprocessor", "with_transform"]
+__all__ = [
+    "TRANSFORM_FLAVOR",
+    "TRANSFORM_ONLY_TASK",
+    "SqlTransform",
+    "TransformOnlyPredictor",
+    "TransformedPreprocessor",
+    "load_transform_model",
+    "save_transform_model",
+    "with_transform",
+]
 
 _local = threading.local()
 _names = itertools.count()
@@ -164,3 +175,109 @@ class TransformedPreprocessor:
 def with_transform(preprocessor: Any, transform: dict[str, Any]) -> Any:
     """``preprocessor`` behind a stored TRANSFORM (what :meth:`SqlTransform.to_dict` gave)."""
     return TransformedPreprocessor(preprocessor, SqlTransform.from_dict(transform))
+
+
+# -- model_type='TRANSFORM_ONLY': a model that is only its fitted TRANSFORM --------------------
+
+#: The flavor of a TRANSFORM_ONLY model: ``transform.json``, what SqlTransform.to_dict gave.
+TRANSFORM_FLAVOR = "transform"
+#: The ``task`` of a TRANSFORM_ONLY version's manifest.
+TRANSFORM_ONLY_TASK = "transform"
+_TRANSFORM_FILE = "transform.json"
+
+
+def save_transform_model(model: Any, folder: Path) -> dict[str, Any]:
+    """Write a TRANSFORM_ONLY model (a SqlTransform or its dict) as ``transform.json``."""
+    data = model.to_dict() if isinstance(model, SqlTransform) else model
+    SqlTransform.from_dict(data)  # refuse anything that does not load back
+    (Path(folder) / _TRANSFORM_FILE).write_text(json.dumps(data, indent=1, sort_keys=True))
+    return {"files": [_TRANSFORM_FILE], "format": "json", "library_version": "1"}
+
+
+def load_transform_model(folder: Path, meta: dict[str, Any]) -> SqlTransform:
+    path = Path(folder) / ((meta.get("files") or [_TRANSFORM_FILE])[0])
+    try:
+        return SqlTransform.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, InvalidArgument) as exc:
+        raise ArtifactCorrupted(
+            f"transform model file {path.name!r} cannot be read: {exc}", path=str(path)
+        ) from exc
+
+
+class _TransformOnlyInputs:
+    """What ML.TRANSFORM and the signature read from ``predictor.preprocessor``."""
+
+    def __init__(self, sql_transform: SqlTransform) -> None:
+        self.sql_transform = sql_transform
+
+    @property
+    def input_schema(self) -> list[dict[str, str]]:
+        return self.sql_transform.feature_inputs
+
+    @property
+    def features(self) -> list[str]:
+        return self.sql_transform.output_names
+
+
+class TransformOnlyPredictor:
+    """The loaded form of a ``model_type='TRANSFORM_ONLY'`` version.
+
+    It applies its TRANSFORM (:meth:`transform`, ML.TRANSFORM) and predicts nothing: every
+    prediction entry point raises InvalidArgument naming the functions that apply.
+    """
+
+    task = TRANSFORM_ONLY_TASK
+    flavor = TRANSFORM_FLAVOR
+    label: str | None = None
+    label_info = None
+
+    def __init__(self, model: SqlTransform, config: dict[str, Any] | None = None) -> None:
+        self.model = model
+        self.preprocessor = _TransformOnlyInputs(model)
+        self.config = dict(config or {})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], model: Any) -> TransformOnlyPredictor:
+        fitted = model if isinstance(model, SqlTransform) else SqlTransform.from_dict(model)
+        return cls(fitted, data.get("config") or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "flavor": self.flavor,
+            "label": None,
+            "preprocessor": {},
+            "label_info": None,
+            "config": self.config,
+        }
+
+    @property
+    def signature(self) -> dict[str, list[dict[str, str]]]:
+        outputs = [{"name": n, "type": "unknown"} for n in self.model.output_names]
+        return {"inputs": self.model.feature_inputs, "outputs": outputs}
+
+    def transform(self, table: pa.Table) -> pa.Table:
+        """The TRANSFORM's outputs for ``table``, as declared (ML.TRANSFORM)."""
+        return self.model.apply(table, expand=False)
+
+    def with_threads(self, threads: int) -> TransformOnlyPredictor:
+        return self
+
+    def _refuse(self, what: str) -> InvalidArgument:
+        return InvalidArgument(
+            f"{what} does not apply to a TRANSFORM_ONLY model: it only preprocesses data; "
+            "use ML.TRANSFORM (its outputs) or ML.FEATURE_INFO (its statistics), e.g. as the "
+            "input of another model's ML.PREDICT"
+        )
+
+    def predict(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._refuse("prediction")
+
+    def explain(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._refuse("explanation")
+
+    def predict_raw(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._refuse("prediction")
+
+    def __repr__(self) -> str:
+        return f"TransformOnlyPredictor(outputs={self.model.output_names})"

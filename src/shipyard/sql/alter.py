@@ -3,9 +3,10 @@
 BigQuery ML's options are ``description`` (STRING; NULL clears it), ``labels``
 (``ARRAY<STRUCT<STRING, STRING>>``, which replaces the model's labels; ``[]`` clears them),
 ``expiration_timestamp``, ``kms_key_name``, ``vertex_ai_model_id``, ``deploy_model`` and
-``endpoint_idle_ttl``. Shipyard stores the first two on the model (``ws.models.get(m)``); the
-others are refused with ``Unsupported`` (``expiration_timestamp=NULL``, "never expires", is
-accepted: no Shipyard model expires). Every option is checked before anything is written.
+``endpoint_idle_ttl``. Shipyard stores the first three on the model (``ws.models.get(m)``;
+``expiration_timestamp`` is a TIMESTAMP in the future, or NULL for "never expires": see
+:mod:`shipyard.sql.expiration`); the others are refused with ``Unsupported``. Every option is
+checked before anything is written.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from shipyard.errors import InvalidArgument, NotFound, Unsupported
+from shipyard.sql import expiration
 from shipyard.sql.dialect import AlterModel, ShipyardBigQuery, literal_value, table_name
 from shipyard.sql.entities import QueryResult
 from shipyard.warehouse import QualifiedName
@@ -30,7 +32,7 @@ __all__ = ["ALTER_MODEL_OPTIONS", "alter_model"]
 ALTER_MODEL_OPTIONS: dict[str, bool] = {
     "description": True,
     "labels": True,
-    "expiration_timestamp": False,
+    "expiration_timestamp": True,
     "kms_key_name": False,
     "vertex_ai_model_id": False,
     "deploy_model": False,
@@ -71,15 +73,11 @@ def _labels(value: Any) -> dict[str, str]:
     return out
 
 
-def _option_value(service: SqlService, name: str, node: exp.Expression) -> Any:
-    try:
-        return literal_value(node)
-    except Exception:
-        if name != "expiration_timestamp":
-            raise
-    # TIMESTAMP '…', TIMESTAMP_ADD(CURRENT_TIMESTAMP(), …): let DuckDB evaluate it.
-    rows = service.query_arrow(exp.select(node.copy().as_("v")))
-    return rows.column(0)[0].as_py()
+def _option_value(service: SqlService, name: str, node: exp.Expression, model: str) -> Any:
+    if name == expiration.OPTION:
+        # TIMESTAMP '…', TIMESTAMP_ADD(CURRENT_TIMESTAMP(), …): DuckDB evaluates it.
+        return expiration.expiration_value(service, node, f"model {model}")
+    return literal_value(node)
 
 
 def alter_model(service: SqlService, statement: AlterModel) -> QueryResult:
@@ -101,19 +99,15 @@ def alter_model(service: SqlService, statement: AlterModel) -> QueryResult:
             )
         if key in options:
             raise InvalidArgument(f"option {key!r} is given twice")
-        options[key] = _option_value(service, key, prop.args["value"])
+        options[key] = _option_value(service, key, prop.args["value"], str(qname))
     if not options:
         raise InvalidArgument("ALTER MODEL … SET OPTIONS(…) needs at least one option")
-    for key, value in options.items():
-        if ALTER_MODEL_OPTIONS[key] or (value is None and key == "expiration_timestamp"):
+    for key in options:
+        if ALTER_MODEL_OPTIONS[key]:
             continue
         raise Unsupported(
-            f"ALTER MODEL option {key!r} is not supported: "
-            + (
-                "Shipyard models do not expire (DROP MODEL removes one)"
-                if key == "expiration_timestamp"
-                else "it configures a Google Cloud service Shipyard does not use"
-            ),
+            f"ALTER MODEL option {key!r} is not supported: it configures a Google Cloud service "
+            "Shipyard does not use",
             option=key,
         )
     description: Any = ...
@@ -130,7 +124,12 @@ def alter_model(service: SqlService, statement: AlterModel) -> QueryResult:
                 pa.table({}), statement_type="ALTER_MODEL", message=f"no model {qname}"
             )
         raise NotFound(f"model {qname} not found", resource=f"models/{qname}")
-    service.models.update(str(qname), description=description, labels=labels)
+    service.models.update(
+        str(qname),
+        description=description,
+        labels=labels,
+        expiration_time=options.get(expiration.OPTION, ...),
+    )
     return QueryResult(
         pa.table({}),
         statement_type="ALTER_MODEL",

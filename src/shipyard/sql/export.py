@@ -16,7 +16,11 @@ a local folder (``'/path'`` or ``'file:///path'``), which must not exist yet or 
   (``[batch, 1]``); classifiers ``label`` (the class, as ML.PREDICT's ``predicted_<label>``)
   and ``probabilities`` (``[batch, classes]``, ascending class order); KMEANS ``label`` (the
   1-based CENTROID_ID) and ``scores`` (the distance to each centroid); PCA ``variable``
-  (``[batch, k]``: principal_component_1 … k).
+  (``[batch, k]``: principal_component_1 … k). Models of those types with STRING, BOOL, DATE,
+  TIME or TIMESTAMP features or a TRANSFORM clause convert too, with one input per raw column
+  (``[batch, 1]``; their encodings and the TRANSFORM's arithmetic are in the graph, see
+  :mod:`shipyard.sql.onnx_graph`); a TRANSFORM function with no ONNX form (ML.TF_IDF, …) is
+  named in the Unsupported message.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from sqlglot import exp
 
 from shipyard.errors import FailedPrecondition, InvalidArgument, NotFound, Unsupported
 from shipyard.registry.entities import Manifest
+from shipyard.sql import onnx_graph
 from shipyard.sql.dialect import ExportModel, literal_value, table_name
 from shipyard.sql.entities import QueryResult
 from shipyard.warehouse import QualifiedName
@@ -149,22 +154,18 @@ def to_onnx(manifest: Manifest, model: Any) -> bytes:
         )
     if model_type == "KMEANS" and manifest.predictor_config.get("distance_type") == "COSINE":
         raise Unsupported("a KMEANS model with distance_type='COSINE' does not convert to ONNX")
-    if manifest.predictor_config.get("transform"):
-        raise Unsupported("a model trained with TRANSFORM(…) does not convert to ONNX yet")
+    transform = manifest.predictor_config.get("transform")
     columns = manifest.preprocessing.get("columns") or []
-    bad = [c["name"] for c in columns if c.get("kind") != "numeric"]
-    if bad:
-        raise Unsupported(
-            f"the ONNX export needs numeric input columns only; {bad} are categorical or "
-            "timestamps (their encoding is not in the graph yet)"
-        )
+    # All-numeric models without TRANSFORM keep the one-matrix input ``input``; the others
+    # take one input per raw column (shipyard.sql.onnx_graph).
+    numeric_only = not transform and all(c.get("kind") == "numeric" for c in columns)
     try:
         import onnx  # noqa: F401
     except ImportError:  # pragma: no cover - depends on the environment
         raise Unsupported("the ONNX export needs onnx: pip install 'shipyard[onnx]'") from None
     classes = (manifest.label_info or {}).get("classes") if manifest.label_info else None
     double = model_type not in _TREES
-    n = len(columns)
+    n = len(columns) if numeric_only else sum(onnx_graph.feature_width(c) for c in columns)
     if model_type in _LINEAR:
         graph = _sklearn_graph(model, n, classes)
     elif model_type in _UNSUPERVISED:
@@ -173,8 +174,35 @@ def to_onnx(manifest: Manifest, model: Any) -> bytes:
             classes = list(range(1, len(model.cluster_centers_) + 1))
     else:
         graph = _xgboost_graph(model, n, classes)
-    pre = _preprocessing_graph(columns, double=double)
+    if numeric_only:
+        pre = _preprocessing_graph(columns, double=double)
+    else:
+        _declare_ml_opset(graph)
+        try:
+            pre = onnx_graph.preprocessing_graph(
+                manifest.preprocessing,
+                transform,
+                double=double,
+                opsets={o.domain: o.version for o in graph.opset_import},
+            )
+        except onnx_graph.NotConvertible as exc:
+            raise Unsupported(
+                f"{exc} does not convert to ONNX; EXPORT MODEL … OPTIONS(format='NATIVE') (the "
+                "default) still writes the model's own files"
+            ) from None
     return _merge(pre, graph, classes).SerializeToString()  # type: ignore[no-any-return]
+
+
+def _declare_ml_opset(model: Any) -> None:
+    """The model graph imports ai.onnx.ml at a version with LabelEncoder's key/value maps
+    (the preprocessing graph's string lookups); its own ml ops exist unchanged there."""
+    from onnx import helper
+
+    for entry in model.opset_import:
+        if entry.domain == onnx_graph.ML_DOMAIN:
+            entry.version = max(entry.version, onnx_graph.ML_OPSET)
+            return
+    model.opset_import.append(helper.make_opsetid(onnx_graph.ML_DOMAIN, onnx_graph.ML_OPSET))
 
 
 def _preprocessing_graph(columns: list[dict[str, Any]], *, double: bool) -> Any:

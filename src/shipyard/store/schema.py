@@ -99,6 +99,8 @@ models = Table(
     Column("latest_version", Integer, nullable=False, default=0),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    # OPTIONS(expiration_timestamp=…): the model is deleted once this has passed (0006)
+    Column("expiration_time", UTCDateTime, nullable=True),
 )
 
 model_versions = Table(

@@ -1,0 +1,241 @@
+"""``CREATE MODEL m TRANSFORM(…) OPTIONS(model_type='TRANSFORM_ONLY') AS <query>``.
+
+A transform-only model is its fitted TRANSFORM clause and nothing else: the clause's statistics
+(means, quantiles, vocabularies …) are computed on the query's rows, exactly as for a trained
+model's TRANSFORM (:mod:`shipyard.sql.transform`), and stored as the version's only file
+(``transform.json``, flavor ``transform``). It has no label and trains nothing:
+
+* ``ML.TRANSFORM(MODEL m, TABLE t)`` returns its outputs for new rows (as declared), so one set
+  of preprocessing rules feeds the training query of other models and their ML.PREDICT input;
+* ``ML.FEATURE_INFO(MODEL m)`` returns the statistics of its input columns over the query's rows
+  (BigQuery ML describes a TRANSFORM's pre-transform columns);
+* every other ML function (ML.PREDICT, ML.EVALUATE, ML.EXPLAIN_PREDICT, ML.WEIGHTS …) refuses it
+  with InvalidArgument naming those two; so does a Predictor's ``predict`` (an endpoint).
+
+BigQuery ML's rules: the TRANSFORM clause is required, OPTIONS takes ``model_type`` only
+(Shipyard also takes ``expiration_timestamp``), and the query's columns are inputs, none a label.
+
+Example::
+
+    CREATE MODEL demo.prep
+    TRANSFORM(ML.STANDARD_SCALER(x) OVER () AS x_scaled, ML.LABEL_ENCODER(city) OVER () AS city_id)
+    OPTIONS(model_type='TRANSFORM_ONLY')
+    AS SELECT x, city FROM demo.t;
+    SELECT * FROM ML.TRANSFORM(MODEL demo.prep, TABLE demo.t);
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+from sqlglot import exp
+
+from shipyard.engine import JobContext
+from shipyard.errors import AlreadyExists, InvalidArgument, SQLError
+from shipyard.metadata.service import model_version_uri, table_version_uri
+from shipyard.registry.entities import Lineage
+from shipyard.registry.preprocessing import FeaturePreprocessor
+from shipyard.registry.service import NewVersion
+from shipyard.registry.transform import TRANSFORM_FLAVOR, TRANSFORM_ONLY_TASK
+from shipyard.sql.dialect import literal_value, table_name
+from shipyard.sql.entities import QueryResult
+from shipyard.sql.expiration import pop_expiration
+from shipyard.sql.transform import fit_transform, pop_transform
+from shipyard.warehouse import QualifiedName
+
+if TYPE_CHECKING:
+    from shipyard.sql.functions import MLCall
+    from shipyard.sql.service import SqlService
+
+__all__ = [
+    "MODEL_TYPE",
+    "create_transform_only_model",
+    "handlers",
+    "is_transform_only",
+]
+
+MODEL_TYPE = "TRANSFORM_ONLY"
+#: The ML functions a TRANSFORM_ONLY model answers; the others refuse it.
+APPLICABLE = ("TRANSFORM", "FEATURE_INFO")
+
+Handler = Callable[["SqlService", Any], pa.Table]
+
+
+def is_transform_only(statement: exp.Create) -> bool:
+    """Whether a CREATE MODEL's OPTIONS say model_type='TRANSFORM_ONLY' (any case)."""
+    properties = statement.args.get("properties")
+    for prop in properties.expressions if properties else []:
+        if type(prop) is exp.Property and prop.name.lower() == "model_type":
+            value = literal_value(prop.args["value"])
+            return isinstance(value, str) and value.upper() == MODEL_TYPE
+    return False
+
+
+def create_transform_only_model(
+    service: SqlService, job: JobContext, statement: exp.Create, text: str
+) -> QueryResult:
+    from shipyard.sql.create_model import model_options, tables_read
+
+    target = statement.this
+    if isinstance(target, exp.Schema):
+        raise InvalidArgument(
+            "INPUT(...)/OUTPUT(...) do not apply to a TRANSFORM_ONLY model: its inputs are the "
+            "query's columns"
+        )
+    qname = QualifiedName.parse(table_name(target), kind="model")
+    replace = bool(statement.args.get("replace"))
+    if_not_exists = bool(statement.args.get("exists"))
+    statement = statement.copy()
+    clause = pop_transform(statement)
+    if clause is None:
+        raise InvalidArgument(
+            f"CREATE MODEL {qname} OPTIONS(model_type='TRANSFORM_ONLY') needs a TRANSFORM(…) "
+            "clause: the model is that clause, e.g. TRANSFORM(ML.STANDARD_SCALER(x) OVER () AS "
+            "x_scaled)"
+        )
+    expires = pop_expiration(service, statement, f"model {qname}")
+    options = model_options(statement)
+    extra = sorted(k for k in options if k != "model_type")
+    if extra:
+        raise InvalidArgument(
+            f"a TRANSFORM_ONLY model takes no option but model_type (and "
+            f"expiration_timestamp); got {', '.join(extra)}"
+            + (
+                ": it has no label, every query column is an input"
+                if "input_label_cols" in extra
+                else ""
+            ),
+            option=extra[0],
+        )
+    if service.models.exists(str(qname)) and not replace:
+        if if_not_exists:
+            return QueryResult(
+                pa.table({}),
+                statement_type="CREATE_MODEL",
+                message=f"model {qname} already exists; nothing done",
+            )
+        raise AlreadyExists(
+            f"model {qname} already exists; use CREATE OR REPLACE MODEL to add a version",
+            resource=f"models/{qname}",
+        )
+    query = statement.expression
+    if query is None:
+        raise SQLError(f"CREATE MODEL {qname} needs a query to fit its TRANSFORM: … AS SELECT …")
+
+    job.progress(0.0, "reading the query's rows")
+    tree = query.copy()
+    read = tables_read(tree)
+    data = service.query_arrow(tree)
+    if data.num_rows == 0:
+        raise InvalidArgument(
+            f"the query of TRANSFORM_ONLY model {qname} returned no rows; its TRANSFORM's "
+            "statistics are computed on them"
+        )
+    job.log(f"fitting the TRANSFORM of {qname} on {data.num_rows} rows")
+    fitted, _ = fit_transform(clause, data)
+    fitted.label = None
+    declared = fitted.apply(data.slice(0, 1), expand=False)
+    inputs = _inputs(service, read)
+    manifest: dict[str, Any] = {
+        "model_type": MODEL_TYPE,
+        "task": TRANSFORM_ONLY_TASK,
+        "label": None,
+        "label_info": None,
+        "feature_columns": fitted.output_names,
+        "signature": {
+            "inputs": fitted.feature_inputs,
+            "outputs": [{"name": f.name, "type": str(f.type)} for f in declared.schema],
+        },
+        "preprocessing": {},
+        "predictor_config": {},
+        "feature_info": _feature_info(data.select([c["name"] for c in fitted.feature_inputs])),
+        "options": {"model_type": MODEL_TYPE},
+        "metrics": {},
+        "training_info": [],
+        "lineage": Lineage(statement=text, input_tables=inputs, job_id=job.job_id),
+    }
+    job.progress(0.9, "registering the model version")
+    version = service.models.register(
+        str(qname),
+        NewVersion(model=fitted.to_dict(), flavor=TRANSFORM_FLAVOR, manifest=manifest),
+        replace=replace,
+        if_not_exists=if_not_exists,
+    )
+    if version is None:
+        return QueryResult(pa.table({}), statement_type="CREATE_MODEL", message="model exists")
+    service.models.update(str(qname), expiration_time=expires)
+    if service.metadata is not None:
+        output = model_version_uri(str(qname), version.version)
+        service.metadata.record_execution(
+            "sql_statement",
+            "CREATE_MODEL",
+            {"statement": text, "statement_type": "CREATE_MODEL", "job_id": job.job_id},
+            inputs=[table_version_uri(i["name"], i["version"]) for i in inputs],
+            outputs=[output],
+            artifact_properties={output: {"model_type": MODEL_TYPE}},
+        )
+    return QueryResult(
+        pa.table({}),
+        statement_type="CREATE_MODEL",
+        message=f"created model {qname} version {version.version}",
+        model={"name": str(qname), "version": version.version},
+    )
+
+
+def _inputs(service: SqlService, read: list[str]) -> list[dict[str, Any]]:
+    inputs = []
+    for name in read:
+        qname = QualifiedName.parse(name)
+        if not service.ctx.warehouse.exists(qname):
+            continue
+        version = service.tables.observed_version(qname)
+        inputs.append(
+            {"name": name, "version": version.version, "fingerprint": version.fingerprint}
+        )
+    return inputs
+
+
+def _feature_info(raw: pa.Table) -> list[dict[str, Any]]:
+    """ML.FEATURE_INFO rows: statistics of the TRANSFORM's input columns over the query's rows
+    (BigQuery ML describes a TRANSFORM's pre-transform columns); ARRAY, STRUCT and BYTES
+    columns, and those NULL in every row, have no row."""
+    rows: list[dict[str, Any]] = []
+    for name in raw.column_names:
+        try:
+            fitted = FeaturePreprocessor.fit(raw.select([name]), [name], standardize=False)
+        except InvalidArgument:
+            continue
+        rows.extend(fitted.feature_info())
+    return rows
+
+
+# -- the other ML functions refuse a TRANSFORM_ONLY model --------------------------------------
+
+
+def _refusing(function: str, handler: Handler) -> Handler:
+    def run(service: SqlService, call: MLCall) -> pa.Table:
+        try:
+            model_type = service.models.get_version(call.model).model_type
+        except InvalidArgument:
+            model_type = None  # the handler reports it in its own words
+        if model_type == MODEL_TYPE:
+            raise InvalidArgument(
+                f"ML.{function} does not apply to model {call.model}: it is a TRANSFORM_ONLY "
+                "model, which only preprocesses data; use ML.TRANSFORM(MODEL "
+                f"{call.model}, TABLE …) for its outputs or ML.FEATURE_INFO for its statistics",
+                resource=f"models/{call.model}",
+            )
+        return handler(service, call)
+
+    return run
+
+
+def handlers(existing: Mapping[str, Handler]) -> dict[str, Handler]:
+    """Every ML function but ML.TRANSFORM and ML.FEATURE_INFO, refusing TRANSFORM_ONLY models."""
+    return {
+        name: _refusing(name, handler)
+        for name, handler in existing.items()
+        if name not in APPLICABLE
+    }
