@@ -95,7 +95,7 @@ def test_defaults_are_bigquery_mls() -> None:
         "class_weights" in names
         and "class_weights" not in MODEL_TYPES["DNN_REGRESSOR"].option_names
     )
-    assert "enable_global_explain" not in names and "category_encoding_method" not in names
+    assert "enable_global_explain" in names and "category_encoding_method" not in names
 
 
 def test_wide_and_deep_takes_one_optimizer_for_both_parts() -> None:
@@ -131,7 +131,7 @@ def test_default_hidden_units_follow_bigquery_mls_rule() -> None:
         ({"dropout": 1.0}, InvalidArgument, "'dropout' for model_type DNN_REGRESSOR must be"),
         ({"learn_rate": 0.0}, InvalidArgument, "'learn_rate'"),
         ({"tf_version": "2.8.0"}, Unsupported, "PyTorch"),
-        ({"enable_global_explain": True}, Unsupported, "feature attributions"),
+        ({"integrated_gradients_num_steps": 0}, InvalidArgument, "integrated_gradients_num_steps"),
         ({"category_encoding_method": "LABEL_ENCODING"}, InvalidArgument, "unknown option"),
         ({"class_weights": [("a", 1.0)]}, InvalidArgument, "unknown option 'class_weights'"),
     ],
@@ -419,12 +419,6 @@ def test_online_serving_through_the_sdk(ws: Any) -> None:
         assert got["predicted_label"] == expected["predicted_label"]
         probs = [p["prob"] for p in got["predicted_label_probs"]]
         assert probs == pytest.approx([p["prob"] for p in expected["predicted_label_probs"]])
-
-
-@_TRAINS
-def test_explanations_are_refused_with_a_clear_error(ws: Any) -> None:
-    with pytest.raises(InvalidArgument, match="do not apply to DNN_CLASSIFIER"):
-        ws.sql("SELECT * FROM ML.EXPLAIN_PREDICT(MODEL demo.clf, TABLE demo.bc)")
 
 
 @_TRAINS

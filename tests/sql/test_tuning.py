@@ -246,7 +246,11 @@ def test_kmeans_tunes_num_clusters(ws: Any) -> None:
     }
     (optimal,) = [t for t in trials if t["is_optimal"]]
     assert dbi[optimal["hyperparameters"]["num_clusters"]] == min(dbi.values())
-    centroids = ws.sql("SELECT DISTINCT centroid_id FROM ML.CENTROIDS(MODEL demo.km)")
+    # ML.CENTROIDS of a tuned model lists every trial, trial_id first (BigQuery ML's rule)
+    centroids = ws.sql(
+        "SELECT DISTINCT centroid_id FROM ML.CENTROIDS(MODEL demo.km) "
+        f"WHERE trial_id = {optimal['trial_id']}"
+    )
     assert centroids.num_rows == optimal["hyperparameters"]["num_clusters"]
 
 

@@ -40,6 +40,8 @@ FLAVOR = "factorization"
 _FILES = ("users.parquet", "items.parquet", "user_factors.npy", "item_factors.npy")
 #: Scores are computed this many (user, item) pairs at a time, to bound temporary memory.
 CHUNK_PAIRS = 1_000_000
+# Block scores are built this many values at a time (fits a core's L2 cache).
+_SLICE_VALUES = 32_768
 
 
 @dataclass
@@ -69,30 +71,51 @@ class FactorModel:
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Predictions for pairs of known (user row, item row), element by element."""
-        return self._combine(
-            self.user_factors[users],
-            self.item_factors[items],
-            self.user_bias[users],
-            self.item_bias[items],
-        )
+        user_cols, item_cols = self._columns("user"), self._columns("item")
+        out = np.empty(len(users))
+        spare = np.empty(min(len(users), _SLICE_VALUES))
+        for lo in range(0, len(users), _SLICE_VALUES):
+            u, i = users[lo : lo + _SLICE_VALUES], items[lo : lo + _SLICE_VALUES]
+            part, tmp = out[lo : lo + _SLICE_VALUES], spare[: len(u)]
+            # One factor at a time from its contiguous column (cache-resident gathers), in
+            # _combine's order: the same bits as every other path.
+            np.multiply(user_cols[0].take(u), item_cols[0].take(i), out=part)
+            for k in range(1, len(user_cols)):
+                np.multiply(user_cols[k].take(u), item_cols[k].take(i), out=tmp)
+                part += tmp
+            part += self.intercept
+            part += self.user_bias.take(u)
+            part += self.item_bias.take(i)
+        return out
 
     def score_block(self, users: np.ndarray) -> np.ndarray:
         """(len(users), items): every item's prediction for each user row."""
-        return self._combine(
-            self.user_factors[users][:, None, :],
-            self.item_factors[None, :, :],
-            self.user_bias[users][:, None],
-            self.item_bias[None, :],
+        return self._outer(
+            self.user_factors[users],
+            self._columns("item"),
+            self.user_bias[users],
+            self.item_bias,
+            rows_are_users=True,
         )
 
     def score_items_block(self, items: np.ndarray) -> np.ndarray:
         """(len(items), users): every user's prediction for each item row."""
-        return self._combine(
-            self.user_factors[None, :, :],
-            self.item_factors[items][:, None, :],
-            self.user_bias[None, :],
-            self.item_bias[items][:, None],
+        return self._outer(
+            self.item_factors[items],
+            self._columns("user"),
+            self.item_bias[items],
+            self.user_bias,
+            rows_are_users=False,
         )
+
+    def _columns(self, side: str) -> np.ndarray:
+        """(factors, ids) of one side, each factor contiguous; built once per loaded model."""
+        key = f"_{side}_columns"
+        cached = self.__dict__.get(key)
+        if cached is None:
+            factors = self.item_factors if side == "item" else self.user_factors
+            cached = self.__dict__[key] = np.ascontiguousarray(factors.T)
+        return cached  # type: ignore[no-any-return]
 
     def _combine(
         self, user_f: np.ndarray, item_f: np.ndarray, user_b: np.ndarray, item_b: np.ndarray
@@ -104,6 +127,40 @@ class FactorModel:
         for k in range(1, user_f.shape[-1]):
             out = out + user_f[..., k] * item_f[..., k]
         return out + self.intercept + user_b + item_b  # type: ignore[no-any-return]
+
+    def _outer(
+        self,
+        rows: np.ndarray,
+        columns: np.ndarray,
+        row_bias: np.ndarray,
+        column_bias: np.ndarray,
+        *,
+        rows_are_users: bool,
+    ) -> np.ndarray:
+        """:meth:`_combine` of every (row, column) pair — ``rows`` (n, factors) against
+        ``columns`` (factors, m) — with the same multiplications and additions in the same
+        order, so the same bits; done in place on cache-sized slices, not whole temporaries."""
+        n, m = len(rows), columns.shape[1]
+        out = np.empty((n, m))
+        step = max(1, _SLICE_VALUES // max(m, 1))
+        spare = np.empty((min(step, n), m))
+        for lo in range(0, n, step):
+            part = out[lo : lo + step]
+            tmp = spare[: len(part)]
+            left = rows[lo : lo + step]
+            np.multiply(left[:, 0:1], columns[0], out=part)
+            for k in range(1, columns.shape[0]):
+                np.multiply(left[:, k : k + 1], columns[k], out=tmp)
+                part += tmp
+            part += self.intercept
+            mine = row_bias[lo : lo + step, None]
+            if rows_are_users:  # intercept, then the user's bias, then the item's
+                part += mine
+                part += column_bias
+            else:
+                part += column_bias
+                part += mine
+        return out
 
 
 def _index_in(values: pa.Array | pa.ChunkedArray, ids: pa.Array, column: str) -> pa.Array:
@@ -186,7 +243,13 @@ def load_factor_model(folder: Path, meta: dict[str, Any]) -> FactorModel:
     import pyarrow.parquet as pq
 
     folder = Path(folder)
-    for name in _FILES:
+    # The manifest's file list, in _FILES' order (a tuning trial's files are renamed).
+    files = list(meta.get("files") or _FILES)
+    if len(files) != len(_FILES):
+        raise ArtifactCorrupted(
+            f"{FLAVOR} model lists {len(files)} files, expected {len(_FILES)}: {list(_FILES)}"
+        )
+    for name in files:
         if not (folder / name).is_file():
             raise ArtifactCorrupted(
                 f"{FLAVOR} model file {name!r} is missing from {str(folder)!r}; the package "
@@ -194,10 +257,10 @@ def load_factor_model(folder: Path, meta: dict[str, Any]) -> FactorModel:
                 path=str(folder / name),
             )
     try:
-        users = pq.read_table(folder / _FILES[0])
-        items = pq.read_table(folder / _FILES[1])
-        user_factors = np.load(folder / _FILES[2], allow_pickle=False)
-        item_factors = np.load(folder / _FILES[3], allow_pickle=False)
+        users = pq.read_table(folder / files[0])
+        items = pq.read_table(folder / files[1])
+        user_factors = np.load(folder / files[2], allow_pickle=False)
+        item_factors = np.load(folder / files[3], allow_pickle=False)
     except Exception as exc:  # damaged Parquet or .npy: several libraries, several errors
         raise ArtifactCorrupted(f"{FLAVOR} model files cannot be read: {exc}") from exc
     if len(users) != len(user_factors) or len(items) != len(item_factors):

@@ -81,6 +81,28 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.asarray(expit(x))
 
 
+def _derivative(name: str, z: np.ndarray, upstream: np.ndarray) -> np.ndarray:
+    """The gradient through activation ``name`` at pre-activations ``z`` (PyTorch's
+    conventions at the kinks: ReLU's derivative at 0 is 0)."""
+    if name == "RELU":
+        return upstream * (z > 0)
+    if name == "RELU6":
+        return upstream * ((z > 0) & (z < 6))
+    if name == "CRELU":  # [relu(z), relu(-z)]: the two halves of the upstream gradient
+        width = z.shape[1]
+        return upstream[:, :width] * (z > 0) - upstream[:, width:] * (z < 0)
+    if name == "ELU":
+        return upstream * np.where(z > 0, 1.0, np.exp(np.minimum(z, 0.0)))
+    if name == "SELU":
+        slope = np.where(z > 0, 1.0, _SELU_ALPHA * np.exp(np.minimum(z, 0.0)))
+        return upstream * (_SELU_SCALE * slope)
+    if name == "SIGMOID":
+        s = _sigmoid(z)
+        return upstream * s * (1.0 - s)
+    t = np.tanh(z)  # TANH
+    return upstream * (1.0 - t * t)  # type: ignore[no-any-return]
+
+
 #: ACTIVATION_FN → its NumPy function (the same functions as PyTorch's, for inference).
 ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "RELU": _relu,
@@ -154,6 +176,30 @@ class NeuralNet:
         if self.kind == "wide_deep":
             out = out + self._dense("wide", x)
         return out
+
+    def input_gradient(self, matrix: np.ndarray, seed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(value, gradient)`` of ``value = Σ_k seed[:, k] · output[:, k]`` per row: the
+        explained combination of the raw outputs and its gradient with respect to the inputs,
+        (rows,) and (rows, inputs) — back-propagation through the stored weights in NumPy."""
+        x = np.asarray(matrix, dtype=np.float64)
+        name = str(self.architecture["activation"])
+        pre: list[np.ndarray] = []
+        h = x
+        for i in range(self._layers - 1):
+            z = self._dense(f"deep.{i}", h)
+            pre.append(z)
+            h = self._act(z)
+        last = self._layers - 1
+        out = self._dense(f"deep.{last}", h)
+        if self.kind == "wide_deep":
+            out = out + self._dense("wide", x)
+        value = np.einsum("ij,ij->i", out, seed)
+        grad = seed @ self._w[f"deep.{last}.weight"].T
+        for i in range(last - 1, -1, -1):
+            grad = _derivative(name, pre[i], grad) @ self._w[f"deep.{i}.weight"].T
+        if self.kind == "wide_deep":
+            grad = grad + seed @ self._w["wide.weight"].T
+        return value, grad
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """Regression: the predicted values in the label's units."""

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from shipyard.errors import FailedPrecondition, InvalidArgument
-from shipyard.registry.explain import CLASS_LEVEL_TOP_FEATURES, input_feature_groups
+from shipyard.registry.explain import CLASS_LEVEL_TOP_FEATURES, explain, input_feature_groups
 
 if TYPE_CHECKING:
     from shipyard.sql.functions import MLCall
@@ -42,16 +42,31 @@ def not_applicable(function: str, model: str, model_type: str, applies_to: str) 
 def ml_explain_predict(service: SqlService, call: MLCall) -> pa.Table:
     """ML.EXPLAIN_PREDICT: ML.PREDICT's columns, the top feature attributions, then the inputs."""
     call.check_params(
-        {"top_k_features": int, "threshold": (int, float), "approx_feature_contrib": bool}
+        {
+            "top_k_features": int,
+            "threshold": (int, float),
+            "approx_feature_contrib": bool,
+            "integrated_gradients_num_steps": int,
+        }
     )
     rows = call.require_input()
     predictor = service.models.load(call.model)
-    return predictor.explain(
-        rows,
-        top_k_features=call.params.get("top_k_features"),
-        threshold=call.params.get("threshold"),
-        approx_feature_contrib=bool(call.params.get("approx_feature_contrib")),
-    )
+    options: dict[str, Any] = {
+        "top_k_features": call.params.get("top_k_features"),
+        "threshold": call.params.get("threshold"),
+        "approx_feature_contrib": bool(call.params.get("approx_feature_contrib")),
+    }
+    steps = call.params.get("integrated_gradients_num_steps")
+    if steps is None:
+        return predictor.explain(rows, **options)
+    if predictor.flavor != "torch":
+        model_type = service.models.get_version(call.model).model_type
+        raise InvalidArgument(
+            f"ML.EXPLAIN_PREDICT parameter 'integrated_gradients_num_steps' applies to DNN "
+            f"models (integrated gradients); model {call.model} is a {model_type} model",
+            parameter="integrated_gradients_num_steps",
+        )
+    return explain(predictor, rows, integrated_gradients_num_steps=steps, **options)
 
 
 def ml_global_explain(service: SqlService, call: MLCall) -> pa.Table:

@@ -23,6 +23,8 @@ Training follows BigQuery ML's matrix factorization options:
   sweep whose relative improvement of the training loss is below ``min_rel_progress`` (0.01).
   ML.TRAINING_INFO has a row per sweep (explicit: mean squared error on the training ratings,
   and on the evaluation ratings as ``eval_loss``; implicit: the library's weighted loss).
+* ``num_trials`` tunes ``num_factors``, ``l2_reg`` and (implicit) ``wals_alpha``
+  (:mod:`shipyard.sql.tuning`); ``trial_id`` works in ML.RECOMMEND and ML.EVALUATE.
 * The data split options are the supervised models' (AUTO_SPLIT by default: no split under 500
   rows). Ids first seen in the evaluation rows have no factors and are left out of the metrics.
 
@@ -46,8 +48,9 @@ ML functions (user and item columns keep their training names and types):
 * ML.WEIGHTS: a row per user and per item — ``processed_input`` (the user or item column name),
   ``feature`` (the id as a string), ``factor_weights`` (ARRAY<STRUCT<factor INT64, weight
   FLOAT64>>, factors numbered from 1) and ``intercept`` (the user's or item's bias; 0 for
-  implicit models) — and a last row whose ``processed_input`` and ``feature`` are NULL that
-  holds the global intercept (the mean training rating; 0 for implicit models).
+  implicit models) — and a last row whose ``processed_input``, ``feature`` and
+  ``factor_weights`` are NULL that holds the global intercept (the mean training rating; 0 for
+  implicit models).
 * ML.PREDICT does not apply (as in BigQuery ML); the registry's Predictor
   (task ``recommendation``) scores (user, item) pairs for serving and batch prediction.
 """
@@ -55,9 +58,11 @@ ML functions (user and item columns keep their training names and types):
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -107,6 +112,8 @@ IMPLICIT_METRICS: tuple[str, ...] = (
 )
 #: ML.RECOMMEND refuses to build more rows than this in one call.
 MAX_RECOMMEND_ROWS = 200_000_000
+# Threads for the implicit ranking metrics' blocks of users (each holds a block of scores).
+_METRIC_THREADS = 4
 _SEED = 20240101
 
 #: BigQuery ML options of MATRIX_FACTORIZATION that Shipyard refuses: name → what.
@@ -507,20 +514,10 @@ class _IdColumns(FeaturePreprocessor):
         assert isinstance(out, _IdColumns)
         info = []
         for row, column, distinct in zip(first.feature_info(), columns, ids, strict=True):
-            values = train.column(column)
             stats = dict.fromkeys(row)
-            stats.update(input=column, null_count=0)
-            if pa.types.is_integer(values.type):
-                numbers = np.asarray(values.to_numpy(), dtype=np.float64)
-                stats.update(
-                    min=float(numbers.min()),
-                    max=float(numbers.max()),
-                    mean=float(numbers.mean()),
-                    median=float(np.median(numbers)),
-                    stddev=float(numbers.std(ddof=1)) if len(numbers) > 1 else None,
-                )
-            else:
-                stats.update(category_count=len(distinct))
+            # BigQuery ML computes only category_count for the user and item columns, whatever
+            # their type (the reference's ML.FEATURE_INFO page).
+            stats.update(input=column, null_count=0, category_count=len(distinct))
             info.append(stats)
         out._info = info
         return out
@@ -584,49 +581,74 @@ def ranking_metrics(
     users, items, ratings = users[keep], items[keep], ratings[keep]
     if len(users) == 0:
         return dict.fromkeys(IMPLICIT_METRICS)
-    # Sum the gains of repeated (user, item) pairs.
+    # Sum the gains of repeated (user, item) pairs; pairs come out sorted by (user, item).
     n_items = len(model.item_factors)
     key = users * n_items + items
     pairs, inverse = np.unique(key, return_inverse=True)
     gains = np.bincount(inverse, weights=ratings)
     pair_users, pair_items = pairs // n_items, pairs % n_items
     ranks = np.empty(len(pairs), dtype=np.int64)
-    squared = 0.0
     distinct = np.unique(pair_users)
-    for block_users in user_chunks(model, distinct):
+
+    def block(block_users: np.ndarray) -> tuple[float, float]:
+        """Ranks of one block of users' pairs (written in place); its squared-error sums."""
         scores = model.score_block(block_users)
-        squared += float(np.sum(scores**2))
+        total = float(np.sum(scores**2))
         lo = np.searchsorted(pair_users, block_users[0], side="left")
         hi = np.searchsorted(pair_users, block_users[-1], side="right")
         local = np.searchsorted(block_users, pair_users[lo:hi])
         own = scores[local, pair_items[lo:hi]]
-        squared += float(np.sum((own - 1.0) ** 2 - own**2))
-        step = max(1, CHUNK_PAIRS // max(n_items, 1))  # bounds the comparison matrix
-        for at in range(0, hi - lo, step):
-            part = slice(at, at + step)
-            greater = scores[local[part]] > own[part, None]
-            ranks[lo + at : lo + at + len(own[part])] = 1 + np.sum(greater, axis=1)
+        correction = float(np.sum((own - 1.0) ** 2 - own**2))
+        # Rank = 1 + the items scored strictly higher: each user's scores sorted once, then
+        # counted by binary search (n log n per user, not one comparison per pair and item).
+        scores.sort(axis=1)
+        bounds = np.searchsorted(local, np.arange(len(block_users) + 1))
+        for row in range(len(block_users)):
+            first, last = bounds[row], bounds[row + 1]
+            at_most = np.searchsorted(scores[row], own[first:last], side="right")
+            ranks[lo + first : lo + last] = 1 + n_items - at_most
+        return total, correction
+
+    # Blocks on a few threads (NumPy's scoring and sorting release the GIL); their sums are
+    # added in block order, so the result does not depend on the threads.
+    blocks = list(user_chunks(model, distinct))
+    workers = min(len(blocks), os.cpu_count() or 1, _METRIC_THREADS)
+    if workers > 1:
+        with ThreadPoolExecutor(workers, thread_name_prefix="shipyard-ranking") as pool:
+            sums = list(pool.map(block, blocks))
+    else:
+        sums = [block(b) for b in blocks]
+    squared = 0.0
+    for total, correction in sums:
+        squared += total
+        squared += correction
     mse = squared / (len(distinct) * n_items)
-    starts = np.searchsorted(pair_users, distinct, side="left")
-    ends = np.searchsorted(pair_users, distinct, side="right")
-    precisions, ndcgs = [], []
-    for lo, hi in zip(starts, ends, strict=True):
-        order = np.argsort(ranks[lo:hi], kind="stable")
-        user_ranks = ranks[lo:hi][order]
-        user_gains = gains[lo:hi][order]
-        hits = np.arange(1, len(user_ranks) + 1)
-        precisions.append(float(np.mean(hits / user_ranks)))
-        dcg = float(np.sum(user_gains / np.log2(user_ranks + 1)))
-        ideal = np.sort(gains[lo:hi])[::-1]
-        idcg = float(np.sum(ideal / np.log2(np.arange(2, len(ideal) + 2))))
-        ndcgs.append(dcg / idcg if idcg > 0 else 0.0)
+    precision, ndcg = _per_user_precision_ndcg(pair_users, ranks, gains)
     percentile = (ranks - 1) / max(n_items - 1, 1)
     return {
-        "mean_average_precision": float(np.mean(precisions)),
+        "mean_average_precision": float(np.mean(precision)),
         "mean_squared_error": mse,
-        "normalized_discounted_cumulative_gain": float(np.mean(ndcgs)),
+        "normalized_discounted_cumulative_gain": float(np.mean(ndcg)),
         "average_rank": float(np.sum(gains * percentile) / np.sum(gains)),
     }
+
+
+def _per_user_precision_ndcg(
+    pair_users: np.ndarray, ranks: np.ndarray, gains: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Average precision and NDCG of each user (``pair_users`` sorted), without a Python loop:
+    the pairs ordered by (user, rank) — ties in item order — and summed per user."""
+    _, group, counts = np.unique(pair_users, return_inverse=True, return_counts=True)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    position = np.arange(len(ranks)) - starts + 1  # 1-based place among the user's items
+    order = np.lexsort((ranks, group))
+    by_rank = ranks[order]
+    precision = np.bincount(group, weights=position / by_rank) / counts
+    dcg = np.bincount(group, weights=gains[order] / np.log2(by_rank + 1))
+    ideal = gains[np.lexsort((-gains, group))]
+    idcg = np.bincount(group, weights=ideal / np.log2(position + 1))
+    ndcg = np.divide(dcg, idcg, out=np.zeros_like(dcg), where=idcg > 0)
+    return precision, ndcg
 
 
 # --------------------------------------------------------------------------------------------
@@ -726,13 +748,9 @@ def _expand(
 
 
 def ml_recommend(service: SqlService, call: MLCall) -> pa.Table:
-    """ML.RECOMMEND(MODEL m [, TABLE t | (query)] [, STRUCT(trial_id)])."""
+    """ML.RECOMMEND(MODEL m [, TABLE t | (query)] [, STRUCT(trial_id)]); ``trial_id`` (a
+    model trained with num_trials) is resolved by :mod:`shipyard.sql.tuning` before this runs."""
     call.check_params({"trial_id": int})
-    if call.params.get("trial_id") is not None:
-        raise Unsupported(
-            "ML.RECOMMEND parameter 'trial_id' selects a hyperparameter tuning trial; "
-            "hyperparameter tuning is not supported yet"
-        )
     require_model_type(service, call, (MODEL_TYPE,))
     predictor = service.models.load(call.model)
     return recommend(predictor.model, predictor.config, call.input)
@@ -816,7 +834,8 @@ def ml_weights(service: SqlService, call: MLCall, fallback: Callable[..., pa.Tab
             {
                 "processed_input": pa.nulls(1, type=pa.string()),
                 "feature": pa.nulls(1, type=pa.string()),
-                "factor_weights": pa.array([[]], type=_FACTOR_WEIGHTS),
+                # BigQuery ML: NULL processed_input and factor_weights on the global row
+                "factor_weights": pa.nulls(1, type=_FACTOR_WEIGHTS),
                 "intercept": pa.array([model.intercept], type=pa.float64()),
             }
         )

@@ -15,9 +15,14 @@ leaves none — the same rule as ML.EVALUATE without input; the job log says so)
   When every space is a candidate list with at most ``num_trials`` combinations, every
   combination is tried once, whatever the algorithm: the search space is exhausted (BigQuery ML
   stops there too).
-* ``hparam_tuning_objectives``: one metric; defaults R2_SCORE (regressors), ROC_AUC
-  (classifiers), DAVIES_BOULDIN_INDEX (KMEANS). Error metrics, LOG_LOSS and the Davies-Bouldin
-  index are minimised, the others maximised.
+* ``hparam_tuning_objectives``: one metric; defaults R2_SCORE (regressors, DNN regressors),
+  ROC_AUC (classifiers, DNN classifiers), DAVIES_BOULDIN_INDEX (KMEANS), MEAN_SQUARED_ERROR
+  (explicit MATRIX_FACTORIZATION), MEAN_AVERAGE_PRECISION (implicit: also
+  NORMALIZED_DISCOUNTED_CUMULATIVE_GAIN, AVERAGE_RANK). Error metrics, LOG_LOSS, AVERAGE_RANK and
+  the Davies-Bouldin index are minimised, the others maximised.
+* DNN ``hidden_units`` takes candidates only, arrays written ``[[64, 32], [16]]`` or as BigQuery
+  ML does, ``[STRUCT([64, 32]), STRUCT([16])]`` (Optuna sees them as text). DNN trials run one
+  at a time: PyTorch's random state is per process.
 * Search spaces: the options given as HPARAM_RANGE / HPARAM_CANDIDATES. With none given, Shipyard
   tunes the model type's main hyperparameters (:data:`DEFAULT_TUNED`) over BigQuery ML's default
   ranges, leaving out any the statement fixes. ``l1_reg``/``l2_reg`` are searched on a log scale
@@ -62,7 +67,7 @@ from shipyard.registry.flavors import save_model
 from shipyard.sql import training
 from shipyard.sql.dialect import ShipyardBigQuery, literal_value
 from shipyard.sql.evaluation import CLASSIFICATION_METRICS, REGRESSION_METRICS
-from shipyard.sql.inspection import TRAINING_INFO_SCHEMA
+from shipyard.sql.inspection import training_info_schema
 
 if TYPE_CHECKING:
     from shipyard.sql.modeltypes import ModelTypeSpec, TrainedModel
@@ -136,7 +141,10 @@ def hparam_value(node: exp.Expression) -> Space | None:
     name = str(node.name).upper()
     if name not in ("HPARAM_RANGE", "HPARAM_CANDIDATES"):
         return None
-    args = [literal_value(a) for a in node.expressions]
+    args = [
+        _candidates(a) if name == "HPARAM_CANDIDATES" else literal_value(a)
+        for a in node.expressions
+    ]
     text = node.sql(dialect=ShipyardBigQuery)
     if name == "HPARAM_RANGE":
         if len(args) != 2 or not all(_is_number(a) for a in args):
@@ -150,10 +158,25 @@ def hparam_value(node: exp.Expression) -> Space | None:
             f"HPARAM_CANDIDATES takes one non-empty array, HPARAM_CANDIDATES([v1, v2, …]); "
             f"got {text}"
         )
-    values = tuple(args[0])
-    if len(set(values)) != len(values):
+    values = tuple(tuple(v) if isinstance(v, list) else v for v in args[0])
+    if len({repr(v) for v in values}) != len(values):
         raise InvalidArgument(f"HPARAM_CANDIDATES lists a value twice: {text}")
     return HParamCandidates(values)
+
+
+def _candidates(node: exp.Expression) -> Any:
+    """HPARAM_CANDIDATES' array; an array candidate may be wrapped in an unnamed STRUCT, as
+    BigQuery ML writes ``hidden_units=HPARAM_CANDIDATES([STRUCT([16, 8]), STRUCT([32])])``."""
+    if not isinstance(node, exp.Array):
+        return literal_value(node)
+    out = []
+    for item in node.expressions:
+        if isinstance(item, exp.Struct) and len(item.expressions) == 1:
+            only = item.expressions[0]
+            if not isinstance(only, exp.PropertyEQ | exp.Alias):
+                item = only
+        out.append(literal_value(item))
+    return out
 
 
 def _is_number(value: Any) -> bool:
@@ -164,14 +187,16 @@ def _is_number(value: Any) -> bool:
 class Tunable:
     """One tunable hyperparameter: its kind, valid values and BigQuery ML's default space."""
 
-    kind: Literal["float", "int", "enum"]
-    valid: tuple[Any, ...]  # (min, max) for numbers, the allowed values for enums
-    default: Space
+    kind: Literal["float", "int", "enum", "int_list"]
+    valid: tuple[Any, ...]  # (min, max) for numbers (each entry's, for int lists), enum values
+    default: Space | None  # None: tuned only when the statement gives candidates
     log: bool = False
 
     def describe(self) -> str:
         if self.kind == "enum":
             return "one of " + ", ".join(self.valid)
+        if self.kind == "int_list":
+            return f"a non-empty ARRAY<INT64> of values in [{self.valid[0]}, {self.valid[1]}]"
         kind = "INT64" if self.kind == "int" else "FLOAT64"
         return f"{kind} in [{self.valid[0]}, {self.valid[1]}]"
 
@@ -218,6 +243,33 @@ _FOREST = {
     "tree_method": _TREE_METHOD,
 }
 
+# DNN_* and DNN_LINEAR_COMBINED_*: BigQuery ML's spaces; FTRL (no PyTorch optimizer) is left
+# out of the default optimizer candidates (a trial that names it is INFEASIBLE).
+_NETWORK = {
+    "batch_size": Tunable("int", (1, 8192), HParamRange(16, 1024), log=True),
+    "dropout": Tunable("float", (0.0, 1.0), HParamRange(0.0, 0.8)),
+    "hidden_units": Tunable("int_list", (1, _INF), None),
+    "learn_rate": Tunable("float", (0.0, _INF), HParamRange(0.0, 1.0)),
+    "optimizer": Tunable(
+        "enum",
+        ("ADAGRAD", "ADAM", "FTRL", "RMSPROP", "SGD"),
+        HParamCandidates(("ADAM", "ADAGRAD", "RMSPROP", "SGD")),
+    ),
+    "l1_reg": _REG,
+    "l2_reg": _REG,
+}
+_FACTORIZATION = {
+    "num_factors": Tunable("int", (2, 200), HParamRange(2, 20)),
+    "l2_reg": _REG,
+    "wals_alpha": Tunable("float", (0.0, _INF), HParamRange(0.0, 100.0)),
+}
+_NETWORK_TYPES = (
+    "DNN_CLASSIFIER",
+    "DNN_REGRESSOR",
+    "DNN_LINEAR_COMBINED_CLASSIFIER",
+    "DNN_LINEAR_COMBINED_REGRESSOR",
+)
+
 #: model_type → its tunable hyperparameters (BigQuery ML's list, as far as Shipyard has them).
 TUNABLE: dict[str, dict[str, Tunable]] = {
     "LINEAR_REG": _GLM,
@@ -227,7 +279,11 @@ TUNABLE: dict[str, dict[str, Tunable]] = {
     "RANDOM_FOREST_REGRESSOR": _FOREST,
     "RANDOM_FOREST_CLASSIFIER": _FOREST,
     "KMEANS": {"num_clusters": Tunable("int", (2, 100), HParamRange(2, 10))},
+    **dict.fromkeys(_NETWORK_TYPES, _NETWORK),
+    "MATRIX_FACTORIZATION": _FACTORIZATION,
 }
+#: Matrix factorization with implicit feedback: its own objectives and default search space.
+_IMPLICIT_MF = "MATRIX_FACTORIZATION (IMPLICIT)"
 
 #: What Shipyard tunes (over the default spaces) when the statement gives no search space.
 DEFAULT_TUNED: dict[str, tuple[str, ...]] = {
@@ -238,6 +294,12 @@ DEFAULT_TUNED: dict[str, tuple[str, ...]] = {
     "RANDOM_FOREST_REGRESSOR": ("num_parallel_tree", "max_tree_depth", "subsample", "l2_reg"),
     "RANDOM_FOREST_CLASSIFIER": ("num_parallel_tree", "max_tree_depth", "subsample", "l2_reg"),
     "KMEANS": ("num_clusters",),
+    "DNN_CLASSIFIER": ("learn_rate", "dropout", "batch_size", "l1_reg", "l2_reg", "optimizer"),
+    "DNN_REGRESSOR": ("learn_rate", "dropout", "batch_size", "l1_reg", "l2_reg", "optimizer"),
+    "DNN_LINEAR_COMBINED_CLASSIFIER": ("dropout", "batch_size", "l1_reg", "l2_reg"),
+    "DNN_LINEAR_COMBINED_REGRESSOR": ("dropout", "batch_size", "l1_reg", "l2_reg"),
+    "MATRIX_FACTORIZATION": ("num_factors", "l2_reg"),
+    _IMPLICIT_MF: ("num_factors", "l2_reg", "wals_alpha"),
 }
 
 _REGRESSION_OBJECTIVES = (
@@ -258,12 +320,25 @@ OBJECTIVES: dict[str, tuple[str, ...]] = {
     "BOOSTED_TREE_CLASSIFIER": _CLASSIFICATION_OBJECTIVES,
     "RANDOM_FOREST_CLASSIFIER": _CLASSIFICATION_OBJECTIVES,
     "KMEANS": ("DAVIES_BOULDIN_INDEX",),
+    "DNN_REGRESSOR": _REGRESSION_OBJECTIVES,
+    "DNN_LINEAR_COMBINED_REGRESSOR": _REGRESSION_OBJECTIVES,
+    "DNN_CLASSIFIER": _CLASSIFICATION_OBJECTIVES,
+    "DNN_LINEAR_COMBINED_CLASSIFIER": _CLASSIFICATION_OBJECTIVES,
+    "MATRIX_FACTORIZATION": _REGRESSION_OBJECTIVES,
+    _IMPLICIT_MF: (
+        "MEAN_AVERAGE_PRECISION",
+        "MEAN_SQUARED_ERROR",
+        "NORMALIZED_DISCOUNTED_CUMULATIVE_GAIN",
+        "AVERAGE_RANK",
+    ),
 }
 #: model_type → the objective used when hparam_tuning_objectives is not given.
 DEFAULT_OBJECTIVES = {
     t: "R2_SCORE" if o is _REGRESSION_OBJECTIVES else "ROC_AUC" for t, o in OBJECTIVES.items()
 }
 DEFAULT_OBJECTIVES["KMEANS"] = "DAVIES_BOULDIN_INDEX"
+DEFAULT_OBJECTIVES["MATRIX_FACTORIZATION"] = "MEAN_SQUARED_ERROR"
+DEFAULT_OBJECTIVES[_IMPLICIT_MF] = "MEAN_AVERAGE_PRECISION"
 _MINIMISE = frozenset(
     {
         "MEAN_ABSOLUTE_ERROR",
@@ -272,8 +347,18 @@ _MINIMISE = frozenset(
         "MEDIAN_ABSOLUTE_ERROR",
         "LOG_LOSS",
         "DAVIES_BOULDIN_INDEX",
+        "AVERAGE_RANK",
     }
 )
+
+
+def _variant(model_type: str, options: Mapping[str, Any]) -> str:
+    """The key of OBJECTIVES / DEFAULT_OBJECTIVES / DEFAULT_TUNED: the model type, or for
+    matrix factorization with implicit feedback its own entry (ranking objectives)."""
+    feedback = options.get("feedback_type")
+    if model_type == "MATRIX_FACTORIZATION" and str(feedback).upper() == "IMPLICIT":
+        return _IMPLICIT_MF
+    return model_type
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,18 +435,22 @@ def plan_tuning(model_type: str, options: Mapping[str, Any]) -> TuningPlan | Non
             option="hparam_tuning_algorithm",
         )
     algorithm = algorithm.upper()
-    objective = _objective(model_type, options.get("hparam_tuning_objectives"))
+    variant = _variant(model_type, options)
+    objective = _objective(variant, options.get("hparam_tuning_objectives"))
     default_space = not spaces
     if default_space:
+        defaults = DEFAULT_TUNED[variant]
         spaces = {
-            n: tunables[n].default for n in DEFAULT_TUNED[model_type] if n.lower() not in options
+            n: tunables[n].default  # type: ignore[misc]
+            for n in defaults
+            if n.lower() not in options and tunables[n].default is not None
         }
         if not spaces:
             raise InvalidArgument(
                 f"num_trials needs a hyperparameter to tune, but the statement fixes every one "
-                f"Shipyard tunes by default for {model_type} "
-                f"({', '.join(DEFAULT_TUNED[model_type])}); give one a search space, e.g. "
-                f"{DEFAULT_TUNED[model_type][0]}=HPARAM_RANGE(…) — tunable: {', '.join(tunables)}",
+                f"Shipyard tunes by default for {variant} ({', '.join(defaults)}); give one a "
+                f"search space, e.g. {defaults[0]}=HPARAM_RANGE(…) — tunable: "
+                f"{', '.join(tunables)}",
                 option="num_trials",
             )
     if algorithm == "GRID_SEARCH":
@@ -424,6 +513,12 @@ def _check_space(model_type: str, name: str, space: Space, tunables: dict[str, T
         )
     low, high = tunable.valid[0], tunable.valid[-1]  # numbers; unused for enums
     if isinstance(space, HParamRange):
+        if tunable.kind == "int_list":
+            raise InvalidArgument(
+                f"option '{name}' takes arrays: use HPARAM_CANDIDATES([[…], […]]) (or "
+                f"[STRUCT([…]), …]), not {space.sql()}",
+                option=name,
+            )
         if tunable.kind == "enum":
             raise InvalidArgument(
                 f"option '{name}' takes strings: use HPARAM_CANDIDATES([…]) with values from "
@@ -444,7 +539,13 @@ def _check_space(model_type: str, name: str, space: Space, tunables: dict[str, T
             )
         return
     for value in space.values:
-        if tunable.kind == "enum":
+        if tunable.kind == "int_list":
+            ok = (
+                isinstance(value, tuple)
+                and len(value) > 0
+                and all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in value)
+            )
+        elif tunable.kind == "enum":
             ok = isinstance(value, str) and value.upper() in tunable.valid
         elif tunable.kind == "int":
             ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
@@ -471,11 +572,30 @@ def parse_base(spec: ModelTypeSpec, plan: TuningPlan) -> Any:
     first: ShipyardError | None = None
     for point in itertools.islice(itertools.product(*choices), 64):
         try:
-            return spec.parse_options({**plan.base, **dict(zip(plan.space, point, strict=True))})
+            point_options = {n: _option(v) for n, v in zip(plan.space, point, strict=True)}
+            return spec.parse_options({**plan.base, **point_options})
         except ShipyardError as exc:
             first = first or exc
     assert first is not None
     raise first
+
+
+def _option(value: Any) -> Any:
+    """A search-space value as an option value: an array candidate (a tuple) as a list."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _encode(value: Any) -> Any:
+    """A candidate as Optuna stores it: numbers and strings as they are, arrays as text."""
+    if isinstance(value, tuple):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return value.upper() if isinstance(value, str) else value
+
+
+def _decode(value: Any, tunable: Tunable) -> Any:
+    if tunable.kind == "int_list" and isinstance(value, str):
+        return [int(v) for v in value.strip("[]").split(",")]
+    return _plain(value)
 
 
 def _middle(space: HParamRange, tunable: Tunable) -> Any:
@@ -532,10 +652,11 @@ class TuningOutcome:
 def _distribution(name: str, space: Space, tunable: Tunable) -> Any:
     optuna = _optuna()
     if isinstance(space, HParamCandidates):
-        values = [v.upper() if isinstance(v, str) else v for v in space.values]
-        return optuna.distributions.CategoricalDistribution(values)
+        return optuna.distributions.CategoricalDistribution([_encode(v) for v in space.values])
     if tunable.kind == "int":
-        return optuna.distributions.IntDistribution(int(space.low), int(space.high))
+        return optuna.distributions.IntDistribution(
+            int(space.low), int(space.high), log=tunable.log
+        )
     low, high = float(space.low), float(space.high)
     if tunable.log:
         low = low if low > 0 else high * 1e-5  # a log scale cannot reach 0
@@ -547,10 +668,7 @@ def _grid(space: Mapping[str, Space]) -> dict[str, list[Any]] | None:
     """Every space as a candidate list, or None when one is a range."""
     if not all(isinstance(s, HParamCandidates) for s in space.values()):
         return None
-    return {
-        n: [v.upper() if isinstance(v, str) else v for v in s.values]  # type: ignore[union-attr]
-        for n, s in space.items()
-    }
+    return {n: [_encode(v) for v in s.values] for n, s in space.items()}  # type: ignore[union-attr]
 
 
 def _optuna() -> Any:
@@ -597,6 +715,14 @@ def run_trials(
     for params in enqueue:
         study.enqueue_trial(params)
     parallel = min(plan.max_parallel_trials, n_trials)
+    if plan.model_type in _NETWORK_TYPES and parallel > 1:
+        # PyTorch's random state (initial weights, dropout) is one per process: trials on
+        # threads side by side would draw from it in turn and lose their reproducibility.
+        job.log(
+            f"{plan.model_type} trials run one at a time (max_parallel_trials {parallel} "
+            "ignored): PyTorch's random state is shared by the threads of a process"
+        )
+        parallel = 1
     threads = max(1, (os.cpu_count() or 1) // parallel)
     job.log(
         f"hyperparameter tuning: {n_trials} trials, {parallel} at a time ({threads} threads "
@@ -618,7 +744,7 @@ def run_trials(
                     with lock:
                         otrial = study.ask(distributions)
                     asked[trial_id] = otrial
-                    params = {n: _plain(otrial.params[n]) for n in plan.space}
+                    params = {n: _decode(otrial.params[n], tunables[n]) for n in plan.space}
                     futures[pool.submit(runner.run, trial_id, params)] = trial_id
                     launched += 1
                 if not futures:
@@ -731,7 +857,8 @@ class _Runner:
             )
             return trial
         trial.objective_value = float(value)
-        if not trained.data_split.get("eval_rows") and not self._eval_warned:
+        own_split = self.plan.model_type == "MATRIX_FACTORIZATION"  # splits inside its trainer
+        if not trained.data_split.get("eval_rows") and not own_split and not self._eval_warned:
             self._eval_warned = True
             self.job.log(
                 f"the data split ({trained.data_split.get('effective_method', 'NO_SPLIT')}) "
@@ -882,7 +1009,7 @@ def _evaluate_all_trials(service: SqlService, call: Any) -> pa.Table:
     tuning = _tuning(service, call.model) or {}
     if version.task == "regression":
         names: tuple[str, ...] = REGRESSION_METRICS
-    elif version.task == "clustering":
+    elif version.task in ("clustering", "recommendation"):
         names = tuple(version.metrics)
     else:
         names = CLASSIFICATION_METRICS
@@ -913,7 +1040,12 @@ def ml_trial_info(service: SqlService, call: Any) -> pa.Table:
     model_type = service.models.get_version(call.model).model_type
     tunables = TUNABLE.get(model_type, {})
     names = list(tuning.get("search_space") or {})
-    arrow = {"int": pa.int64(), "float": pa.float64(), "enum": pa.string()}
+    arrow = {
+        "int": pa.int64(),
+        "float": pa.float64(),
+        "enum": pa.string(),
+        "int_list": pa.list_(pa.int64()),
+    }
     hp_type = pa.struct(
         [(n, arrow[tunables[n].kind] if n in tunables else pa.string()) for n in names]
     )
@@ -944,14 +1076,35 @@ def _training_info_all_trials(handler: Handler) -> Handler:
         tuning = None if call.input is not None or call.params else _tuning(service, call.model)
         if tuning is None:
             return handler(service, call)
-        names = TRAINING_INFO_SCHEMA.names
+        columns = training_info_schema(service.models.get_version(call.model).model_type)
         rows = [
-            {"trial_id": t["trial_id"], **{n: row.get(n) for n in names}}
+            {"trial_id": t["trial_id"], **{n: row.get(n) for n in columns.names}}
             for t in tuning["trials"]
             for row in t.get("training_info") or []
         ]
-        schema = pa.schema([pa.field("trial_id", pa.int64()), *TRAINING_INFO_SCHEMA])
+        schema = pa.schema([pa.field("trial_id", pa.int64()), *columns])
         return pa.Table.from_pylist(rows, schema=schema)
+
+    return run
+
+
+def _every_trial(handler: Handler) -> Handler:
+    """ML.WEIGHTS / ML.CENTROIDS of a tuned model: every SUCCEEDED trial's rows, ``trial_id``
+    first (BigQuery ML's rule for the functions that take no input rows)."""
+
+    def run(service: SqlService, call: Any) -> pa.Table:
+        tuning = None if call.input is not None else _tuning(service, call.model)
+        if tuning is None:
+            return handler(service, call)
+        parts = []
+        for trial in tuning["trials"]:
+            if trial.get("status") != "SUCCEEDED":
+                continue
+            view = _TrialService(service, _TrialModels(service.models, call.model, trial))
+            part = handler(view, call)  # type: ignore[arg-type]
+            ids = pa.array([trial["trial_id"]] * part.num_rows, type=pa.int64())
+            parts.append(part.add_column(0, "trial_id", ids))
+        return pa.concat_tables(parts) if parts else handler(service, call)
 
     return run
 
@@ -962,8 +1115,11 @@ def handlers(existing: Mapping[str, Handler]) -> dict[str, Handler]:
     out: dict[str, Handler] = {"TRIAL_INFO": ml_trial_info}
     if "TRAINING_INFO" in existing:
         out["TRAINING_INFO"] = _training_info_all_trials(existing["TRAINING_INFO"])
-    for name in ("PREDICT", "EVALUATE", "EXPLAIN_PREDICT"):
+    for name in ("PREDICT", "EVALUATE", "EXPLAIN_PREDICT", "RECOMMEND"):
         if name in existing:
             every = _evaluate_all_trials if name == "EVALUATE" else None
             out[name] = _trial_aware(name, existing[name], all_trials=every)
+    for name in ("WEIGHTS", "CENTROIDS"):
+        if name in existing:
+            out[name] = _every_trial(existing[name])
     return out
