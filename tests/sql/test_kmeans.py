@@ -3,6 +3,7 @@ DETECT_ANOMALIES output, and bad input."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -135,7 +136,15 @@ def test_cosine_distance() -> None:
     distances = np.array(
         [e["DISTANCE"] for row in out["NEAREST_CENTROIDS_DISTANCE"].to_pylist() for e in row]
     )
-    assert distances.min() >= -1e-9 and distances.max() <= 2.0
+    assert distances.min() >= 0.0 and distances.max() <= math.sqrt(2.0)
+    # BigQuery ML's formula: sqrt(1 - x·c / (|x| |c|)), on the standardized features
+    x = _standardized(t)
+    centers = np.asarray(trained.model.cluster_centers_)
+    first = out["NEAREST_CENTROIDS_DISTANCE"].to_pylist()[0]
+    for entry in first:
+        c = centers[entry["CENTROID_ID"] - 1]
+        cos = float(x[0] @ c / (np.linalg.norm(x[0]) * np.linalg.norm(c)))
+        assert entry["DISTANCE"] == pytest.approx(math.sqrt(1.0 - cos), rel=1e-6)
 
 
 # -- through SQL ------------------------------------------------------------------------------
@@ -184,7 +193,9 @@ def test_centroids_are_cluster_means(ws: Any) -> None:
         "feature",
         "numerical_value",
         "categorical_value",
+        "geography_value",  # BigQuery ML's; set for GEOGRAPHY features only
     ]
+    assert centroids["geography_value"].null_count == centroids.num_rows
     assert centroids.num_rows == 3 * len(_FEATURES)
     means = ws.sql(
         "SELECT CENTROID_ID AS id, AVG(petal_length) AS m "

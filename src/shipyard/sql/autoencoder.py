@@ -19,9 +19,10 @@ ML functions (errors are per row, over the preprocessed features):
 * ML.RECONSTRUCTION_LOSS(MODEL m, TABLE t): ``mean_absolute_error``, ``mean_squared_error``,
   ``mean_squared_log_error``, then the input columns. The log error uses ``log1p`` of values
   clipped at 0 (standardized features can be negative, where the logarithm is undefined).
-* ML.DETECT_ANOMALIES(MODEL m, STRUCT(c AS contamination), TABLE t): ``is_anomaly`` and the
-  three errors; a row is an anomaly when its ``mean_squared_error`` is above the
-  ``1 - contamination`` quantile of the training rows' errors.
+* ML.DETECT_ANOMALIES(MODEL m, STRUCT(c AS contamination), TABLE t): ``is_anomaly`` and
+  ``mean_squared_error`` (BigQuery ML's columns), then the input columns; a row is an anomaly
+  when its ``mean_squared_error`` is above the ``1 - contamination`` quantile of the training
+  rows' errors.
 * ML.EVALUATE: the three errors averaged over the evaluation split (else the training data), or
   over the given rows.
 """
@@ -202,8 +203,13 @@ def train_autoencoder(
         )
     net = _to_net(module, architecture)
     train_errors = reconstruction_errors(net, np.asarray(x, dtype=np.float64))
-    metric_rows = x_eval if x_eval is not None else x
-    metrics = _mean_metrics(reconstruction_errors(net, np.asarray(metric_rows, dtype=np.float64)))
+    # The evaluation split's errors, else the training rows' (computed once).
+    metric_errors = (
+        train_errors
+        if x_eval is None
+        else reconstruction_errors(net, np.asarray(x_eval, dtype=np.float64))
+    )
+    metrics = _mean_metrics(metric_errors)
     quantiles = np.quantile(train_errors["mean_squared_error"], np.linspace(0.0, 1.0, _QUANTILES))
     report(1.0, f"trained in {time.perf_counter() - start:.1f} s")
     return UnsupervisedFit(
@@ -294,7 +300,7 @@ def detect_anomalies_or(
         threshold = anomaly_threshold(predictor.config, contamination)
         out = {
             "is_anomaly": pa.array(errors["mean_squared_error"] > threshold, type=pa.bool_()),
-            **{name: pa.array(errors[name], type=pa.float64()) for name in AUTOENCODER_METRICS},
+            "mean_squared_error": pa.array(errors["mean_squared_error"], type=pa.float64()),
         }
         return _with_inputs(out, rows, call.function)
 

@@ -38,7 +38,7 @@ from shipyard.errors import InvalidArgument
 from shipyard.registry.predictor import Predictor
 from shipyard.registry.preprocessing import FeaturePreprocessor
 from shipyard.sql.clustering import _QUANTILES, _with_inputs, feature_rows, require_model_type
-from shipyard.sql.training import Progress, UnsupervisedFit
+from shipyard.sql.training import Progress, UnsupervisedFit, one_blas_thread
 
 if TYPE_CHECKING:
     from shipyard.sql.functions import MLCall
@@ -119,8 +119,23 @@ def train_pca(
 
 
 def _reconstruction_errors(model: Any, x: np.ndarray) -> np.ndarray:
-    restored = model.inverse_transform(model.transform(x))
-    return np.mean((x - restored) ** 2, axis=1)  # type: ignore[no-any-return]
+    """Each row's mean squared error between ``x`` and ``inverse_transform(transform(x))``.
+
+    scikit-learn's arithmetic (a projection centred after the product, then back), without its
+    input checks and in place: the (rows, features) temporaries were most of the time.
+    """
+    if model.whiten:
+        restored = model.inverse_transform(model.transform(x))
+        return np.mean((x - restored) ** 2, axis=1)  # type: ignore[no-any-return]
+    components = model.components_
+    with one_blas_thread():  # thin products: see training.one_blas_thread
+        projected = x @ components.T
+        projected -= model.mean_.reshape(1, -1) @ components.T
+        restored = projected @ components
+    restored += model.mean_
+    restored -= x  # (restored - x)² = (x - restored)², bit for bit
+    np.square(restored, out=restored)
+    return np.mean(restored, axis=1)  # type: ignore[no-any-return]
 
 
 def evaluate_pca_rows(predictor: Predictor, rows: pa.Table) -> dict[str, float | None]:

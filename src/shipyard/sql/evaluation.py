@@ -69,44 +69,81 @@ def _clean(value: Any) -> float | None:
 
 
 def _regression(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float | None]:
-    from sklearn import metrics as skm
-
+    """scikit-learn's regression metrics (equal to float rounding), in NumPy: each scikit-learn
+    call re-validates and reshapes its inputs. Plain NumPy sums, not ``np.dot``: BLAS threads
+    make a dot product of 300k values 10x slower on a busy machine."""
+    diff = y_true - y_pred
+    absolute = np.abs(diff)
+    squared_sum = float(np.sum(diff * diff))
+    n = len(y_true)
     result: dict[str, float | None] = {
-        "mean_absolute_error": _clean(skm.mean_absolute_error(y_true, y_pred)),
-        "mean_squared_error": _clean(skm.mean_squared_error(y_true, y_pred)),
+        "mean_absolute_error": _clean(np.mean(absolute)),
+        "mean_squared_error": _clean(squared_sum / n),
         "mean_squared_log_error": None,
-        "median_absolute_error": _clean(skm.median_absolute_error(y_true, y_pred)),
+        "median_absolute_error": _clean(np.median(absolute)),
         "r2_score": None,
         "explained_variance": None,
     }
     if (y_true >= 0).all() and (y_pred >= 0).all():
-        result["mean_squared_log_error"] = _clean(skm.mean_squared_log_error(y_true, y_pred))
-    if len(y_true) >= 2:
-        result["r2_score"] = _clean(skm.r2_score(y_true, y_pred))
-        result["explained_variance"] = _clean(skm.explained_variance_score(y_true, y_pred))
+        logs = np.log1p(y_true) - np.log1p(y_pred)
+        result["mean_squared_log_error"] = _clean(np.mean(logs * logs))
+    if n >= 2:
+        centred = y_true - np.mean(y_true)
+        total = float(np.sum(centred * centred))
+        result["r2_score"] = _clean(_explained(squared_sum, total))
+        residual = diff - np.mean(diff)
+        result["explained_variance"] = _clean(_explained(float(np.sum(residual * residual)), total))
     return result
 
 
-def _roc_auc(y_true: np.ndarray, probabilities: np.ndarray, binary: bool) -> float | None:
-    from sklearn import metrics as skm
+def _explained(unexplained: float, total: float) -> float:
+    """``1 - unexplained / total`` with scikit-learn's ``force_finite`` rule for a constant
+    label: 1.0 when the prediction is perfect, else 0.0."""
+    if total == 0.0:
+        return 1.0 if unexplained == 0.0 else 0.0
+    return 1.0 - unexplained / total
 
+
+def _roc_auc(y_true: np.ndarray, probabilities: np.ndarray, binary: bool) -> float | None:
     if binary:
-        if len(np.unique(y_true)) < 2:
+        if y_true.min() == y_true.max():  # one class only
             return None
-        return _clean(skm.roc_auc_score(y_true, probabilities[:, 1]))
+        return _clean(_binary_auc(y_true == 1, probabilities[:, 1]))
     aucs = []
     for k in range(probabilities.shape[1]):
         positives = y_true == k
         if 0 < positives.sum() < len(y_true):
-            aucs.append(skm.roc_auc_score(positives, probabilities[:, k]))
+            aucs.append(_binary_auc(positives, probabilities[:, k]))
     return _clean(np.mean(aucs)) if aucs else None
+
+
+def _binary_auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """The area under the ROC curve of ``scores`` for the rows where ``positive`` is True.
+
+    The Mann-Whitney count: for each positive row, the negative rows scored below it, plus half
+    of those scored the same (two binary searches in the sorted negative scores). The counts
+    are exact integers, so the one division is the only rounding: scikit-learn's
+    ``roc_auc_score`` (a trapezoid sum over its ROC curve) agrees to the last bit or two, in
+    half its time (two sorts of half the rows, no input checks).
+    """
+    if not np.isfinite(scores).all():  # scikit-learn's error for NaN / infinity
+        from sklearn.metrics import roc_auc_score
+
+        return float(roc_auc_score(positive, scores))
+    pos = np.sort(scores[positive])
+    neg = np.sort(scores[~positive])
+    below = np.searchsorted(neg, pos, side="left")
+    ties = np.searchsorted(neg, pos, side="right") - below
+    wins = 2 * int(np.sum(below, dtype=np.int64)) + int(np.sum(ties, dtype=np.int64))
+    return wins / (2.0 * len(pos) * len(neg))  # wins: twice the Mann-Whitney U
 
 
 def _macro_log_loss(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:
     """The unweighted mean over classes of the one-vs-rest binary log loss."""
     k = probabilities.shape[1]
-    clipped = np.clip(probabilities, 1e-15, 1.0)
-    p = np.clip(clipped / clipped.sum(axis=1, keepdims=True), 1e-15, 1.0 - 1e-15)
+    p = np.clip(probabilities, 1e-15, 1.0)
+    p /= p.sum(axis=1, keepdims=True)  # in place: the same values, fewer (rows, K) temporaries
+    np.clip(p, 1e-15, 1.0 - 1e-15, out=p)
     is_class = y_true[:, None] == np.arange(k)
     per_class = -np.mean(np.where(is_class, np.log(p), np.log1p(-p)), axis=0)
     return _clean(np.mean(per_class))

@@ -75,6 +75,7 @@ __all__ = [
     "check_warm_start",
     "instance_weights",
     "is_random_forest",
+    "one_blas_thread",
     "prepare_data",
     "split_rows",
     "train_linear",
@@ -434,6 +435,24 @@ def _info_row(
     }
 
 
+_BLAS_CONTROLLER: Any = None
+
+
+def one_blas_thread() -> Any:
+    """A context in which BLAS runs on one thread, for thin products (rows x a few columns).
+
+    On a busy 2-core machine OpenBLAS' two threads wait on each other: ``(300k x 20) @ (20 x 5)``
+    measured 110 ms on two threads against 4-8 ms on one (quiet, two threads gain at most 2x on
+    a few milliseconds). scikit-learn's KMeans limits BLAS the same way.
+    """
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_CONTROLLER = ThreadpoolController()  # inspects the loaded libraries once
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+
+
 def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
     picked = proba[np.arange(len(y)), y]
     return float(-np.mean(np.log(np.clip(picked, 1e-15, 1.0))))
@@ -472,12 +491,18 @@ def train_linear(
         )
     report(0.0, f"fitting {type(model).__name__}")
     model.fit(x, y, sample_weight=sample_weight)
-    loss = float(np.mean((model.predict(x) - y) ** 2))
-    eval_scores = model.predict(x_eval) if x_eval is not None else None
-    eval_loss = float(np.mean((eval_scores - y_eval) ** 2)) if eval_scores is not None else None
+    # One pass over the rows, with ML.PREDICT's arithmetic: the training loss, and the metric
+    # rows' scores (the evaluation split, else these same training rows).
+    scores = _linear_model_scores(model, x, 0)
+    loss = float(np.mean((scores - y) ** 2))
+    eval_scores = eval_loss = None
+    if x_eval is not None and y_eval is not None:
+        eval_scores = _linear_model_scores(model, x_eval, 0)
+        eval_loss = float(np.mean((eval_scores - y_eval) ** 2))
     ms = (time.perf_counter() - start) * 1000
     report(1.0, f"fitted {type(model).__name__}: loss {loss:.6g}")
-    return Fit(model, [_info_row(0, loss, eval_loss, None, ms)], eval_scores)
+    metric_scores = eval_scores if eval_scores is not None else scores
+    return Fit(model, [_info_row(0, loss, eval_loss, None, ms)], metric_scores)
 
 
 def train_logistic(
@@ -519,24 +544,31 @@ def train_logistic(
         # An unregularised fit on separable data never "converges"; the result is still usable.
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(x, y, sample_weight=sample_weight)
-    predictor_like = _proba_full(model, x, label_info.n_classes)
-    loss = _log_loss(y, predictor_like)
-    eval_scores = None
-    eval_loss = None
+    # One pass over the rows, as train_linear: the training loss and the metric rows' scores.
+    proba = _linear_model_scores(model, x, label_info.n_classes)
+    loss = _log_loss(y, proba)
+    eval_scores = eval_loss = None
     if x_eval is not None and y_eval is not None:
-        eval_scores = _proba_full(model, x_eval, label_info.n_classes)
+        eval_scores = _linear_model_scores(model, x_eval, label_info.n_classes)
         eval_loss = _log_loss(y_eval, eval_scores)
     ms = (time.perf_counter() - start) * 1000
     report(1.0, f"fitted LogisticRegression: loss {loss:.6g}")
-    return Fit(model, [_info_row(0, loss, eval_loss, None, ms)], eval_scores)
+    metric_scores = eval_scores if eval_scores is not None else proba
+    return Fit(model, [_info_row(0, loss, eval_loss, None, ms)], metric_scores)
 
 
-def _proba_full(model: Any, x: np.ndarray, k: int) -> np.ndarray:
-    proba = model.predict_proba(x)
-    if proba.shape[1] == k:
-        return proba  # type: ignore[no-any-return]
-    full = np.zeros((len(x), k))
-    full[:, model.classes_.astype(np.int64)] = proba
+def _linear_model_scores(model: Any, x: np.ndarray, k: int) -> np.ndarray:
+    """A fitted linear model's output on ``x`` as ML.PREDICT computes it (row by row, see
+    :func:`shipyard.registry.predictor._linear_scores`): values for a regression (``k`` 0),
+    else the probabilities of the ``k`` classes in class order."""
+    from shipyard.registry.predictor import _linear_scores
+
+    scores = _linear_scores(model, x, classifier=k > 0)
+    assert scores is not None  # scikit-learn linear models have coef_ and intercept_
+    if k == 0 or scores.shape[1] == k:
+        return scores
+    full = np.zeros((len(x), k))  # a class absent from the training split: place by index
+    full[:, model.classes_.astype(np.int64)] = scores
     return full
 
 
