@@ -275,6 +275,19 @@ def _load_statsforecast(folder: Path, meta: dict[str, Any]) -> Any:
     return load_forecast_model(path)
 
 
+def _save_transform(model: Any, folder: Path) -> dict[str, Any]:
+    from shipyard.registry.transform import save_transform_model
+
+    return save_transform_model(model, folder)
+
+
+def _load_transform(folder: Path, meta: dict[str, Any]) -> Any:
+    from shipyard.registry.transform import load_transform_model
+
+    _require_file(folder, _files_of(meta, "transform.json"), "transform")
+    return load_transform_model(folder, meta)
+
+
 FLAVORS: dict[str, tuple[_Saver, _Loader]] = {
     # MATRIX_FACTORIZATION: Parquet id mappings and .npy factors, read with allow_pickle=False
     # (shipyard.registry.factorization)
@@ -287,6 +300,8 @@ FLAVORS: dict[str, tuple[_Saver, _Loader]] = {
     # DNN and AUTOENCODER models: safetensors weights + JSON architecture, NumPy inference
     # (shipyard.registry.neural)
     "torch": (_save_torch, _load_torch),
+    # model_type='TRANSFORM_ONLY': the fitted TRANSFORM as JSON (shipyard.registry.transform)
+    "transform": (_save_transform, _load_transform),
     "xgboost": (_save_xgboost, _load_xgboost),
 }
 

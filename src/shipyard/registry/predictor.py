@@ -37,6 +37,7 @@ is assembled from flat numpy buffers.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -87,26 +88,67 @@ def _tile(values: pa.Array, times: int) -> pa.Array:
     return pa.array(np.tile(values.to_numpy(zero_copy_only=False), times), type=dtype)
 
 
-def _probs_column(classes: pa.Array, probabilities: np.ndarray) -> pa.Array | pa.ChunkedArray:
-    """``list<struct<label, prob>>`` with the classes in descending order, per row."""
-    n, k = probabilities.shape
-    labels = classes.take(pa.array(np.arange(k)[::-1]))
-    ordered = probabilities[:, ::-1]  # a view; contiguous when it came from interpret_scores
-    label_bytes = 0
-    if pa.types.is_string(classes.type):
-        label_bytes = int(sum(len(str(v).encode()) for v in labels.to_pylist()))
-    # list offsets (and string offsets) are int32: split very large outputs into chunks.
-    per_row = max(k, label_bytes, 1)
-    batch = max(1, _INT32_MAX // per_row)
-    chunks = []
-    for start in range(0, max(n, 1), batch):
-        stop = min(n, start + batch)
-        rows = stop - start
-        probs = pa.array(np.ascontiguousarray(ordered[start:stop], dtype=np.float64).reshape(-1))
-        struct = pa.StructArray.from_arrays([_tile(labels, rows), probs], names=["label", "prob"])
-        offsets = pa.array(np.arange(0, rows * k + 1, k, dtype=np.int32))
-        chunks.append(pa.ListArray.from_arrays(offsets, struct))
-    return chunks[0] if len(chunks) == 1 else pa.chunked_array(chunks)
+class _ProbsLayout:
+    """What a ``_probs`` column of one set of classes needs besides the probabilities.
+
+    Built once per predictor: the labels in descending order, the Arrow types, the row count
+    per chunk, and, for the small batches of online serving, the tiled labels and list offsets
+    of recent row counts (Arrow arrays are immutable, so they can be shared between calls).
+    """
+
+    _SMALL_ROWS = 256  # row counts up to this have their labels and offsets cached
+    _SMALL_ENTRIES = 32
+
+    def __init__(self, classes: pa.Array) -> None:
+        k = len(classes)
+        self.k = k
+        self.labels = classes.take(pa.array(np.arange(k)[::-1]))
+        self.struct_type = pa.struct([("label", classes.type), ("prob", pa.float64())])
+        self.list_type = pa.list_(self.struct_type)
+        label_bytes = 0
+        if pa.types.is_string(classes.type):
+            label_bytes = int(sum(len(str(v).encode()) for v in self.labels.to_pylist()))
+        # list offsets (and string offsets) are int32: split very large outputs into chunks.
+        self.batch = max(1, _INT32_MAX // max(k, label_bytes, 1))
+        self._small: dict[int, tuple[pa.Array, pa.Buffer]] = {}
+
+    def parts(self, rows: int) -> tuple[pa.Array, pa.Buffer]:
+        """(the labels tiled ``rows`` times, the int32 list offsets buffer) for ``rows`` rows."""
+        cached = self._small.get(rows)
+        if cached is not None:
+            return cached
+        offsets = pa.py_buffer(np.arange(0, rows * self.k + 1, self.k, dtype=np.int32))
+        found = (_tile(self.labels, rows), offsets)
+        if rows <= self._SMALL_ROWS and len(self._small) < self._SMALL_ENTRIES:
+            self._small[rows] = found
+        return found
+
+    def column(self, probabilities: np.ndarray) -> pa.Array | pa.ChunkedArray:
+        n = probabilities.shape[0]
+        ordered = probabilities[:, ::-1]  # a view; contiguous when it came from interpret_scores
+        chunks = []
+        for start in range(0, max(n, 1), self.batch):
+            stop = min(n, start + self.batch)
+            rows = stop - start
+            flat = np.ascontiguousarray(ordered[start:stop], dtype=np.float64).reshape(-1)
+            labels, offsets = self.parts(rows)
+            struct = pa.StructArray.from_buffers(
+                self.struct_type, rows * self.k, [None], children=[labels, pa.array(flat)]
+            )
+            chunks.append(
+                pa.Array.from_buffers(self.list_type, rows, [None, offsets], children=[struct])
+            )
+        return chunks[0] if len(chunks) == 1 else pa.chunked_array(chunks)
+
+
+def _probs_column(
+    classes: pa.Array, probabilities: np.ndarray, layout: _ProbsLayout | None = None
+) -> pa.Array | pa.ChunkedArray:
+    """``list<struct<label, prob>>`` with the classes in descending order, per row.
+
+    ``layout``: the classes' :class:`_ProbsLayout`, when the caller keeps one.
+    """
+    return (layout or _ProbsLayout(classes)).column(probabilities)
 
 
 def _linear_scores(model: Any, matrix: np.ndarray, *, classifier: bool) -> np.ndarray | None:
@@ -132,6 +174,49 @@ def _linear_scores(model: Any, matrix: np.ndarray, *, classifier: bool) -> np.nd
         positive = expit(decision[:, 0])
         return np.column_stack([1.0 - positive, positive])
     return np.asarray(softmax(decision, axis=1))
+
+
+#: Up to this many clusters, _nearest ranks by pairwise comparisons instead of argsort.
+_RANK_BY_COMPARISON = 16
+_RANK_BLOCK_ROWS = 32768
+
+
+def _nearest(distances: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """(1-based ids, distances) of each row's ``m`` nearest centroids, nearest first.
+
+    The order of a stable argsort (ties: the lower id first). For a few clusters it is found
+    column-wise, a block of rows at a time: centroid j's rank in a row is the number of
+    centroids before it at most as far plus those after it strictly nearer, k*(k-1) vector
+    comparisons instead of a sort per row (numpy's per-row sort costs ~100 ns a row; this is
+    half of it at k = 8). NaN, which argsort puts last, takes the sort.
+    """
+    n, k = distances.shape
+    # The sum is NaN when a distance is (or +inf and -inf meet): then the sort decides.
+    if k > _RANK_BY_COMPARISON or n == 0 or math.isnan(np.einsum("ij->", distances)):
+        order = np.argsort(distances, axis=1, kind="stable")[:, :m]
+        return order + 1, np.take_along_axis(distances, order, axis=1)
+    ids = np.empty((n, m), dtype=np.int64)
+    nearest = np.empty((n, m), dtype=np.float64)
+    for start in range(0, n, _RANK_BLOCK_ROWS):
+        part = distances[start : start + _RANK_BLOCK_ROWS]
+        columns = np.ascontiguousarray(part.T)  # (k, rows): each centroid's distances
+        rank = np.zeros(columns.shape, dtype=np.int8)
+        for j in range(k):
+            rj, cj = rank[j], columns[j]
+            for i in range(j):
+                rj += columns[i] <= cj
+            for i in range(j + 1, k):
+                rj += columns[i] < cj
+        owner = np.zeros((m, len(part)), dtype=np.int8)  # owner[r]: the centroid of rank r
+        for j in range(1, k):
+            for r in range(m):
+                owner[r] += (rank[j] == r) * np.int8(j)
+        index = owner.T.astype(np.intp)
+        rows = slice(start, start + len(part))
+        ids[rows] = index
+        ids[rows] += 1
+        nearest[rows] = np.take_along_axis(part, index, axis=1)
+    return ids, nearest
 
 
 class Predictor:
@@ -255,6 +340,10 @@ class Predictor:
             from shipyard.registry.imported import ImportedPredictor
 
             return ImportedPredictor.from_dict(data, model)
+        if data.get("task") == "transform":  # model_type='TRANSFORM_ONLY': no model at all
+            from shipyard.registry.transform import TransformOnlyPredictor
+
+            return TransformOnlyPredictor.from_dict(data, model)  # type: ignore[return-value]
         try:
             label_info = data.get("label_info")
             return cls(
@@ -416,12 +505,20 @@ class Predictor:
             assert probabilities is not None
             columns = [
                 self.label_info.decode(predictions),
-                _probs_column(self.label_info.classes, probabilities),
+                self._probs_layout().column(probabilities),
             ]
         if keep_original_columns:
             columns.extend(table.columns)
             names = names + table.column_names
         return pa.Table.from_arrays(columns, names=names)
+
+    _layout: _ProbsLayout | None = None
+
+    def _probs_layout(self) -> _ProbsLayout:
+        if self._layout is None:
+            assert self.label_info is not None
+            self._layout = _ProbsLayout(self.label_info.classes)
+        return self._layout
 
     def explain(
         self,
@@ -471,17 +568,21 @@ class Predictor:
         centers = np.asarray(self.model.cluster_centers_, dtype=np.float64)
         x = np.asarray(matrix, dtype=np.float64)
         if self.config.get("distance_type") == "COSINE":
-            # 1 - cosine similarity; an all-zero row or centroid is at distance 1 from all.
+            # BigQuery ML's cosine distance, sqrt(1 - cosine similarity); an all-zero row or
+            # centroid is at distance 1 from all.
             xn = np.linalg.norm(x, axis=1, keepdims=True)
             cn = np.linalg.norm(centers, axis=1, keepdims=True)
             sim = (x / np.where(xn == 0, 1, xn)) @ (centers / np.where(cn == 0, 1, cn)).T
-            return 1.0 - sim  # type: ignore[no-any-return]
-        sq = (
-            np.einsum("ij,ij->i", x, x)[:, None]
-            - 2.0 * x @ centers.T
-            + np.einsum("ij,ij->i", centers, centers)[None, :]
-        )
-        return np.sqrt(np.maximum(sq, 0.0))  # type: ignore[no-any-return]
+            return np.sqrt(np.maximum(1.0 - sim, 0.0))  # type: ignore[no-any-return]
+        # |x|^2 - 2 x.c + |c|^2, in place on the (rows, clusters) product. Doubling is exact
+        # (short of overflow or subnormal products), so 2 * (x @ c) has the bits of the former
+        # (2 * x) @ c without its temporary copy of the whole matrix.
+        sq = x @ centers.T
+        sq *= 2.0
+        np.subtract(np.einsum("ij,ij->i", x, x)[:, None], sq, out=sq)
+        sq += np.einsum("ij,ij->i", centers, centers)[None, :]
+        np.maximum(sq, 0.0, out=sq)
+        return np.sqrt(sq, out=sq)  # type: ignore[no-any-return]
 
     def principal_components(self, matrix: np.ndarray) -> np.ndarray:
         """(rows, components): the projection of preprocessed rows on the components."""
@@ -496,15 +597,14 @@ class Predictor:
         distances = self.centroid_distances(matrix)
         n, k = distances.shape
         m = min(k, MAX_NEAREST_CENTROIDS)
-        order = np.argsort(distances, axis=1, kind="stable")[:, :m]
-        nearest = np.take_along_axis(distances, order, axis=1)
+        ids, nearest = _nearest(distances, m)
         entries = pa.StructArray.from_arrays(
-            [pa.array((order + 1).reshape(-1), type=pa.int64()), pa.array(nearest.reshape(-1))],
+            [pa.array(ids.reshape(-1), type=pa.int64()), pa.array(nearest.reshape(-1))],
             names=["CENTROID_ID", "DISTANCE"],
         )
         offsets = pa.array(np.arange(0, n * m + 1, m, dtype=np.int32))
         return [
-            pa.array(order[:, 0] + 1, type=pa.int64()),
+            pa.array(ids[:, 0], type=pa.int64()),
             pa.ListArray.from_arrays(offsets, entries),
         ]
 

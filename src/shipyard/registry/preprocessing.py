@@ -54,8 +54,11 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -86,6 +89,17 @@ _FORMAT_VERSION = 1
 # cache while it is written, so each output cache line leaves the CPU once (2-3x faster than
 # writing one strided column at a time over the whole matrix).
 _BLOCK_BYTES = 4 << 20
+# Up to this many rows, an all-FLOAT64 input becomes the matrix in one Arrow call
+# (RecordBatch.to_tensor) and is imputed/standardized in place: no per-column Python, which is
+# most of the cost of a small batch (online serving). Larger inputs take the blocked writer.
+_DENSE_ROWS = 2048
+# String labels of up to this many rows are decoded through NumPy objects, larger ones by take.
+_SMALL_DECODE = 64
+
+# FeaturePreprocessor.fit computes the columns' statistics on up to this many threads, when the
+# input holds at least this many values (below, a thread pool costs more than it saves).
+_FIT_THREADS = 4
+_PARALLEL_FIT_VALUES = 1_000_000
 
 # Canonical Arrow types of the categorical kinds; categories are stored as JSON in these.
 _CATEGORY_TYPES: dict[str, pa.DataType] = {
@@ -365,6 +379,8 @@ class FeaturePreprocessor:
             offset += spec.width
         self._offsets = offsets
         self._width = offset
+        # The last input schema that passed _check_input, with its _DensePlan (or None).
+        self._checked: tuple[pa.Schema, _DensePlan | None] | None = None
 
     # -- construction ------------------------------------------------------------------------
 
@@ -404,7 +420,7 @@ class FeaturePreprocessor:
                 "column a distinct name",
                 duplicated=duplicated,
             )
-        specs: list[_Spec] = []
+        columns: list[tuple[str, pa.ChunkedArray, str]] = []
         for name in features:
             col = _column(table, name)
             if pa.types.is_null(col.type):
@@ -422,10 +438,23 @@ class FeaturePreprocessor:
                     column=name,
                     type=str(col.type),
                 )
+            columns.append((name, col, kind))
+
+        def fit_column(column: tuple[str, pa.ChunkedArray, str]) -> _Spec:
+            name, col, kind = column
             if kind in ("numeric", "timestamp"):
-                specs.append(_fit_numeric(name, col, kind, standardize))
-            else:
-                specs.append(_fit_categorical(name, col, kind, categorical_encoding))
+                return _fit_numeric(name, col, kind, standardize)
+            return _fit_categorical(name, col, kind, categorical_encoding)
+
+        workers = min(len(columns), os.cpu_count() or 1, _FIT_THREADS)
+        if workers > 1 and table.num_rows * len(columns) >= _PARALLEL_FIT_VALUES:
+            # Columns are independent, and Arrow's and NumPy's kernels release the GIL: the
+            # statistics of 300k x 20 rows take ~half the time on 2 cores. Same results: each
+            # column is computed as it would be alone; map raises the first column's error.
+            with ThreadPoolExecutor(workers) as pool:
+                specs = list(pool.map(fit_column, columns))
+        else:
+            specs = [fit_column(column) for column in columns]
         return cls(specs, standardize=standardize, categorical_encoding=categorical_encoding)
 
     @classmethod
@@ -627,8 +656,15 @@ class FeaturePreprocessor:
 
         Extra columns are ignored; missing or incompatible columns raise InvalidArgument.
         """
-        self._check_input(table)
+        schema = table.schema
+        checked = self._checked
+        if checked is None or not checked[0].equals(schema):
+            self._check_input(table)  # once per input schema: serving sends the same one
+            checked = (schema, self._dense_plan(schema))
+            self._checked = checked
         n = table.num_rows
+        if checked[1] is not None and 0 < n <= _DENSE_ROWS:
+            return checked[1].matrix(table, dtype)
         out = np.zeros((n, self._width), dtype=dtype)  # calloc: untouched zeros cost nothing
         numeric: list[tuple[_NumericSpec, int, NumericSource]] = []
         for spec, offset in zip(self._specs, self._offsets, strict=True):
@@ -640,6 +676,31 @@ class FeaturePreprocessor:
         if numeric:
             self._write_numeric(out, numeric)
         return out
+
+    def _dense_plan(self, schema: pa.Schema) -> _DensePlan | None:
+        """The plan of a fast path for ``schema``: every feature numeric and FLOAT64 there."""
+        specs = self._specs
+        if not all(
+            isinstance(s, _NumericSpec)
+            and s.kind == "numeric"
+            and pa.types.is_float64(schema.field(s.name).type)
+            for s in specs
+        ):
+            return None
+        numeric = [s for s in specs if isinstance(s, _NumericSpec)]
+        names = [s.name for s in numeric]
+        positions = [schema.get_field_index(name) for name in names]
+        return _DensePlan(
+            positions=None if positions == list(range(len(schema))) else positions,
+            centers=np.array([s.center for s in numeric], dtype=np.float64),
+            inverses=np.array(
+                [1.0 if (s.center == 0.0 and s.scale == 1.0) else 1.0 / s.scale for s in numeric],
+                dtype=np.float64,
+            ),
+            imputes=np.array([s.impute for s in numeric], dtype=np.float64),
+            imputing=np.array([not s.passthrough for s in numeric], dtype=bool),
+            identity=all(s.center == 0.0 and s.scale == 1.0 for s in numeric),
+        )
 
     @staticmethod
     def _write_numeric(
@@ -714,6 +775,43 @@ class FeaturePreprocessor:
         if spec.null_category and values.null_count:
             null_rows = np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))
             out[null_rows, offset + spec.width - 1] = 1.0
+
+
+@dataclass(frozen=True)
+class _DensePlan:
+    """The fast transform of a small all-FLOAT64 input (see ``_DENSE_ROWS``).
+
+    The arithmetic is :meth:`FeaturePreprocessor._write_numeric`'s, element for element: NaN
+    and ±inf (NULL is NaN) become the training mean unless the column is pass-through, then
+    ``(value - center) * (1 / scale)`` in float64, then one cast to the matrix dtype. A column
+    left as it is (centre 0, scale 1) computes ``(v - 0.0) * 1.0``, which is ``v`` bit for bit.
+    """
+
+    positions: list[int] | None  # the feature columns' indices; None: the table is exactly them
+    centers: np.ndarray
+    inverses: np.ndarray
+    imputes: np.ndarray
+    imputing: np.ndarray  # bool per column: False for pass-through columns
+    identity: bool  # no column is centred or scaled
+
+    def matrix(self, table: pa.Table, dtype: Any) -> np.ndarray:
+        batches = table.to_batches()
+        if len(batches) != 1:
+            batches = table.combine_chunks().to_batches()
+        batch = batches[0]
+        if self.positions is not None:
+            batch = batch.select(self.positions)
+        # to_tensor always copies (a test pins it): x is ours to change in place.
+        x = batch.to_tensor(null_to_nan=True, row_major=True).to_numpy()
+        # One sum tells whether any value is NaN/±inf (einsum: a plain, cheap sum).
+        if not math.isfinite(np.einsum("ij->", x)):
+            missing = ~np.isfinite(x)
+            missing &= self.imputing
+            np.copyto(x, np.broadcast_to(self.imputes, x.shape), where=missing)
+        if not self.identity:
+            np.subtract(x, self.centers, out=x)
+            np.multiply(x, self.inverses, out=x)
+        return x.astype(dtype, copy=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -834,7 +932,17 @@ class LabelInfo:
 
     def decode(self, codes: np.ndarray) -> pa.Array:
         """Original label values (the label's Arrow type) of class indices."""
-        return self.classes.take(pa.array(np.asarray(codes)))
+        codes = np.asarray(codes)
+        values = self._numpy_classes
+        if values.dtype != object or len(codes) <= _SMALL_DECODE:
+            # NumPy's gather: the same values without Arrow's per-call cost of ``take``.
+            return pa.array(values[codes], type=self.arrow_type)
+        return self.classes.take(pa.array(codes))
+
+    @functools.cached_property
+    def _numpy_classes(self) -> np.ndarray:
+        """The classes as NumPy: numbers and bools as themselves, strings as objects."""
+        return self.classes.to_numpy(zero_copy_only=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"arrow_type": str(self.arrow_type), "classes": self.values()}
