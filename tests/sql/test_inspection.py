@@ -202,7 +202,10 @@ def test_confusion_matrix_threshold_moves_binary_predictions(ws: Any) -> None:
         ws,
         "SELECT * FROM ML.CONFUSION_MATRIX(MODEL demo.bt, TABLE demo.t, STRUCT(0.0 AS threshold))",
     )
-    assert low["expected_label"].to_pylist() == ["false", "true"]
+    # BigQuery ML: expected_label keeps the label column's type (BOOL here); the count
+    # columns are named after the classes' text
+    assert low["expected_label"].to_pylist() == [False, True]
+    assert low.schema.field("expected_label").type == pa.bool_()
     assert low["false"].to_pylist() == [0, 0]  # everything predicted positive
     assert sum(low["true"].to_pylist()) == 300
     default = _q(ws, "SELECT * FROM ML.CONFUSION_MATRIX(MODEL demo.bt)")  # threshold 0.5

@@ -47,10 +47,10 @@ def test_linear_regression_matches_scipy_linregress(ws: Any) -> None:
     data = ws.sql("SELECT x, y FROM demo.t").to_arrow()
     fit = stats.linregress(data["x"].to_numpy(), data["y"].to_numpy())
     out = ws.sql("SELECT * FROM ML.ADVANCED_WEIGHTS(MODEL demo.ols)").to_arrow()
-    assert out.column_names == [
+    assert out.column_names == [  # BigQuery ML's columns, one row per category
         "processed_input",
+        "category",
         "weight",
-        "category_weights",
         "standard_error",
         "p_value",
     ]
@@ -77,9 +77,11 @@ def test_logistic_regression_separates_signal_from_noise(ws: Any) -> None:
     rows = {r["processed_input"]: r for r in out}
     assert rows["x"]["p_value"] < 1e-6  # the label depends on x
     assert rows["noise"]["p_value"] > 0.01
-    categories = rows["c"]["category_weights"]
-    assert rows["c"]["weight"] is None and len(categories) == 2  # dummy: one level dropped
+    categories = [r for r in out if r["processed_input"] == "c"]
+    assert len(categories) == 2  # dummy: one level dropped; one row per remaining category
+    assert all(c["category"] is not None and c["weight"] is not None for c in categories)
     assert all(0.0 <= c["p_value"] <= 1.0 and c["standard_error"] > 0 for c in categories)
+    assert rows["x"]["category"] is None
     assert all(r["standard_error"] is None or r["standard_error"] > 0 for r in out)
 
 
@@ -125,10 +127,6 @@ def test_advanced_weights_applies_to_linear_models_only(ws: Any) -> None:
     with pytest.raises(InvalidArgument, match="applies to LINEAR_REG, LOGISTIC_REG models"):
         ws.sql("SELECT * FROM ML.ADVANCED_WEIGHTS(MODEL demo.km)")
     schema = ws.sql("SELECT * FROM ML.ADVANCED_WEIGHTS(MODEL demo.ols)").to_arrow().schema
-    assert schema.field("category_weights").type.value_type.names == [
-        "category",
-        "weight",
-        "standard_error",
-        "p_value",
-    ]
+    assert schema.field("category").type == pa.string()
+    assert "category_weights" not in schema.names
     assert schema.field("p_value").type == pa.float64()

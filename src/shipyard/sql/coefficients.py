@@ -16,8 +16,10 @@ their weights are not identifiable). The statistics are kept in the model packag
 predictor's config) for both the standardized weights and the raw-input weights that ML.WEIGHTS
 shows by default.
 
-ML.ADVANCED_WEIGHTS(MODEL m[, STRUCT(TRUE AS standardize)]) is ML.WEIGHTS plus
-``standard_error`` and ``p_value`` columns, also inside each ``category_weights`` entry.
+ML.ADVANCED_WEIGHTS(MODEL m[, STRUCT(TRUE AS standardize)]) returns BigQuery ML's columns
+``processed_input``, ``category``, ``weight``, ``standard_error``, ``p_value``: one row per
+numeric feature (``category`` NULL), one row per category of a categorical feature (the same
+``processed_input`` on each), and the ``__INTERCEPT__`` row.
 """
 
 from __future__ import annotations
@@ -141,19 +143,11 @@ def _width(col: dict[str, Any]) -> int:
     return len(col["categories"]) - dropped + (1 if col["null_category"] else 0)
 
 
-_CATEGORY = pa.struct(
-    [
-        ("category", pa.string()),
-        ("weight", pa.float64()),
-        ("standard_error", pa.float64()),
-        ("p_value", pa.float64()),
-    ]
-)
 _SCHEMA = pa.schema(
     [
         ("processed_input", pa.string()),
+        ("category", pa.string()),
         ("weight", pa.float64()),
-        ("category_weights", pa.list_(_CATEGORY)),
         ("standard_error", pa.float64()),
         ("p_value", pa.float64()),
     ]
@@ -184,26 +178,31 @@ def ml_advanced_weights(service: SqlService, call: MLCall) -> pa.Table:
     se, pv = chosen["standard_error"], chosen["p_value"]
     rows = weights_rows(predictor, standardize=standardize)
     offset = 0
-    out = []
+    out: list[dict[str, Any]] = []
     for row in rows:
-        entry = {
-            "processed_input": row["processed_input"],
-            "weight": row["weight"],
-            "category_weights": None,
-            "standard_error": None,
-            "p_value": None,
-        }
-        if row["processed_input"] == "__INTERCEPT__":
-            if statistics["intercept"]:
-                entry["standard_error"], entry["p_value"] = se[-1], pv[-1]
-        elif row["category_weights"] is not None:
-            entry["category_weights"] = [
-                {**c, "standard_error": se[offset + i], "p_value": pv[offset + i]}
-                for i, c in enumerate(row["category_weights"])
-            ]
+        name = row["processed_input"]
+        if name == "__INTERCEPT__":
+            known = bool(statistics["intercept"])
+            out.append(
+                _row(
+                    name, None, row["weight"], se[-1] if known else None, pv[-1] if known else None
+                )
+            )
+        elif row["category_weights"] is not None:  # one row per category, as BigQuery ML
+            for i, c in enumerate(row["category_weights"]):
+                out.append(_row(name, c["category"], c["weight"], se[offset + i], pv[offset + i]))
             offset += len(row["category_weights"])
         else:
-            entry["standard_error"], entry["p_value"] = se[offset], pv[offset]
+            out.append(_row(name, None, row["weight"], se[offset], pv[offset]))
             offset += 1
-        out.append(entry)
     return pa.Table.from_pylist(out, schema=_SCHEMA)
+
+
+def _row(name: str, category: str | None, weight: Any, se: Any, pv: Any) -> dict[str, Any]:
+    return {
+        "processed_input": name,
+        "category": category,
+        "weight": weight,
+        "standard_error": se,
+        "p_value": pv,
+    }

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shipyard.errors import InvalidArgument
+from shipyard.registry.preprocessing import LabelInfo
 from shipyard.sql.explanation import not_applicable
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ __all__ = [
     "ml_training_info",
     "ml_weights",
     "roc_curve",
+    "training_info_schema",
 ]
 
 FEATURE_INFO_SCHEMA = pa.schema(
@@ -61,6 +63,28 @@ TRAINING_INFO_SCHEMA = pa.schema(
         ("learning_rate", pa.float64()),
         ("duration_ms", pa.int64()),
     ]
+)
+# BigQuery ML: k-means models have no eval_loss but a cluster_info column; time series models
+# only training_run, iteration and duration_ms (the whole fit).
+KMEANS_TRAINING_INFO_SCHEMA = pa.schema(
+    [
+        *(f for f in TRAINING_INFO_SCHEMA if f.name != "eval_loss"),
+        (
+            "cluster_info",
+            pa.list_(
+                pa.struct(
+                    [
+                        ("centroid_id", pa.int64()),
+                        ("cluster_radius", pa.float64()),
+                        ("cluster_size", pa.int64()),
+                    ]
+                )
+            ),
+        ),
+    ]
+)
+TIME_SERIES_TRAINING_INFO_SCHEMA = pa.schema(
+    [f for f in TRAINING_INFO_SCHEMA if f.name in ("training_run", "iteration", "duration_ms")]
 )
 ROC_CURVE_SCHEMA = pa.schema(
     [
@@ -100,14 +124,24 @@ def ml_feature_info(service: SqlService, call: MLCall) -> pa.Table:
     )
 
 
+def training_info_schema(model_type: str) -> pa.Schema:
+    """ML.TRAINING_INFO's columns for a model type (BigQuery ML's: they differ for KMEANS and
+    the time series types)."""
+    if model_type == "KMEANS":
+        return KMEANS_TRAINING_INFO_SCHEMA
+    if model_type in ("ARIMA_PLUS", "ARIMA_PLUS_XREG"):
+        return TIME_SERIES_TRAINING_INFO_SCHEMA
+    return TRAINING_INFO_SCHEMA
+
+
 def ml_training_info(service: SqlService, call: MLCall) -> pa.Table:
     """ML.TRAINING_INFO: one row per training iteration (loss, eval_loss, duration, …)."""
     call.check_params({})
     _no_input(call)
+    schema = training_info_schema(service.models.get_version(call.model).model_type)
     rows = service.models.manifest(call.model).training_info
     return pa.Table.from_pylist(
-        [{name: row.get(name) for name in TRAINING_INFO_SCHEMA.names} for row in rows],
-        schema=TRAINING_INFO_SCHEMA,
+        [{name: row.get(name) for name in schema.names} for row in rows], schema=schema
     )
 
 
@@ -320,16 +354,19 @@ def ml_confusion_matrix(service: SqlService, call: MLCall) -> pa.Table:
                 f"ML.CONFUSION_MATRIX(MODEL {call.model}, TABLE …)"
             )
         counts = np.asarray(stored, dtype=np.int64)
-        classes = [_text(v) for v in (manifest.label_info or {}).get("classes", [])]
+        label_info = LabelInfo.from_dict(manifest.label_info or {})
     else:
         predictor, matrix, truth = _labelled_rows(service, call)
         codes, _ = predictor.predict_raw(matrix, threshold=threshold)
         assert predictor.label_info is not None
         k = predictor.label_info.n_classes
         counts = confusion_counts(truth, codes, k)
-        classes = [_text(v) for v in predictor.label_info.values()]
+        label_info = predictor.label_info
     del version
-    columns: dict[str, Any] = {"expected_label": pa.array(classes, type=pa.string())}
+    # BigQuery ML: expected_label has the label column's values and type; the count columns are
+    # named after the classes' text.
+    classes = [_text(v) for v in label_info.values()]
+    columns: dict[str, Any] = {"expected_label": label_info.classes}
     for j, name in enumerate(_column_names(classes)):
         columns[name] = pa.array(counts[:, j], type=pa.int64())
     return pa.table(columns)

@@ -28,8 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
-from shipyard.errors import InvalidArgument, SQLError
+from shipyard.errors import InvalidArgument, ShipyardError, SQLError
 from shipyard.registry.predictor import Predictor
+from shipyard.registry.preprocessing import FeaturePreprocessor
 from shipyard.registry.transform import SqlTransform
 from shipyard.sql.preprocessing_functions import Rewriter, sql_literal
 from shipyard.warehouse import fetch_arrow
@@ -38,7 +39,13 @@ if TYPE_CHECKING:
     from shipyard.sql.functions import MLCall
     from shipyard.sql.service import SqlService
 
-__all__ = ["attach_transform", "fit_transform", "ml_transform", "pop_transform"]
+__all__ = [
+    "attach_transform",
+    "fit_transform",
+    "ml_transform",
+    "pop_transform",
+    "raw_feature_info",
+]
 
 _TRAINING = "__shipyard_training"
 _MAX_SPARSE_WIDTH = 5_000
@@ -106,7 +113,15 @@ def fit_transform(
                     f"query does not return; its columns: {', '.join(data.column_names)}",
                     highlight=missing[0],
                 )
-            columns.append({"name": name, "sql": _fitted_sql(cur, body), "inputs": inputs})
+            columns.append(
+                {
+                    "name": name,
+                    "sql": _fitted_sql(cur, body),
+                    "inputs": inputs,
+                    # the clause's own text: what EXPORT MODEL names when it cannot convert it
+                    "source": body.sql(dialect="bigquery"),
+                }
+            )
             used.extend(i for i in inputs if i not in used)
         schema = [{"name": n, "type": str(data.schema.field(n).type)} for n in used]
         fitted = SqlTransform(columns, schema)
@@ -184,6 +199,22 @@ def ml_transform(service: SqlService, call: MLCall) -> pa.Table:
         )
     out: pa.Table = fitted.apply(rows, expand=False)  # as declared, as BigQuery ML shows it
     return out
+
+
+def raw_feature_info(
+    raw: pa.Table, fitted: SqlTransform, trained: FeaturePreprocessor
+) -> list[dict[str, Any]]:
+    """ML.FEATURE_INFO of a model trained with TRANSFORM: BigQuery ML describes the query's
+    pre-transform columns — here those the feature outputs read (the model's raw inputs; call
+    after :func:`attach_transform`, which names the label). Raw columns the preprocessing cannot
+    describe (ARRAY, STRUCT, BYTES) leave the transformed features' statistics in place."""
+    needed = {c["name"] for c in fitted.feature_inputs}
+    names = [name for name in raw.column_names if name in needed]  # the query's order
+    try:
+        described = FeaturePreprocessor.fit(raw, names, standardize=False)
+    except ShipyardError:
+        return trained.feature_info()
+    return described.feature_info()
 
 
 def attach_transform(predictor: Predictor, fitted: SqlTransform, label: str | None) -> Predictor:
