@@ -17,12 +17,21 @@ from shipyard.errors import AlreadyExists, InvalidArgument, SQLError, Unsupporte
 from shipyard.metadata.service import model_version_uri, table_version_uri
 from shipyard.registry.entities import Lineage
 from shipyard.registry.service import NewVersion
-from shipyard.sql import tuning
-from shipyard.sql.dialect import ShipyardBigQuery, literal_value, table_name
+from shipyard.sql import holdout, tuning
+from shipyard.sql.arima import with_custom_holidays
+from shipyard.sql.arima_holidays import named_training_queries
+from shipyard.sql.dialect import ShipyardBigQuery, TrainingQueries, literal_value, table_name
 from shipyard.sql.entities import QueryResult
+from shipyard.sql.expiration import pop_expiration
 from shipyard.sql.imported import create_imported_model, is_imported
 from shipyard.sql.modeltypes import MODEL_TYPES
-from shipyard.sql.transform import attach_transform, fit_transform, pop_transform
+from shipyard.sql.transform import (
+    attach_transform,
+    fit_transform,
+    pop_transform,
+    raw_feature_info,
+)
+from shipyard.sql.transform_only import create_transform_only_model, is_transform_only
 from shipyard.warehouse import QualifiedName
 
 if TYPE_CHECKING:
@@ -52,6 +61,8 @@ def create_model(
 ) -> QueryResult:
     if is_imported(statement):  # model_type='ONNX' | 'XGBOOST': see shipyard.sql.imported
         return create_imported_model(service, job, statement, text)
+    if is_transform_only(statement):  # model_type='TRANSFORM_ONLY': shipyard.sql.transform_only
+        return create_transform_only_model(service, job, statement, text)
     target = statement.this
     if isinstance(target, exp.Schema):
         raise Unsupported("INPUT(...)/OUTPUT(...) column lists are not supported yet")
@@ -63,6 +74,8 @@ def create_model(
             raise Unsupported(f"CREATE MODEL … {clause.upper()}(…) is not supported yet")
     statement = statement.copy()
     transform_clause = pop_transform(statement)  # TRANSFORM(…): see shipyard.sql.transform
+    # OPTIONS(expiration_timestamp=…): stored on the model, see shipyard.sql.expiration
+    expires = pop_expiration(service, statement, f"model {qname}")
 
     options = model_options(statement)
     model_type = options.get("model_type")
@@ -77,6 +90,7 @@ def create_model(
             + ", ".join(sorted(MODEL_TYPES))
         )
     spec = MODEL_TYPES[model_type.upper()]
+    test_split = holdout.plan_test_split(spec, options)  # data_split_test_fraction (tuning)
     plan = tuning.plan_tuning(spec.name, options)  # None without num_trials / HPARAM_*
     parsed = spec.parse_options(options) if plan is None else tuning.parse_base(spec, plan)
 
@@ -98,11 +112,18 @@ def create_model(
     query = statement.expression
     if query is None:
         raise SQLError(f"CREATE MODEL {qname} needs a training query: … AS SELECT …")
+    holiday_inputs: list[dict[str, Any]] = []
+    if isinstance(query, TrainingQueries):  # AS (training_data AS (…), custom_holiday AS (…))
+        query, holiday_query = named_training_queries(spec.name, query)
+        if holiday_query is not None:
+            holidays, holiday_inputs = _training_data(service, holiday_query)
+            parsed = with_custom_holidays(parsed, holidays)  # checked: shipyard.sql.arima_holidays
     job.progress(0.0, "reading training data")
     data, inputs = _training_data(service, query)
+    inputs += [i for i in holiday_inputs if i not in inputs]
     fitted = None
     if transform_clause is not None:  # statistics computed once, stored with the model
-        fitted, data = fit_transform(transform_clause, data)
+        raw, (fitted, data) = data, fit_transform(transform_clause, data)
     job.log(f"training {spec.name} on {data.num_rows} rows × {data.num_columns} columns")
     extra_files: dict[str, bytes] = {}
     hparam_tuning = None
@@ -115,7 +136,7 @@ def create_model(
             warm_start=previous,
         )
     else:  # hyperparameter tuning: the optimal trial's model, every trial's files
-        outcome = tuning.run_trials(spec, data, plan, job)
+        outcome = holdout.run_trials_with_test_split(spec, data, plan, job, test_split)
         trained, extra_files, hparam_tuning = outcome.best, outcome.files, outcome.summary
     predictor = trained.predictor()
     if fitted is not None:
@@ -130,7 +151,11 @@ def create_model(
         "signature": signature,
         "preprocessing": trained.preprocessor.to_dict(),
         "predictor_config": predictor.config,
-        "feature_info": trained.preprocessor.feature_info(),
+        "feature_info": (
+            trained.preprocessor.feature_info()
+            if fitted is None
+            else raw_feature_info(raw, fitted, trained.preprocessor)
+        ),
         "options": trained.options,
         "metrics": trained.eval_metrics,
         "training_info": trained.training_info,
@@ -150,6 +175,8 @@ def create_model(
     )
     if version is None:  # created concurrently by someone else while we trained
         return QueryResult(pa.table({}), statement_type="CREATE_MODEL", message="model exists")
+    # CREATE [OR REPLACE] sets the model's expiration: the option's time, else none.
+    service.models.update(str(qname), expiration_time=expires)
     if service.metadata is not None:
         output = model_version_uri(str(qname), version.version)
         service.metadata.record_execution(

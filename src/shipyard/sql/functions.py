@@ -25,6 +25,7 @@ from shipyard.sql import (
     inspection,
     recommend,
     transform,
+    transform_only,
     tuning,
 )
 from shipyard.sql.evaluation import CLASSIFICATION_METRICS, REGRESSION_METRICS, evaluate
@@ -170,3 +171,6 @@ ML_HANDLERS.update(tuning.handlers(ML_HANDLERS))
 # ARIMA_PLUS / ARIMA_PLUS_XREG (shipyard.sql.forecasting): ML.FORECAST, ML.EXPLAIN_FORECAST,
 # ML.ARIMA_EVALUATE, ML.ARIMA_COEFFICIENTS; wraps PREDICT, EVALUATE and DETECT_ANOMALIES
 ML_HANDLERS.update(forecasting.handlers(ML_HANDLERS))
+# TRANSFORM_ONLY models (shipyard.sql.transform_only): every function but ML.TRANSFORM and
+# ML.FEATURE_INFO refuses them, naming those two
+ML_HANDLERS.update(transform_only.handlers(ML_HANDLERS))
