@@ -132,21 +132,23 @@ def test_keys_that_cannot_share_a_call_get_their_own() -> None:
     assert sorted(model.calls) == [(1, 0.7), (2, 0.5)]
 
 
-def test_large_batches_run_off_the_loop_and_requests_queue_behind_them() -> None:
+def test_slow_batches_run_off_the_loop_and_requests_queue_behind_them() -> None:
     model = Model(delay=0.05)
-    batcher = AsyncMicroBatcher(model, inline_rows=4)
+    batcher = AsyncMicroBatcher(model)  # runs on the loop what it expects to take <= 2 ms
 
     async def main() -> list[pa.Table]:
+        await batcher(rows(0))  # the first call runs on the loop and measures 50 ms a row
         first = asyncio.ensure_future(batcher(rows(*range(10))))
-        await asyncio.sleep(0.01)  # the first batch is now running on a worker thread
+        await asyncio.sleep(0.01)  # the 10-row batch is now running on a worker thread
         later = [batcher(rows(i)) for i in range(3)]
         return [await first, *await asyncio.gather(*later)]
 
     results = asyncio.run(main())
     assert results[0].column("y").to_pylist() == [2 * i for i in range(10)]
     assert [r.column("y").to_pylist() for r in results[1:]] == [[0], [2], [4]]
-    assert model.calls == [(10, None), (3, None)]  # the three waited and went together
-    assert len(model.threads) == 2  # the big batch on a worker, the small one on the loop
+    assert model.calls == [(1, None), (10, None), (3, None)]  # the three went together
+    assert batcher.offloaded == 2 and batcher.row_cost_s > 0.01
+    assert len(model.threads) == 2  # the loop's own thread, then a worker
 
 
 def test_a_failing_call_fails_its_requests_and_the_next_batch_runs() -> None:
@@ -164,7 +166,7 @@ def test_a_failing_call_fails_its_requests_and_the_next_batch_runs() -> None:
 
 def test_a_request_stuck_behind_a_slow_batch_times_out() -> None:
     model = Model(delay=0.3)
-    batcher = AsyncMicroBatcher(model, inline_rows=0)
+    batcher = AsyncMicroBatcher(model, inline_s=-1.0)  # every batch on a worker thread
 
     async def main() -> tuple[pa.Table, BaseException]:
         slow = asyncio.ensure_future(batcher(rows(1)))

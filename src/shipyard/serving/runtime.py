@@ -13,15 +13,17 @@ load batches grow by themselves to what the model can absorb.
   batch runs queue up, and when the batch ends the first of them leads the next batch with
   everything queued behind it.
 * ``AsyncMicroBatcher`` (the HTTP servers' event loop) collects the requests that arrive in the
-  same turn of the loop and runs them as one model call: small batches on the loop itself (a
-  thread hop costs more than a few rows of trees), larger ones on a worker thread while the loop
-  goes on reading, and collecting, the next requests.
+  same turn of the loop and runs them as one model call: quick calls (under 2 ms, by the
+  deployment's own measured cost per row) on the loop itself, since a thread hop costs more
+  than a few rows of trees; longer ones on a worker thread while the loop goes on reading, and
+  collecting, the next requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -172,18 +174,17 @@ class InstanceSchema:
         values = list(chain.from_iterable(rows))
         if not _NUMBERS.issuperset(map(type, values)):
             return None
-        try:
-            columns = np.array(rows, dtype=np.float64).T.copy()
+        try:  # column-major: each field's values are one stretch of a single Arrow array
+            block = np.array(rows, dtype=np.float64).T.ravel()
         except (OverflowError, ValueError):
             return None
+        nulls = None
         if None in values:
             nulls = np.fromiter((v is None for v in values), bool, len(values))
-            masks = nulls.reshape(len(rows), width).T.copy()
-            arrays = [
-                pa.array(c, pa.float64(), mask=m) for c, m in zip(columns, masks, strict=True)
-            ]
-        else:
-            arrays = [pa.array(c, pa.float64()) for c in columns]
+            nulls = nulls.reshape(len(rows), width).T.ravel()
+        whole = pa.array(block, pa.float64(), mask=nulls)
+        n = len(rows)
+        arrays = [whole.slice(j * n, n) for j in range(width)]
         return pa.Table.from_arrays(arrays, schema=self._schema)
 
     def _check_keys(self, index: int, instance: dict[str, Any]) -> None:
@@ -325,10 +326,11 @@ class _Request:
 class AsyncMicroBatcher:
     """``MicroBatcher`` for an asyncio event loop (see the module docstring).
 
-    Requests that arrive in the same turn of the loop share one model call. A batch of at most
-    ``inline_rows`` rows runs on the loop itself; a larger one runs on ``executor`` (None: the
-    loop's default pool) while the loop collects the next batch. One batch runs at a time.
-    Must be used from one event loop.
+    Requests that arrive in the same turn of the loop share one model call. A batch expected to
+    take at most ``inline_s`` runs on the loop itself — the expectation is the rows times the
+    deployment's own running average cost per row, so a first call always runs inline — and a
+    longer one runs on ``executor`` (None: the loop's default pool) while the loop collects the
+    next batch. One batch runs at a time. Must be used from one event loop.
     """
 
     def __init__(
@@ -336,18 +338,20 @@ class AsyncMicroBatcher:
         fn: Callable[[pa.Table, Any], pa.Table],
         *,
         max_rows: int = 4096,
-        inline_rows: int = 64,
+        inline_s: float = 0.002,
         executor: Any = None,
     ) -> None:
         self._fn = fn
         self._max_rows = max_rows
-        self._inline_rows = inline_rows
+        self._inline_s = inline_s
         self._executor = executor
         self._pending: deque[_Request] = deque()
         self._scheduled = False
         self._running = False
+        self.row_cost_s = 0.0  # running average of a model call's seconds per row
         self.batches = 0
         self.batched_requests = 0
+        self.offloaded = 0  # batches run on a worker thread
 
     async def __call__(
         self, table: pa.Table, key: Any = None, *, timeout: float | None = None
@@ -384,13 +388,21 @@ class AsyncMicroBatcher:
             return
         self.batches += 1
         self.batched_requests += len(batch)
-        if rows <= self._inline_rows:
-            self._deliver(batch, _outcomes(self._fn, batch))
+        if rows * self.row_cost_s <= self._inline_s:
+            self._deliver(batch, self._timed(batch, rows))
             self._next(loop)
             return
         self._running = True
-        done = loop.run_in_executor(self._executor, _outcomes, self._fn, batch)
+        self.offloaded += 1
+        done = loop.run_in_executor(self._executor, self._timed, batch, rows)
         done.add_done_callback(lambda f: self._finished(loop, batch, f))
+
+    def _timed(self, batch: list[_Request], rows: int) -> list[Any]:
+        started = time.perf_counter()
+        outcomes = _outcomes(self._fn, batch)
+        per_row = (time.perf_counter() - started) / max(rows, 1)
+        self.row_cost_s = per_row if not self.row_cost_s else 0.8 * self.row_cost_s + 0.2 * per_row
+        return outcomes
 
     def _finished(
         self, loop: asyncio.AbstractEventLoop, batch: list[_Request], done: asyncio.Future[Any]
