@@ -2,9 +2,11 @@
 
 Every prediction request an endpoint serves (or a deterministic sample of them) becomes one row per
 instance in ``<root>/endpoint_logs/<endpoint>/part-<utc time>-<pid>-<seq>.parquet``. The serving
-thread only appends a tuple to an in-memory deque (:meth:`RequestLog.record`); a daemon thread
-turns the buffer into a Parquet file every ``flush_interval_s`` seconds (or sooner when
-``max_rows`` are waiting). Files are written under a temporary name and renamed, so readers never
+thread encodes the request's instances and predictions as JSON (orjson) and appends a tuple to an
+in-memory deque (:meth:`RequestLog.record`); a daemon thread turns the buffer into a Parquet file
+every ``flush_interval_s`` seconds (or sooner when ``max_rows`` are waiting), with column-wise
+work only, so that it never holds the GIL for long against the serving thread (a flush that
+encoded 2,600 requests at once put 9 ms on a one-row request's p99). Files are written under a temporary name and renamed, so readers never
 see half a file and several worker processes can write the same folder.
 
 **Crash semantics.** A process that exits normally flushes what it holds (``close()`` runs at
@@ -43,8 +45,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute  # loaded here: its first use costs ~1 s, which must not fall in a flush
 import pyarrow.parquet as pq
 
 from shipyard.errors import InvalidArgument
@@ -231,9 +235,9 @@ def _sampled(request_id: str, rate: float) -> bool:
 # -- the log ------------------------------------------------------------------------------------
 
 # (epoch µs, request_id, deployment_id, model, model_version, shadow, status, error, latency_ms,
-#  instances, predictions): one request, as the serving thread handed it over.
+#  rows, inputs, outputs): one request, its instances and predictions already JSON text.
 _Pending = tuple[
-    int, str, str, str, int, bool, int, "str | None", float, Sequence[Any], Sequence[Any]
+    int, str, str, str, int, bool, int, "str | None", float, int, list[str | None], list[str | None]
 ]
 
 
@@ -246,10 +250,11 @@ class RequestLog:
     ...            latency_ms=0.8)  # doctest: +SKIP
     >>> log.close()  # doctest: +SKIP
 
-    ``record`` is safe to call from any thread and costs an append; the lists it is given must
-    not be changed afterwards (they are serialised later, on the flush thread). When the flush
-    thread cannot keep up, more than ``10 * max_rows`` waiting requests are dropped rather than
-    let memory grow: :attr:`dropped` counts them.
+    ``record`` is safe to call from any thread. It encodes the request's instances and predictions
+    as JSON there and then (orjson: about a microsecond an instance), so the flush thread only
+    assembles columns and writes, in short steps that do not hold the GIL against the serving
+    thread. When the flush thread cannot keep up, more than ``10 * max_rows`` waiting requests
+    are dropped rather than let memory grow: :attr:`dropped` counts them.
     """
 
     def __init__(
@@ -312,7 +317,7 @@ class RequestLog:
         error: str | None = None,
         timestamp: datetime | None = None,
     ) -> None:
-        """Queue one request for the log (O(1): the flush thread does the rest)."""
+        """Queue one request for the log: its JSON now, the Parquet later (the flush thread)."""
         if self._closed or not _sampled(request_id, self.sample_rate):
             return
         if len(self._buffer) >= self._max_pending:
@@ -324,6 +329,7 @@ class RequestLog:
             if timestamp.tzinfo is None:  # naive times are taken as UTC
                 timestamp = timestamp.replace(tzinfo=UTC)
             micros = int(timestamp.timestamp() * 1_000_000)
+        rows = max(len(instances), len(predictions), 1)
         self._buffer.append(
             (
                 micros,
@@ -331,15 +337,16 @@ class RequestLog:
                 deployment_id,
                 model,
                 model_version,
-                shadow,
-                status,
+                bool(shadow),
+                int(status),
                 error,
-                latency_ms,
-                instances,
-                predictions,
+                float(latency_ms),
+                rows,
+                [_to_json(v) for v in instances],
+                [_to_json(v) for v in predictions],
             )
         )
-        self._buffered_rows += max(len(instances), 1)
+        self._buffered_rows += rows
         if self._buffered_rows >= self.max_rows:
             self._wake.set()
 
@@ -403,49 +410,52 @@ class RequestLog:
 
 
 def _log_table(pending: list[_Pending]) -> pa.Table:
-    """One row per instance; a request that failed before predicting keeps its inputs."""
-    columns: dict[str, list[Any]] = {name: [] for name in LOG_SCHEMA.names}
-    for (
-        micros,
-        request_id,
-        deployment_id,
-        model,
-        model_version,
-        shadow,
-        status,
-        error,
-        latency_ms,
-        instances,
-        predictions,
-    ) in pending:
-        count = max(len(instances), len(predictions), 1)
-        for name, value in (
-            ("timestamp", micros),
-            ("request_id", request_id),
-            ("deployment_id", deployment_id),
-            ("model", model),
-            ("model_version", model_version),
-            ("shadow", bool(shadow)),
-            ("status", int(status)),
-            ("error", error),
-            ("latency_ms", float(latency_ms)),
-        ):
-            columns[name].extend([value] * count)
-        columns["instance_index"].extend(range(count))
-        columns["inputs"].extend(_json_column(instances, count))
-        columns["outputs"].extend(_json_column(predictions, count))
-    arrays = [
-        pa.array(columns[field.name], type=pa.int64()).cast(field.type)
-        if field.name == "timestamp"
-        else pa.array(columns[field.name], type=field.type)
-        for field in LOG_SCHEMA
-    ]
-    return pa.Table.from_arrays(arrays, schema=LOG_SCHEMA)
+    """One row per instance; a request that failed before predicting keeps its inputs.
+
+    The request-level columns are built once per request and repeated with one ``take``; the
+    JSON texts are already there. Nothing here loops in Python over instances but the flattening
+    of the texts.
+    """
+    fields = list(zip(*pending, strict=True))
+    counts = np.asarray(fields[9], dtype=np.int64)
+    request_of_row = np.repeat(np.arange(len(pending)), counts)
+    starts = np.cumsum(counts) - counts
+    columns: dict[str, pa.Array] = {}
+    for position, name in enumerate(_REQUEST_COLUMNS):
+        field = LOG_SCHEMA.field(name)
+        values = pa.array(fields[position], type=pa.int64() if name == "timestamp" else field.type)
+        columns[name] = values.take(request_of_row)
+    columns["timestamp"] = columns["timestamp"].cast(LOG_SCHEMA.field("timestamp").type)
+    columns["instance_index"] = pa.array(
+        np.arange(len(request_of_row)) - np.repeat(starts, counts), pa.int32()
+    )
+    columns["inputs"] = _texts(fields[10], counts)
+    columns["outputs"] = _texts(fields[11], counts)
+    return pa.Table.from_arrays([columns[n] for n in LOG_SCHEMA.names], schema=LOG_SCHEMA)
 
 
-def _json_column(values: Sequence[Any], count: int) -> list[str | None]:
-    encoded = [_to_json(v) for v in values]
-    return encoded + [None] * (count - len(encoded))
+# The request-level columns, in the order of a _Pending tuple.
+_REQUEST_COLUMNS = (
+    "timestamp",
+    "request_id",
+    "deployment_id",
+    "model",
+    "model_version",
+    "shadow",
+    "status",
+    "error",
+    "latency_ms",
+)
+
+
+def _texts(per_request: Sequence[list[str | None]], counts: np.ndarray) -> pa.Array:
+    """Every request's JSON texts, each padded with nulls to its row count, as one column."""
+    flat: list[str | None] = []
+    for texts, count in zip(per_request, counts.tolist(), strict=True):
+        flat += texts
+        if len(texts) < count:
+            flat += [None] * (count - len(texts))
+    return pa.array(flat, type=pa.string())
 
 
 # -- feedback -----------------------------------------------------------------------------------
