@@ -6,8 +6,9 @@ thread encodes the request's instances and predictions as JSON (orjson) and appe
 in-memory deque (:meth:`RequestLog.record`); a daemon thread turns the buffer into a Parquet file
 every ``flush_interval_s`` seconds (or sooner when ``max_rows`` are waiting), with column-wise
 work only, so that it never holds the GIL for long against the serving thread (a flush that
-encoded 2,600 requests at once put 9 ms on a one-row request's p99). Files are written under a temporary name and renamed, so readers never
-see half a file and several worker processes can write the same folder.
+encoded 2,600 requests at once put 9 ms on a one-row request's p99). Files are written under a
+temporary name and renamed, so readers never see half a file and several worker processes can
+write the same folder.
 
 **Crash semantics.** A process that exits normally flushes what it holds (``close()`` runs at
 exit). A process that is killed loses the rows recorded since its last flush — at most the last
@@ -202,11 +203,12 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _to_json(value: Any) -> str | None:
+def _to_json(value: Any) -> str | bytes | None:
+    """JSON text (UTF-8 bytes from orjson, which Arrow takes as they are for a string column)."""
     if value is None:
         return None
     try:  # orjson writes NaN and infinities as null, as the slow path below does
-        return orjson.dumps(value, default=_json_default).decode()
+        return orjson.dumps(value, default=_json_default)
     except Exception:  # an odd key or value: the slow path
         pass
     try:
@@ -237,7 +239,18 @@ def _sampled(request_id: str, rate: float) -> bool:
 # (epoch µs, request_id, deployment_id, model, model_version, shadow, status, error, latency_ms,
 #  rows, inputs, outputs): one request, its instances and predictions already JSON text.
 _Pending = tuple[
-    int, str, str, str, int, bool, int, "str | None", float, int, list[str | None], list[str | None]
+    int,
+    str,
+    str,
+    str,
+    int,
+    bool,
+    int,
+    "str | None",
+    float,
+    int,
+    list[str | bytes | None],
+    list[str | bytes | None],
 ]
 
 
@@ -448,9 +461,9 @@ _REQUEST_COLUMNS = (
 )
 
 
-def _texts(per_request: Sequence[list[str | None]], counts: np.ndarray) -> pa.Array:
+def _texts(per_request: Sequence[list[str | bytes | None]], counts: np.ndarray) -> pa.Array:
     """Every request's JSON texts, each padded with nulls to its row count, as one column."""
-    flat: list[str | None] = []
+    flat: list[str | bytes | None] = []
     for texts, count in zip(per_request, counts.tolist(), strict=True):
         flat += texts
         if len(texts) < count:
@@ -476,7 +489,7 @@ def record_feedback(root: str | Path, endpoint: str, items: Sequence[Mapping[str
         )
     request_ids: list[str] = []
     indexes: list[int] = []
-    truths: list[str | None] = []
+    truths: list[str | bytes | None] = []
     for n, item in enumerate(items):
         if not isinstance(item, Mapping):
             raise InvalidArgument(

@@ -172,18 +172,19 @@ class InstanceSchema:
         except KeyError:
             return None
         values = list(chain.from_iterable(rows))
-        if not _NUMBERS.issuperset(map(type, values)):
+        types = set(map(type, values))
+        if not types <= _NUMBERS:
             return None
+        n = len(rows)
         try:  # column-major: each field's values are one stretch of a single Arrow array
-            block = np.array(rows, dtype=np.float64).T.ravel()
+            block = np.array(values, dtype=np.float64).reshape(n, width).T.ravel()
         except (OverflowError, ValueError):
             return None
         nulls = None
-        if None in values:
+        if type(None) in types:
             nulls = np.fromiter((v is None for v in values), bool, len(values))
-            nulls = nulls.reshape(len(rows), width).T.ravel()
+            nulls = nulls.reshape(n, width).T.ravel()
         whole = pa.array(block, pa.float64(), mask=nulls)
-        n = len(rows)
         arrays = [whole.slice(j * n, n) for j in range(width)]
         return pa.Table.from_arrays(arrays, schema=self._schema)
 
