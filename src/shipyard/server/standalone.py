@@ -67,9 +67,6 @@ def create_serving_app(
         )
         service.get(endpoint)  # NotFound now, not at the first request
         service.warm(endpoint)
-        # Everything so far (imports, the loaded models) lives as long as the worker: keep it
-        # out of the collector's full passes, whose pauses land on a request's latency.
-        gc.freeze()
     except BaseException:
         ctx.close()
         raise
@@ -142,7 +139,11 @@ class OnlyEndpoint:
 
 def app_from_environment() -> FastAPI:
     """uvicorn's factory in each worker process: the arguments travel in one variable."""
-    return create_serving_app(**json.loads(os.environ[_ENV]))
+    app = create_serving_app(**json.loads(os.environ[_ENV]))
+    # Everything so far (imports, the loaded models) lives as long as the worker: keep it out
+    # of the collector's full passes, whose pauses would land on some request's latency.
+    gc.freeze()
+    return app
 
 
 def serve_endpoint(
