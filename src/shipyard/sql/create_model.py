@@ -56,6 +56,25 @@ def model_options(statement: exp.Create) -> dict[str, Any]:
     return options
 
 
+def existing_model(
+    service: SqlService, qname: QualifiedName, *, replace: bool, if_not_exists: bool
+) -> QueryResult | None:
+    """CREATE MODEL on a name that exists: None to go on (OR REPLACE, or a new name), the
+    do-nothing result of IF NOT EXISTS, or AlreadyExists."""
+    if replace or not service.models.exists(str(qname)):
+        return None
+    if if_not_exists:
+        return QueryResult(
+            pa.table({}),
+            statement_type="CREATE_MODEL",
+            message=f"model {qname} already exists; nothing done",
+        )
+    raise AlreadyExists(
+        f"model {qname} already exists; use CREATE OR REPLACE MODEL to add a version",
+        resource=f"models/{qname}",
+    )
+
+
 def create_model(
     service: SqlService, job: JobContext, statement: exp.Create, text: str
 ) -> QueryResult:
@@ -95,17 +114,9 @@ def create_model(
     parsed = spec.parse_options(options) if plan is None else tuning.parse_base(spec, plan)
 
     # Refuse before training, not after: CREATE MODEL on an existing name is an error.
-    if service.models.exists(str(qname)) and not replace:
-        if if_not_exists:
-            return QueryResult(
-                pa.table({}),
-                statement_type="CREATE_MODEL",
-                message=f"model {qname} already exists; nothing done",
-            )
-        raise AlreadyExists(
-            f"model {qname} already exists; use CREATE OR REPLACE MODEL to add a version",
-            resource=f"models/{qname}",
-        )
+    existing = existing_model(service, qname, replace=replace, if_not_exists=if_not_exists)
+    if existing is not None:
+        return existing
 
     previous = _warm_start_from(service, str(qname), spec.name, parsed)
 

@@ -27,7 +27,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from shipyard.engine import JobContext
-from shipyard.errors import AlreadyExists, InvalidArgument, NotFound, Unsupported
+from shipyard.errors import InvalidArgument, NotFound, Unsupported
 from shipyard.metadata.service import model_version_uri
 from shipyard.registry.entities import Lineage
 from shipyard.registry.imported import IMPORTED_TASK, ImportedPredictor, onnx_io
@@ -183,17 +183,11 @@ def create_imported_model(
             f"CREATE MODEL {qname} imports a trained {model_type} model: it takes no "
             "AS SELECT … training query"
         )
-    if service.models.exists(str(qname)) and not replace:
-        if if_not_exists:
-            return QueryResult(
-                pa.table({}),
-                statement_type="CREATE_MODEL",
-                message=f"model {qname} already exists; nothing done",
-            )
-        raise AlreadyExists(
-            f"model {qname} already exists; use CREATE OR REPLACE MODEL to add a version",
-            resource=f"models/{qname}",
-        )
+    from shipyard.sql.create_model import existing_model  # it imports this module
+
+    existing = existing_model(service, qname, replace=replace, if_not_exists=if_not_exists)
+    if existing is not None:
+        return existing
     with tempfile.TemporaryDirectory(prefix="shipyard-import-") as tmp:
         path = _resolve_path(service, model_type, options.get("model_path"), Path(tmp))
         job.log(f"importing {model_type} model from {path}")

@@ -33,7 +33,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from shipyard.engine import JobContext
-from shipyard.errors import AlreadyExists, InvalidArgument, SQLError
+from shipyard.errors import InvalidArgument, SQLError
 from shipyard.metadata.service import model_version_uri, table_version_uri
 from shipyard.registry.entities import Lineage
 from shipyard.registry.preprocessing import FeaturePreprocessor
@@ -76,7 +76,7 @@ def is_transform_only(statement: exp.Create) -> bool:
 def create_transform_only_model(
     service: SqlService, job: JobContext, statement: exp.Create, text: str
 ) -> QueryResult:
-    from shipyard.sql.create_model import model_options, tables_read
+    from shipyard.sql.create_model import existing_model, model_options, tables_read
 
     target = statement.this
     if isinstance(target, exp.Schema):
@@ -109,17 +109,9 @@ def create_transform_only_model(
             ),
             option=extra[0],
         )
-    if service.models.exists(str(qname)) and not replace:
-        if if_not_exists:
-            return QueryResult(
-                pa.table({}),
-                statement_type="CREATE_MODEL",
-                message=f"model {qname} already exists; nothing done",
-            )
-        raise AlreadyExists(
-            f"model {qname} already exists; use CREATE OR REPLACE MODEL to add a version",
-            resource=f"models/{qname}",
-        )
+    existing = existing_model(service, qname, replace=replace, if_not_exists=if_not_exists)
+    if existing is not None:
+        return existing
     query = statement.expression
     if query is None:
         raise SQLError(f"CREATE MODEL {qname} needs a query to fit its TRANSFORM: … AS SELECT …")
