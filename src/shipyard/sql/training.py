@@ -143,6 +143,21 @@ def _drop_null_labels(table: pa.Table, label: str) -> pa.Table:
     return table.filter(keep)
 
 
+def _check_option_column(table: pa.Table, option: str, column: str | None, label: str) -> None:
+    """An option naming a training column (``data_split_col``, ``instance_weight_col``): the
+    column must exist and must not be the label."""
+    if column is None:
+        return
+    if column not in table.column_names:
+        raise InvalidArgument(
+            f"{option} {column!r} is not in the training data; its columns are: "
+            f"{list(table.column_names)}",
+            column=column,
+        )
+    if column == label:
+        raise InvalidArgument(f"{option} {column!r} cannot be the label column")
+
+
 def prepare_data(
     table: pa.Table,
     options: CommonOptions,
@@ -159,30 +174,14 @@ def prepare_data(
     """
     name = _resolve_label(table, options, label)
     split_col = options.data_split_col
-    if split_col is not None:
-        if split_col not in table.column_names:
-            raise InvalidArgument(
-                f"data_split_col {split_col!r} is not in the training data; its columns are: "
-                f"{list(table.column_names)}",
-                column=split_col,
-            )
-        if split_col == name:
-            raise InvalidArgument(f"data_split_col {split_col!r} cannot be the label column")
+    _check_option_column(table, "data_split_col", split_col, name)
     table = _drop_null_labels(table, name)
     if table.num_rows == 0:
         raise InvalidArgument(
             f"the training data has no rows with a non-NULL label {name!r}; nothing to train on"
         )
     weight_col = getattr(options, "instance_weight_col", None)
-    if weight_col is not None:
-        if weight_col not in table.column_names:
-            raise InvalidArgument(
-                f"instance_weight_col {weight_col!r} is not in the training data; its columns "
-                f"are: {list(table.column_names)}",
-                column=weight_col,
-            )
-        if weight_col == name:
-            raise InvalidArgument(f"instance_weight_col {weight_col!r} cannot be the label column")
+    _check_option_column(table, "instance_weight_col", weight_col, name)
     features = [c for c in table.column_names if c not in (name, split_col, weight_col)]
     col = table.column(name)
     label_info: LabelInfo | None = None
