@@ -363,3 +363,71 @@ def test_bad_arguments_are_refused(tmp_path):
             record_feedback(tmp_path, name, [])
     assert not (Path(tmp_path) / "etc").exists()
     assert log_table_name("Fraud-V2") == "fraud_v2"
+
+
+def test_tables_are_written_as_json_by_the_flush(tmp_path, wh):
+    """Arrow tables handed to record() become the same JSON objects, off the serving thread."""
+    import pyarrow as pa
+
+    register_log_tables(wh, tmp_path, "e1")
+    inputs = pa.table({"x": [1.0, None, 0.1], "y": [3.0, 4.0, math.nan]})
+    outputs = pa.table(
+        {
+            "predicted_y": [0.5, math.inf, -1e20],
+            "probs": [[0.25, 0.75], [math.nan, 1.0], None],
+            "label": ['a "quoted", NaN]', "é\n", None],
+        }
+    )
+    other = pa.table({"k": pa.array([7], pa.int64()), "flag": [True]})
+    with RequestLog(tmp_path, "e1", flush_interval_s=60) as log:
+        common = dict(deployment_id="d1", model="demo.m", model_version=1, shadow=False)
+        log.record(request_id="t1", instances=inputs, predictions=outputs, latency_ms=1.0, **common)
+        log.record(  # Python objects between two tables of one schema
+            request_id="p1", instances=[{"x": 9}], predictions=[{"y": 1}], latency_ms=1.0, **common
+        )
+        log.record(  # a second schema, and a failure that predicted nothing
+            request_id="t2", instances=other, predictions=[], latency_ms=1.0, status=500, **common
+        )
+        log.record(
+            request_id="t3",
+            instances=inputs.slice(1, 1),
+            predictions=outputs.slice(1, 1),
+            latency_ms=1.0,
+            **common,
+        )
+    rows = {
+        (r["request_id"], r["instance_index"]): r
+        for r in wh.query("SELECT * FROM endpoint_logs.e1").to_pylist()
+    }
+    assert set(rows) == {("t1", 0), ("t1", 1), ("t1", 2), ("p1", 0), ("t2", 0), ("t3", 0)}
+    got = {
+        key: (json.loads(r["inputs"]), r["outputs"] and json.loads(r["outputs"]))
+        for key, r in rows.items()
+    }
+    assert got[("t1", 0)] == (
+        {"x": 1.0, "y": 3.0},
+        {"predicted_y": 0.5, "probs": [0.25, 0.75], "label": 'a "quoted", NaN]'},
+    )
+    # NaN and infinities become null, at the top level and inside lists; text is kept as sent.
+    assert got[("t1", 1)] == (
+        {"x": None, "y": 4.0},
+        {"predicted_y": None, "probs": [None, 1.0], "label": "é\n"},
+    )
+    assert got[("t1", 2)] == (
+        {"x": 0.1, "y": None},
+        {"predicted_y": -1e20, "probs": None, "label": None},
+    )
+    assert got[("t3", 0)] == got[("t1", 1)]
+    assert got[("p1", 0)] == ({"x": 9}, {"y": 1})
+    assert got[("t2", 0)] == ({"k": 7, "flag": True}, None)
+    assert rows[("t2", 0)]["status"] == 500
+    # DuckDB reads every text back as JSON (NaN would have been refused).
+    assert (
+        wh.query(
+            "SELECT count(*) AS n FROM endpoint_logs.e1 WHERE json_valid(inputs) "
+            "AND (outputs IS NULL OR json_valid(outputs))"
+        )
+        .column("n")[0]
+        .as_py()
+        == 6
+    )

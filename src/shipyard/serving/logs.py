@@ -2,13 +2,16 @@
 
 Every prediction request an endpoint serves (or a deterministic sample of them) becomes one row per
 instance in ``<root>/endpoint_logs/<endpoint>/part-<utc time>-<pid>-<seq>.parquet``. The serving
-thread encodes the request's instances and predictions as JSON (orjson) and appends a tuple to an
-in-memory deque (:meth:`RequestLog.record`); a daemon thread turns the buffer into a Parquet file
-every ``flush_interval_s`` seconds (or sooner when ``max_rows`` are waiting), with column-wise
-work only, so that it never holds the GIL for long against the serving thread (a flush that
-encoded 2,600 requests at once put 9 ms on a one-row request's p99). Files are written under a
-temporary name and renamed, so readers never see half a file and several worker processes can
-write the same folder.
+thread appends a tuple to an in-memory deque (:meth:`RequestLog.record`) and does no encoding
+when it hands over Arrow tables (the instances as the model reads them, the predictions as it
+returned them): a daemon thread turns the buffer into a Parquet file every ``flush_interval_s``
+seconds (or sooner when ``max_rows`` are waiting), and writes the tables' rows as JSON with
+DuckDB's ``to_json``, in C++ with the GIL released, so that logging costs the serving thread
+almost nothing. Instances and predictions given as Python objects are encoded at record time
+(orjson), never in the flush: a flush that encoded 2,600 requests at once held the GIL long
+enough to put 9 ms on a one-row request's p99. Files are written under a temporary name and
+renamed, so readers never see half a file and several worker processes can write the same
+folder.
 
 **Crash semantics.** A process that exits normally flushes what it holds (``close()`` runs at
 exit). A process that is killed loses the rows recorded since its last flush — at most the last
@@ -24,12 +27,15 @@ Inputs and outputs are stored as JSON text, not Parquet structs: the deployments
 may serve different models whose inputs and outputs differ in columns and types, and a struct
 column would give every file its own schema (DuckDB's ``union_by_name`` cannot reconcile the same
 field with two types). JSON stays one stable ``VARCHAR`` column that DuckDB queries directly
-(``inputs->>'$.age'``, ``json_extract(outputs, '$.predicted_label')``).
+(``inputs->>'$.age'``, ``json_extract(outputs, '$.predicted_label')``). Rows logged from Arrow
+tables are written as DuckDB writes JSON: numbers as the model's types saw them (an integer sent
+for a FLOAT64 field reads back as ``3.0``), NaN and infinities as null.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import itertools
 import json
@@ -44,12 +50,13 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
+import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute  # loaded here: its first use costs ~1 s, which must not fall in a flush
+import pyarrow.compute as pc  # loaded here: its first use costs ~1 s, not in a flush
 import pyarrow.parquet as pq
 
 from shipyard.errors import InvalidArgument
@@ -236,8 +243,12 @@ def _sampled(request_id: str, rate: float) -> bool:
 
 # -- the log ------------------------------------------------------------------------------------
 
+# A request's instances or predictions in the buffer: their JSON texts (encoded at record time),
+# or the Arrow table the flush writes as JSON.
+_Rows: TypeAlias = "list[str | bytes | None] | pa.Table"
+
 # (epoch µs, request_id, deployment_id, model, model_version, shadow, status, error, latency_ms,
-#  rows, inputs, outputs): one request, its instances and predictions already JSON text.
+#  rows, inputs, outputs): one request.
 _Pending = tuple[
     int,
     str,
@@ -249,8 +260,8 @@ _Pending = tuple[
     "str | None",
     float,
     int,
-    list[str | bytes | None],
-    list[str | bytes | None],
+    _Rows,
+    _Rows,
 ]
 
 
@@ -263,11 +274,12 @@ class RequestLog:
     ...            latency_ms=0.8)  # doctest: +SKIP
     >>> log.close()  # doctest: +SKIP
 
-    ``record`` is safe to call from any thread. It encodes the request's instances and predictions
-    as JSON there and then (orjson: about a microsecond an instance), so the flush thread only
-    assembles columns and writes, in short steps that do not hold the GIL against the serving
-    thread. When the flush thread cannot keep up, more than ``10 * max_rows`` waiting requests
-    are dropped rather than let memory grow: :attr:`dropped` counts them.
+    ``record`` is safe to call from any thread. Instances and predictions given as Arrow tables
+    are kept as they are and written as JSON by the flush thread (DuckDB, GIL released); given
+    as Python objects, they are encoded there and then (orjson: a microsecond or two an
+    instance). Either way the flush never holds the GIL for long against the serving thread.
+    When the flush thread cannot keep up, more than ``10 * max_rows`` waiting requests are
+    dropped rather than let memory grow: :attr:`dropped` counts them.
     """
 
     def __init__(
@@ -302,6 +314,7 @@ class RequestLog:
         self._buffered_rows = 0  # approximate (unlocked); only decides when to wake the flusher
         self._max_pending = 10 * max_rows
         self._write_lock = threading.Lock()
+        self._duckdb: duckdb.DuckDBPyConnection | None = None  # the flush's JSON writer
         self._wake = threading.Event()
         self._stopping = False
         self._closed = False
@@ -323,14 +336,18 @@ class RequestLog:
         model: str,
         model_version: int,
         shadow: bool,
-        instances: Sequence[Any],
-        predictions: Sequence[Any],
+        instances: Sequence[Any] | pa.Table,
+        predictions: Sequence[Any] | pa.Table,
         latency_ms: float,
         status: int = 200,
         error: str | None = None,
         timestamp: datetime | None = None,
     ) -> None:
-        """Queue one request for the log: its JSON now, the Parquet later (the flush thread)."""
+        """Queue one request for the log; the Parquet (and the JSON of tables) comes later.
+
+        ``instances`` and ``predictions`` are one row per instance: Python objects (encoded as
+        JSON now) or Arrow tables (written as JSON by the flush thread; not modified after).
+        """
         if self._closed or not _sampled(request_id, self.sample_rate):
             return
         if len(self._buffer) >= self._max_pending:
@@ -342,7 +359,7 @@ class RequestLog:
             if timestamp.tzinfo is None:  # naive times are taken as UTC
                 timestamp = timestamp.replace(tzinfo=UTC)
             micros = int(timestamp.timestamp() * 1_000_000)
-        rows = max(len(instances), len(predictions), 1)
+        rows = max(_count(instances), _count(predictions), 1)
         self._buffer.append(
             (
                 micros,
@@ -355,8 +372,8 @@ class RequestLog:
                 error,
                 float(latency_ms),
                 rows,
-                [_to_json(v) for v in instances],
-                [_to_json(v) for v in predictions],
+                _rows(instances),
+                _rows(predictions),
             )
         )
         self._buffered_rows += rows
@@ -389,7 +406,7 @@ class RequestLog:
             if not pending:
                 return 0
             try:
-                table = _log_table(pending)
+                table = _log_table(pending, self._json_writer())
                 _write_atomically(table, self.folder, _part_name())
             except Exception:
                 # Put the requests back (in order) for the next attempt, then report.
@@ -397,6 +414,12 @@ class RequestLog:
                 raise
             self.files_written += 1
             return table.num_rows
+
+    def _json_writer(self) -> duckdb.DuckDBPyConnection:
+        # One in-memory DuckDB on one thread, used under the write lock only.
+        if self._duckdb is None:
+            self._duckdb = duckdb.connect(config={"threads": 1})
+        return self._duckdb
 
     def close(self) -> None:
         """Flush what is buffered and stop the flush thread (also runs at interpreter exit)."""
@@ -411,6 +434,11 @@ class RequestLog:
             self.flush()
         finally:
             atexit.unregister(self.close)
+            with self._write_lock:
+                if self._duckdb is not None:
+                    with contextlib.suppress(Exception):
+                        self._duckdb.close()
+                    self._duckdb = None
 
     def __enter__(self) -> RequestLog:
         return self
@@ -422,12 +450,13 @@ class RequestLog:
         return f"RequestLog(endpoint={self.endpoint!r}, folder={str(self.folder)!r})"
 
 
-def _log_table(pending: list[_Pending]) -> pa.Table:
+def _log_table(pending: list[_Pending], duck: duckdb.DuckDBPyConnection) -> pa.Table:
     """One row per instance; a request that failed before predicting keeps its inputs.
 
     The request-level columns are built once per request and repeated with one ``take``; the
-    JSON texts are already there. Nothing here loops in Python over instances but the flattening
-    of the texts.
+    JSON texts are there already, or written from the requests' Arrow tables by DuckDB, one
+    query per schema. Nothing here loops in Python over instances but the flattening of the
+    texts recorded as Python objects.
     """
     fields = list(zip(*pending, strict=True))
     counts = np.asarray(fields[9], dtype=np.int64)
@@ -442,8 +471,8 @@ def _log_table(pending: list[_Pending]) -> pa.Table:
     columns["instance_index"] = pa.array(
         np.arange(len(request_of_row)) - np.repeat(starts, counts), pa.int32()
     )
-    columns["inputs"] = _texts(fields[10], counts)
-    columns["outputs"] = _texts(fields[11], counts)
+    columns["inputs"] = _texts(fields[10], counts, duck)
+    columns["outputs"] = _texts(fields[11], counts, duck)
     return pa.Table.from_arrays([columns[n] for n in LOG_SCHEMA.names], schema=LOG_SCHEMA)
 
 
@@ -461,14 +490,97 @@ _REQUEST_COLUMNS = (
 )
 
 
-def _texts(per_request: Sequence[list[str | bytes | None]], counts: np.ndarray) -> pa.Array:
+def _rows(given: Sequence[Any] | pa.Table) -> _Rows:
+    """What the buffer keeps: a table as it is (the flush writes it), objects as JSON now."""
+    return given if isinstance(given, pa.Table) else [_to_json(v) for v in given]
+
+
+def _count(rows: Sequence[Any] | pa.Table) -> int:
+    return int(rows.num_rows) if isinstance(rows, pa.Table) else len(rows)
+
+
+def _texts(
+    per_request: Sequence[_Rows], counts: np.ndarray, duck: duckdb.DuckDBPyConnection
+) -> pa.Array:
     """Every request's JSON texts, each padded with nulls to its row count, as one column."""
-    flat: list[str | bytes | None] = []
-    for texts, count in zip(per_request, counts.tolist(), strict=True):
-        flat += texts
-        if len(texts) < count:
-            flat += [None] * (count - len(texts))
-    return pa.array(flat, type=pa.string())
+    written = _json_of_tables(per_request, duck)
+    pieces: list[pa.Array] = []
+    flat: list[str | bytes | None] = []  # texts of consecutive Python-object requests
+    for n, (rows, count) in enumerate(zip(per_request, counts.tolist(), strict=True)):
+        if isinstance(rows, pa.Table):
+            if flat:
+                pieces.append(pa.array(flat, type=pa.string()))
+                flat = []
+            pieces.append(written[n])
+            count -= rows.num_rows
+            if count:
+                pieces.append(pa.nulls(count, pa.string()))
+            continue
+        flat += rows
+        if len(rows) < count:
+            flat += [None] * (count - len(rows))
+    if flat or not pieces:
+        pieces.append(pa.array(flat, type=pa.string()))
+    return pa.concat_arrays(pieces) if len(pieces) > 1 else pieces[0]
+
+
+def _json_of_tables(
+    per_request: Sequence[_Rows], duck: duckdb.DuckDBPyConnection
+) -> dict[int, pa.Array]:
+    """Each table-valued request's rows as JSON objects: one DuckDB query per distinct schema."""
+    groups: dict[pa.Schema, list[int]] = {}
+    tables: dict[int, pa.Table] = {}
+    for n, rows in enumerate(per_request):
+        if isinstance(rows, pa.Table):
+            tables[n] = rows
+            groups.setdefault(rows.schema, []).append(n)
+    out: dict[int, pa.Array] = {}
+    for members in groups.values():
+        whole = pa.concat_tables([tables[n] for n in members])
+        texts = _rows_as_json(whole.combine_chunks(), duck)
+        offset = 0
+        for n in members:
+            rows = tables[n].num_rows
+            out[n] = texts.slice(offset, rows)
+            offset += rows
+    return out
+
+
+def _rows_as_json(table: pa.Table, duck: duckdb.DuckDBPyConnection) -> pa.Array:
+    """``to_json`` of every row (a JSON object keyed by column name); NaN and infinities null."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_floating(column.type) and not pc.all(pc.is_finite(column)).as_py():
+            column = pc.if_else(pc.is_finite(column), column, None)  # NaN is not JSON
+        columns.append(column)
+    clean = pa.Table.from_arrays(columns, names=table.column_names)
+    duck.register("_shipyard_log_rows", clean)
+    try:
+        result = duck.sql(
+            "SELECT to_json(r)::VARCHAR AS j FROM _shipyard_log_rows AS r"
+        ).to_arrow_table()
+    finally:
+        duck.unregister("_shipyard_log_rows")
+    texts = result.column(0).combine_chunks()
+    if any(_nested_float(c.type) for c in table.columns):
+        # DuckDB writes NaN, Infinity and -Infinity inside lists and structs as such.
+        for _ in range(2):  # a match takes the separator the next one starts with
+            texts = pc.replace_substring_regex(texts, _NOT_FINITE, r"\1null\2")
+    return texts
+
+
+_NOT_FINITE = r"([\[,:])-?(?:NaN|Infinity)([\],}])"
+
+
+def _nested_float(t: pa.DataType) -> bool:
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return pa.types.is_floating(t.value_type) or _nested_float(t.value_type)
+    if pa.types.is_struct(t):
+        return any(
+            pa.types.is_floating(t.field(i).type) or _nested_float(t.field(i).type)
+            for i in range(t.num_fields)
+        )
+    return False
 
 
 # -- feedback -----------------------------------------------------------------------------------

@@ -124,10 +124,17 @@ class InstanceSchema:
         self._known = frozenset(self.names) | frozenset(allowed_extra)
         self._schema = pa.schema([(f.name, f.arrow) for f in self.fields])
         self._numeric = all(f.kind == "numeric" for f in self.fields)
+        self._faithful = self._numeric and not (frozenset(allowed_extra) - frozenset(self.names))
         self._getter = itemgetter(*self.names)
 
     def describe(self) -> list[dict[str, str]]:
         return [{"name": f.name, "type": f.type, "json": _JSON_TYPE[f.kind]} for f in self.fields]
+
+    def logged(self, instances: list[dict[str, Any]], table: pa.Table) -> list[Any] | pa.Table:
+        """What the request log keeps of the instances: the table built from them when it holds
+        all they said (every field numeric, no extra field such as a sticky key) — the log then
+        writes it as JSON off the serving thread — else the instances themselves."""
+        return table if self._faithful else instances
 
     def to_table(self, instances: Sequence[Any]) -> pa.Table:
         if self._numeric:
@@ -165,24 +172,23 @@ class InstanceSchema:
             return None
         try:  # with as many keys as fields, finding every field means no unknown one
             rows = (
-                [self._getter(i) for i in instances]
+                list(map(self._getter, instances))
                 if width > 1
                 else [(i[self.names[0]],) for i in instances]
             )
         except KeyError:
             return None
-        values = list(chain.from_iterable(rows))
-        types = set(map(type, values))
+        types = set(map(type, chain.from_iterable(rows)))
         if not types <= _NUMBERS:
             return None
         n = len(rows)
         try:  # column-major: each field's values are one stretch of a single Arrow array
-            block = np.array(values, dtype=np.float64).reshape(n, width).T.ravel()
-        except (OverflowError, ValueError):
+            block = np.array(rows, dtype=np.float64).T.copy().ravel()
+        except (OverflowError, ValueError, TypeError):
             return None
         nulls = None
         if type(None) in types:
-            nulls = np.fromiter((v is None for v in values), bool, len(values))
+            nulls = np.fromiter((v is None for v in chain.from_iterable(rows)), bool, n * width)
             nulls = nulls.reshape(n, width).T.ravel()
         whole = pa.array(block, pa.float64(), mask=nulls)
         arrays = [whole.slice(j * n, n) for j in range(width)]

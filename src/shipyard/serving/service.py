@@ -681,7 +681,7 @@ class EndpointService:
                 call.endpoint, call.serving, call.request_id, instances, None, started, exc
             )
             raise
-        return self._respond(call, instances, output, started, explain=explain)
+        return self._respond(call, instances, table, output, started, explain=explain)
 
     async def predict_async(
         self,
@@ -712,7 +712,7 @@ class EndpointService:
                 call.endpoint, call.serving, call.request_id, instances, None, started, exc
             )
             raise
-        return self._respond(call, instances, output, started, explain=False)
+        return self._respond(call, instances, table, output, started, explain=False)
 
     def _call(
         self,
@@ -747,6 +747,7 @@ class EndpointService:
         self,
         call: _Call,
         instances: builtins.list[dict[str, Any]],
+        table: pa.Table,
         output: pa.Table,
         started: float,
         *,
@@ -755,6 +756,7 @@ class EndpointService:
         """The response body for the model's output; logs the request and copies it to shadows."""
         d = call.serving.deployment
         response: dict[str, Any] = {}
+        logged: builtins.list[dict[str, Any]] | pa.Table = output
         if explain:
             predicted = call.serving.predictor.output_names
             rows = output.to_pylist()
@@ -768,6 +770,7 @@ class EndpointService:
                 }
                 for r in rows
             ]
+            logged = response["predictions"]
         else:
             response["predictions"] = output.to_pylist()
         response.update(
@@ -780,8 +783,8 @@ class EndpointService:
             call.endpoint,
             call.serving,
             call.request_id,
-            instances,
-            response["predictions"],
+            call.serving.schema.logged(instances, table),
+            logged,
             started,
         )
         if call.runtime.shadows:
@@ -985,7 +988,8 @@ class EndpointService:
                     table, params.get("threshold"), timeout=endpoint.config.timeout_s
                 ),
             )
-            self._observe(endpoint, serving, request_id, instances, output.to_pylist(), started)
+            logged = serving.schema.logged(instances, table)
+            self._observe(endpoint, serving, request_id, logged, output, started)
         except ShipyardError as exc:
             self._observe(endpoint, serving, request_id, instances, None, started, exc)
         except Exception as exc:  # never let a shadow take the pool down
@@ -1002,16 +1006,19 @@ class EndpointService:
         endpoint: Endpoint,
         serving: _Serving,
         request_id: str,
-        instances: builtins.list[dict[str, Any]],
-        predictions: builtins.list[dict[str, Any]] | None,
+        instances: builtins.list[dict[str, Any]] | pa.Table,
+        predictions: builtins.list[dict[str, Any]] | pa.Table | None,
         started: float,
         error: ShipyardError | None = None,
     ) -> None:
+        """Counts the request in the metrics and logs it (instances and predictions: the
+        request's objects, or Arrow tables that the log writes as JSON off the serving thread)."""
         latency = time.perf_counter() - started
         status = 200 if error is None else error.http_status
         d = serving.deployment
         if self.metrics is not None:
-            self.metrics.observe(endpoint.name, d.id, status, latency, len(instances))
+            rows = instances.num_rows if isinstance(instances, pa.Table) else len(instances)
+            self.metrics.observe(endpoint.name, d.id, status, latency, rows)
         if self.request_logs is None or endpoint.config.log_sample_rate <= 0:
             return
         self.request_logs(endpoint).record(
@@ -1021,7 +1028,7 @@ class EndpointService:
             model_version=d.version,
             shadow=d.shadow,
             instances=instances,
-            predictions=predictions or [],
+            predictions=[] if predictions is None else predictions,
             latency_ms=latency * 1000.0,
             status=status,
             error=None if error is None else error.message,
