@@ -138,12 +138,15 @@ def test_holdout_accuracy_matches_statsforecast(ws: Any) -> None:
         "root_mean_squared_error",
         "mean_absolute_percentage_error",
         "symmetric_mean_absolute_percentage_error",
+        "mean_absolute_scaled_error",
     ]
     for _, row in metrics.iterrows():
         y = _train(row["store"])
         direct = AutoARIMA(season_length=7).fit(y[:_TRAIN]).predict(_TEST)["mean"]
         mae = float(np.mean(np.abs(y[_TRAIN:] - direct)))
         assert row["mean_absolute_error"] == pytest.approx(mae, rel=1e-9)
+        naive = float(np.mean(np.abs(np.diff(y[:_TRAIN]))))
+        assert row["mean_absolute_scaled_error"] == pytest.approx(mae / naive, rel=1e-9)
         assert row["root_mean_squared_error"] == pytest.approx(np.sqrt(row["mean_squared_error"]))
         assert row["mean_absolute_error"] < 2.0  # the noise has sd 1
     first_week = ws.sql(

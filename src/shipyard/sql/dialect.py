@@ -34,6 +34,7 @@ ML_TABLE_FUNCTIONS = (
     "FEATURE_INFO",
     "FORECAST",  # stock sqlglot parses it into MLForecast; ours gives the MLFunction shape
     "GLOBAL_EXPLAIN",
+    "HOLIDAY_INFO",
     "PRINCIPAL_COMPONENTS",
     "PRINCIPAL_COMPONENT_INFO",
     "RECOMMEND",

@@ -6,10 +6,13 @@
   and their deprecated ``confidence_interval_*`` twins). Defaults: horizon 3, confidence 0.95;
   the horizon may not exceed the model's ``horizon`` option. ARIMA_PLUS_XREG reads the future
   feature values (and timestamps) from the table.
-* ML.EXPLAIN_FORECAST: the history and the forecast, decomposed as far as the model allows.
-* ML.EVALUATE: with rows after the training data, MAE, MSE, RMSE, MAPE and sMAPE per series;
-  without, ML.ARIMA_EVALUATE's table.
-* ML.ARIMA_EVALUATE, ML.ARIMA_COEFFICIENTS, ML.DETECT_ANOMALIES (``anomaly_prob_threshold``).
+* ML.EXPLAIN_FORECAST: the history and the forecast, decomposed as far as the model allows
+  (:mod:`shipyard.sql.arima_explain`).
+* ML.EVALUATE: with rows after the training data, MAE, MSE, RMSE, MAPE, sMAPE and MASE per
+  series; without, ML.ARIMA_EVALUATE's table.
+* ML.ARIMA_EVALUATE, ML.ARIMA_COEFFICIENTS (with the ARIMA_PLUS_XREG regressors' weights,
+  :mod:`shipyard.sql.arima_regressors`), ML.DETECT_ANOMALIES (``anomaly_prob_threshold``),
+  ML.HOLIDAY_INFO (:mod:`shipyard.sql.arima_holiday_effects`).
 * ML.PREDICT on an ARIMA model is refused with a pointer to ML.FORECAST.
 """
 
@@ -23,10 +26,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shipyard.errors import FailedPrecondition, InvalidArgument, Unsupported
+from shipyard.errors import InvalidArgument, Unsupported
 from shipyard.registry.forecasting import FREQUENCIES, ForecastModel, check_forecast_params
 from shipyard.sql.arima import ARIMA_MODEL_TYPES, series_keys, timestamps_us
-from shipyard.sql.arima_adjust import SEASON_NAMES, decompose, season_extension, step_component
+from shipyard.sql.arima_adjust import SEASON_NAMES, decompose, step_component
+from shipyard.sql.arima_holiday_effects import ml_holiday_info
+from shipyard.sql.arima_regressors import (
+    CATEGORY_WEIGHTS_TYPE,
+    coefficient_rows,
+    history_attributions,
+)
 
 if TYPE_CHECKING:
     from shipyard.sql.functions import MLCall
@@ -40,7 +49,6 @@ __all__ = [
     "ml_arima_coefficients",
     "ml_arima_evaluate",
     "ml_evaluate_forecasting",
-    "ml_explain_forecast",
     "ml_forecast",
 ]
 
@@ -145,8 +153,6 @@ def ml_forecast(service: SqlService, call: MLCall) -> pa.Table:
 
 # -- ML.EXPLAIN_FORECAST --------------------------------------------------------------------
 
-_SEASON_COLUMNS = tuple(name.lower() for name in SEASON_NAMES)
-
 
 def _history_fit(series: dict[str, Any]) -> np.ndarray:
     """One-step-ahead fitted values of the series ARIMA saw (spike-cleaned, steps removed)."""
@@ -167,7 +173,8 @@ def _spikes(series: dict[str, Any]) -> np.ndarray:
 
 
 def seasonal_components(model: ForecastModel, series: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Season → its component of the history: MSTL of the adjusted history less holidays.
+    """Season → its component of the history: MSTL of the adjusted history less holidays (and,
+    for ARIMA_PLUS_XREG, less the regressors' attributions).
 
     The seasons looked for were fixed at training (``config["decomposition"]``); the ARIMA's
     own season counts as found when auto.ARIMA chose seasonal terms for it. See
@@ -185,6 +192,8 @@ def seasonal_components(model: ForecastModel, series: dict[str, Any]) -> dict[st
         periods.setdefault(season, int(series["period"]))
     stamps = np.asarray(series["timestamps"])
     base = np.asarray(series["adjusted"]) - model.holiday_effect(series, stamps)
+    if model.feature_cols:  # what the regressors explain is theirs, not a season's
+        base = base - np.nan_to_num(sum(history_attributions(model, series).values(), 0.0))
     return {k: np.asarray(v) for k, v in decompose(base, periods, always).items()}
 
 
@@ -195,121 +204,6 @@ def _season_lengths(model: ForecastModel, series: dict[str, Any]) -> dict[str, i
     if season is not None:
         lengths.setdefault(season, int(series["period"]))
     return lengths
-
-
-def ml_explain_forecast(service: SqlService, call: MLCall) -> pa.Table:
-    """ML.EXPLAIN_FORECAST: the history (decomposed) followed by the forecast, per series.
-
-    History: ``time_series_data`` = ``time_series_adjusted_data`` + ``holiday_effect`` +
-    ``step_changes`` + ``spikes_and_dips``, and ``time_series_adjusted_data`` = ``trend`` + the
-    ``seasonal_period_*`` columns + ``residual``. The seasonal columns come from MSTL on the
-    adjusted history (NULL for a season not found); ``trend`` is the ARIMA's one-step fit less
-    holidays and seasons, ``residual`` the ARIMA's residual. Forecast rows repeat each season's
-    last cycle, and ``trend`` is the forecast less holidays and seasons.
-    """
-    model = _arima_model(service, call)
-    if not model.config.get("decompose_time_series", True):
-        raise FailedPrecondition(
-            f"ML.EXPLAIN_FORECAST needs a model trained with decompose_time_series=TRUE; model "
-            f"{call.model} was trained with FALSE (ML.FORECAST still applies)"
-        )
-    horizon, level = _forecast_params(call, model)
-    futures = _futures(call, model, horizon)
-    ts_col = "time_series_timestamp"
-    columns: dict[str, list[Any]] = {c: [] for c in model.id_cols}
-    names = [
-        ts_col,
-        "time_series_type",
-        "time_series_data",
-        "time_series_adjusted_data",
-        "standard_error",
-        "confidence_level",
-        "prediction_interval_lower_bound",
-        "prediction_interval_upper_bound",
-        "trend",
-        *(f"seasonal_period_{s}" for s in _SEASON_COLUMNS),
-        "holiday_effect",
-        "spikes_and_dips",
-        "step_changes",
-        "residual",
-    ]
-    for name in names:
-        columns[name] = []
-
-    def extend(name: str, values: Any) -> None:
-        columns[name].extend(values.tolist() if isinstance(values, np.ndarray) else values)
-
-    for series in model.series:
-        future = None
-        if futures is not None:
-            future = futures.get(tuple(series["id"]))
-            if future is None:
-                continue
-        parts: list[dict[str, Any]] = []
-        stamps = np.asarray(series["timestamps"])
-        y, adjusted = np.asarray(series["y"]), np.asarray(series["adjusted"])
-        fitted = _history_fit(series)
-        holiday = model.holiday_effect(series, stamps)
-        steps = _steps(series)
-        seasons = seasonal_components(model, series)
-        lengths = _season_lengths(model, series)
-        seasonal = sum(seasons.values(), np.zeros(len(stamps)))
-        n = len(stamps)
-        parts.append(
-            {
-                ts_col: stamps,
-                "time_series_type": ["history"] * n,
-                "time_series_data": y,
-                "time_series_adjusted_data": adjusted - holiday,
-                "standard_error": [None] * n,
-                "confidence_level": [None] * n,
-                "prediction_interval_lower_bound": [None] * n,
-                "prediction_interval_upper_bound": [None] * n,
-                "trend": fitted - holiday - seasonal,
-                **{f"seasonal_period_{k.lower()}": v for k, v in seasons.items()},
-                "holiday_effect": holiday,
-                "spikes_and_dips": _spikes(series),
-                "step_changes": steps,
-                "residual": adjusted - fitted,
-            }
-        )
-        fc = model.forecast_series(series, horizon, level, future)
-        holiday = model.holiday_effect(series, fc["timestamps"])
-        m = len(fc["mean"])
-        ahead = {k: season_extension(v, lengths[k], m) for k, v in seasons.items()}
-        seasonal = sum(ahead.values(), np.zeros(m))
-        parts.append(
-            {
-                ts_col: fc["timestamps"],
-                "time_series_type": ["forecast"] * m,
-                "time_series_data": fc["mean"],
-                "time_series_adjusted_data": fc["mean"] - holiday,
-                "standard_error": fc["se"],
-                "confidence_level": [level] * m,
-                "prediction_interval_lower_bound": fc["lower"],
-                "prediction_interval_upper_bound": fc["upper"],
-                "trend": fc["mean"] - holiday - seasonal,
-                **{f"seasonal_period_{k.lower()}": v for k, v in ahead.items()},
-                "holiday_effect": holiday,
-                "spikes_and_dips": [None] * m,
-                "step_changes": [None] * m,
-                "residual": [None] * m,
-            }
-        )
-        for part in parts:
-            count = len(part[ts_col])
-            for i, col in enumerate(model.id_cols):
-                columns[col].extend([series["id"][i]] * count)
-            for name in names:
-                extend(name, part.get(name, [None] * count))
-    out: dict[str, pa.Array] = {}
-    for i, col in enumerate(model.id_cols):
-        out[col] = pa.array(columns[col], type=pa.type_for_alias(model.config["id_types"][i]))
-    out[ts_col] = pa.array(columns[ts_col], type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-    out["time_series_type"] = pa.array(columns["time_series_type"], type=pa.string())
-    for name in names[2:]:
-        out[name] = pa.array(columns[name], type=pa.float64())
-    return pa.table(out)
 
 
 # -- ML.ARIMA_EVALUATE / ML.ARIMA_COEFFICIENTS / ML.EVALUATE ----------------------------------
@@ -414,10 +308,12 @@ def _id_columns(model: ForecastModel, series: list[dict[str, Any]]) -> dict[str,
 
 
 def ml_arima_coefficients(service: SqlService, call: MLCall) -> pa.Table:
-    """ML.ARIMA_COEFFICIENTS: non-seasonal AR and MA coefficients, and the intercept or drift.
+    """ML.ARIMA_COEFFICIENTS: non-seasonal AR and MA coefficients, and the intercept or drift;
+    for ARIMA_PLUS_XREG one row per series and feature, with ``processed_input``, ``weight``
+    and ``category_weights`` (NULL: the features are numeric).
 
-    The seasonal coefficients (sar*, sma*) and the regressors' weights are not in BigQuery ML's
-    output and are left out.
+    The seasonal coefficients (sar*, sma*) and the holiday regressors' coefficients are not in
+    BigQuery ML's output (ML.EXPLAIN_FORECAST shows the holiday effects) and are left out.
     """
     call.check_params({})
     if call.input is not None:
@@ -436,7 +332,20 @@ def ml_arima_coefficients(service: SqlService, call: MLCall) -> pa.Table:
     out["ar_coefficients"] = pa.array(ar, type=pa.list_(pa.float64()))
     out["ma_coefficients"] = pa.array(ma, type=pa.list_(pa.float64()))
     out["intercept_or_drift"] = pa.array(constant, type=pa.float64())
-    return pa.table(out)
+    if not model.feature_cols:
+        return pa.table(out)
+    # ARIMA_PLUS_XREG: each series' row repeated for each of its features
+    position = {id(s): i for i, s in enumerate(model.series)}
+    rows = coefficient_rows(model)
+    take = pa.array([position[id(series)] for series, _, _ in rows], type=pa.int64())
+    table = pa.table(out).take(take)
+    table = table.append_column(
+        "processed_input", pa.array([feature for _, feature, _ in rows], type=pa.string())
+    )
+    table = table.append_column(
+        "weight", pa.array([weight for _, _, weight in rows], type=pa.float64())
+    )
+    return table.append_column("category_weights", pa.nulls(len(rows), CATEGORY_WEIGHTS_TYPE))
 
 
 FORECAST_METRICS: tuple[str, ...] = (
@@ -445,6 +354,7 @@ FORECAST_METRICS: tuple[str, ...] = (
     "root_mean_squared_error",
     "mean_absolute_percentage_error",
     "symmetric_mean_absolute_percentage_error",
+    "mean_absolute_scaled_error",
 )
 
 
@@ -491,7 +401,8 @@ def ml_evaluate_forecasting(service: SqlService, call: MLCall) -> pa.Table:
         if not ok.any():
             continue
         evaluated.append(series)
-        metrics.append(forecast_metrics(actual[ok], predicted[ok]))
+        history = np.asarray(series["y"], dtype=np.float64)
+        metrics.append(forecast_metrics(actual[ok], predicted[ok], history))
     out = _id_columns(model, evaluated)
     for name in FORECAST_METRICS:
         out[name] = pa.array([m[name] for m in metrics], type=pa.float64())
@@ -529,8 +440,12 @@ def _steps_ahead(model: ForecastModel, series: dict[str, Any], stamps: np.ndarra
     return np.asarray([position.get(int(t), 0) for t in stamps], dtype=np.int64)
 
 
-def forecast_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
-    """MAE, MSE, RMSE, MAPE and sMAPE (both in percent, as BigQuery ML)."""
+def forecast_metrics(
+    actual: np.ndarray, predicted: np.ndarray, history: np.ndarray | None = None
+) -> dict[str, float | None]:
+    """MAE, MSE, RMSE, MAPE and sMAPE (both in percent, as BigQuery ML), and MASE: the MAE over
+    that of the one-step naive forecast in the training ``history`` (the mean absolute
+    difference of consecutive training points; None without history or when it is 0)."""
     error = actual - predicted
     mse = float(np.mean(error**2))
     nonzero = actual != 0
@@ -540,12 +455,15 @@ def forecast_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, flo
     smape = (
         float(np.mean(2 * np.abs(error[both]) / denominator[both]) * 100) if both.any() else None
     )
+    mae = float(np.mean(np.abs(error)))
+    scale = float(np.mean(np.abs(np.diff(history)))) if history is not None else 0.0
     return {
-        "mean_absolute_error": float(np.mean(np.abs(error))),
+        "mean_absolute_error": mae,
         "mean_squared_error": mse,
         "root_mean_squared_error": math.sqrt(mse),
         "mean_absolute_percentage_error": mape,
         "symmetric_mean_absolute_percentage_error": smape,
+        "mean_absolute_scaled_error": mae / scale if scale > 0 and math.isfinite(scale) else None,
     }
 
 
@@ -708,9 +626,12 @@ def handlers(
 ) -> dict[str, Callable[[SqlService, MLCall], pa.Table]]:
     """The ML functions of ARIMA models; PREDICT, EVALUATE and DETECT_ANOMALIES wrap
     ``current``'s handlers (ARIMA models here, every other model there)."""
+    from shipyard.sql.arima_explain import ml_explain_forecast  # it builds on this module
+
     return {
         "FORECAST": ml_forecast,
         "EXPLAIN_FORECAST": ml_explain_forecast,
+        "HOLIDAY_INFO": ml_holiday_info,
         "ARIMA_EVALUATE": ml_arima_evaluate,
         "ARIMA_COEFFICIENTS": ml_arima_coefficients,
         "PREDICT": refuse_predict(current["PREDICT"]),

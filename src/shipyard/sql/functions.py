@@ -169,7 +169,8 @@ ML_HANDLERS: dict[str, Callable[[SqlService, MLCall], pa.Table]] = {
 # ML.PREDICT / ML.EVALUATE / ML.EXPLAIN_PREDICT (wrapping the handlers above)
 ML_HANDLERS.update(tuning.handlers(ML_HANDLERS))
 # ARIMA_PLUS / ARIMA_PLUS_XREG (shipyard.sql.forecasting): ML.FORECAST, ML.EXPLAIN_FORECAST,
-# ML.ARIMA_EVALUATE, ML.ARIMA_COEFFICIENTS; wraps PREDICT, EVALUATE and DETECT_ANOMALIES
+# ML.ARIMA_EVALUATE, ML.ARIMA_COEFFICIENTS, ML.HOLIDAY_INFO; wraps PREDICT, EVALUATE and
+# DETECT_ANOMALIES
 ML_HANDLERS.update(forecasting.handlers(ML_HANDLERS))
 # TRANSFORM_ONLY models (shipyard.sql.transform_only): every function but ML.TRANSFORM and
 # ML.FEATURE_INFO refuses them, naming those two
