@@ -222,7 +222,7 @@ def test_dnn_classifier_default_space_and_infeasible_ftrl(ws: Any) -> None:
         ("batch_size=HPARAM_RANGE(8, 100000)", "INT64 in [1, 8192]"),
         ("dropout=HPARAM_CANDIDATES(['high'])", "FLOAT64 in [0.0, 1.0]"),
         (
-            "activation_fn=HPARAM_CANDIDATES(['RELU'])",
+            "max_iterations=HPARAM_CANDIDATES([5, 10])",
             "cannot be tuned for model_type DNN_REGRESSOR",
         ),
     ],

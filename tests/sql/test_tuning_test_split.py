@@ -116,8 +116,8 @@ def test_without_a_test_split_evaluate_reports_the_evaluation_split(ws: Any) -> 
         (
             "num_trials=2, data_split_method='CUSTOM', data_split_col='x', "
             "data_split_test_fraction=0.1",
-            sy.Unsupported,
-            "CUSTOM",
+            sy.InvalidArgument,
+            "does not apply to data_split_method CUSTOM",
         ),
     ],
 )

@@ -15,8 +15,17 @@ returns for trial n. The version's metrics are the optimal trial's test metrics.
 How the test rows are chosen follows ``data_split_method``: AUTO_SPLIT and RANDOM draw them at
 random (seeded, so a statement run twice holds out the same rows); SEQ takes the rows with the
 largest ``data_split_col`` values (then the evaluation rows are the next largest). NO_SPLIT has
-no split to make and CUSTOM's three-way form (a STRING column of 'TRAIN' / 'EVAL' / 'TEST') is
-not supported yet. Supervised model types only (regressors and classifiers).
+no split to make. Supervised model types only (regressors and classifiers).
+
+``data_split_method='CUSTOM'`` with tuning is BigQuery ML's three-way form: ``data_split_col``
+is a STRING column whose value says each row's split, ``'TRAIN'``, ``'EVAL'`` or ``'TEST'``
+(exactly these, upper case: the reference names no other spelling). The trials train on the
+TRAIN rows and are scored on the EVAL rows; the TEST rows are held out and evaluated as above.
+A NULL or any other value, or a split with no rows, is an InvalidArgument before any trial
+runs (the reference does not say what it does with them; refusing keeps a typo from moving rows
+silently). ``data_split_test_fraction`` does not apply (the column decides). A BOOL column keeps
+the two-way form (TRUE or NULL = evaluation, no test split), as without tuning; BigQuery ML asks
+for the STRING column when tuning, Shipyard accepts both.
 
 Example::
 
@@ -25,6 +34,11 @@ Example::
             l2_reg=HPARAM_RANGE(0, 5), data_split_method='RANDOM',
             data_split_eval_fraction=0.2, data_split_test_fraction=0.1)
     AS SELECT * FROM demo.t
+
+    CREATE MODEL demo.tuned_custom
+    OPTIONS(model_type='LINEAR_REG', input_label_cols=['y'], num_trials=4,
+            l2_reg=HPARAM_RANGE(0, 5), data_split_method='CUSTOM', data_split_col='split')
+    AS SELECT x, y, split FROM demo.t  -- split: 'TRAIN' | 'EVAL' | 'TEST'
 """
 
 from __future__ import annotations
@@ -39,7 +53,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shipyard.errors import InvalidArgument, Unsupported
+from shipyard.errors import InvalidArgument
 from shipyard.registry.flavors import load_model
 from shipyard.registry.predictor import Predictor
 from shipyard.sql import training
@@ -50,10 +64,21 @@ if TYPE_CHECKING:
     from shipyard.sql.modeltypes import ModelTypeSpec
     from shipyard.sql.tuning import TuningOutcome, TuningPlan
 
-__all__ = ["OPTION", "HoldoutSplit", "plan_test_split", "run_trials_with_test_split", "split_test"]
+__all__ = [
+    "CUSTOM_VALUES",
+    "OPTION",
+    "CustomSplit",
+    "HoldoutSplit",
+    "plan_test_split",
+    "run_trials_with_test_split",
+    "split_custom",
+    "split_test",
+]
 
 OPTION = "data_split_test_fraction"
 _SUPERVISED = ("regression", "classification")
+#: The values of a CUSTOM split column with tuning, in BigQuery ML's spelling.
+CUSTOM_VALUES = ("TRAIN", "EVAL", "TEST")
 
 
 @dataclass(frozen=True)
@@ -66,11 +91,22 @@ class HoldoutSplit:
     column: str | None  # data_split_col (SEQ)
 
 
-def plan_test_split(spec: ModelTypeSpec, options: dict[str, Any]) -> HoldoutSplit | None:
+@dataclass(frozen=True)
+class CustomSplit:
+    """``data_split_method='CUSTOM'`` with tuning: ``data_split_col`` says each row's split."""
+
+    column: str
+
+
+def plan_test_split(
+    spec: ModelTypeSpec, options: dict[str, Any]
+) -> HoldoutSplit | CustomSplit | None:
     """Take ``data_split_test_fraction`` out of CREATE MODEL's options (lower-cased names) and
-    check it against the others, before any data is read; None when absent (or 0)."""
+    check it against the others, before any data is read; None when there is no test split to
+    make (absent or 0), a :class:`CustomSplit` for CUSTOM with tuning (the column decides)."""
+    method = str(options.get("data_split_method", "AUTO_SPLIT")).upper()
     if OPTION not in options:
-        return None
+        return _custom(spec, options) if method == "CUSTOM" else None
     value = options.pop(OPTION)
     if "num_trials" not in options:
         raise InvalidArgument(
@@ -95,19 +131,21 @@ def plan_test_split(spec: ModelTypeSpec, options: dict[str, Any]) -> HoldoutSpli
             f"got {value!r}",
             option=OPTION,
         )
+    if method == "CUSTOM":
+        if fraction == 0.0:
+            return _custom(spec, options)
+        raise InvalidArgument(
+            f"option {OPTION!r} does not apply to data_split_method CUSTOM: with hyperparameter "
+            "tuning the STRING column data_split_col marks each row 'TRAIN', 'EVAL' or 'TEST'; "
+            f"drop {OPTION}, or use RANDOM or SEQ to hold out a fraction",
+            option=OPTION,
+        )
     if fraction == 0.0:
         return None
-    method = str(options.get("data_split_method", "AUTO_SPLIT")).upper()
     if method == "NO_SPLIT":
         raise InvalidArgument(
             f"option {OPTION!r} needs a data split, but data_split_method is NO_SPLIT; use "
             "AUTO_SPLIT, RANDOM or SEQ",
-            option=OPTION,
-        )
-    if method == "CUSTOM":
-        raise Unsupported(
-            f"option {OPTION!r} with data_split_method CUSTOM (a STRING column of 'TRAIN', "
-            "'EVAL' and 'TEST') is not supported yet; use RANDOM or SEQ",
             option=OPTION,
         )
     eval_fraction = options.get("data_split_eval_fraction")
@@ -124,6 +162,79 @@ def plan_test_split(spec: ModelTypeSpec, options: dict[str, Any]) -> HoldoutSpli
     return HoldoutSplit(
         fraction, method, eval_fraction, column if isinstance(column, str) else None
     )
+
+
+def _custom(spec: ModelTypeSpec, options: dict[str, Any]) -> CustomSplit | None:
+    """CUSTOM with tuning on a supervised model type; None otherwise (the model type's own
+    options report a missing data_split_col or an option it does not take)."""
+    column = options.get("data_split_col")
+    if "num_trials" not in options or spec.task_kind not in _SUPERVISED:
+        return None
+    return CustomSplit(column) if isinstance(column, str) else None
+
+
+def split_custom(table: pa.Table, split: CustomSplit) -> tuple[pa.Table, pa.Table | None]:
+    """(the TRAIN and EVAL rows, the TEST rows) of a CUSTOM split column; in the first table
+    the column becomes BOOL (TRUE = EVAL), CUSTOM's two-way form that the trials' own data
+    split reads. A BOOL column is that form already: (the table, None), no test split."""
+    name = split.column
+    if name not in table.column_names:
+        raise InvalidArgument(
+            f"data_split_col {name!r} is not a column of the training query; its columns: "
+            f"{', '.join(table.column_names)}",
+            option="data_split_col",
+        )
+    column = table.column(name)
+    if pa.types.is_boolean(column.type):
+        return table, None
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise InvalidArgument(
+            f"data_split_col {name!r} has type {column.type}; data_split_method CUSTOM with "
+            "hyperparameter tuning needs a STRING column whose values are 'TRAIN', 'EVAL' or "
+            "'TEST' (or a BOOL column, TRUE or NULL = evaluation, for a split without test rows)",
+            option="data_split_col",
+            type=str(column.type),
+        )
+    if column.null_count:
+        raise InvalidArgument(
+            f"data_split_col {name!r} is NULL in {column.null_count} row(s); with "
+            "data_split_method CUSTOM and hyperparameter tuning every row needs 'TRAIN', 'EVAL' "
+            f"or 'TEST' (e.g. IFNULL({name}, 'TRAIN') in the training query)",
+            option="data_split_col",
+            rows=column.null_count,
+        )
+    counts = {
+        str(row["values"]): int(row["counts"])
+        for row in pc.value_counts(column.combine_chunks()).to_pylist()
+    }
+    unknown = sorted(v for v in counts if v not in CUSTOM_VALUES)
+    if unknown:
+        shown = ", ".join(f"{v!r} ({counts[v]} rows)" for v in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        cased = any(v.strip().upper() in CUSTOM_VALUES for v in unknown)
+        raise InvalidArgument(
+            f"data_split_col {name!r} has values other than 'TRAIN', 'EVAL' and 'TEST': "
+            f"{shown}{more}"
+            + ("; the values are matched exactly (upper case, no spaces)" if cased else ""),
+            option="data_split_col",
+            values=unknown[:5],
+        )
+    empty = [v for v in CUSTOM_VALUES if not counts.get(v)]
+    if empty:
+        found = ", ".join(f"{v} {counts.get(v, 0)}" for v in CUSTOM_VALUES)
+        raise InvalidArgument(
+            f"data_split_col {name!r} has no {' or '.join(repr(v) for v in empty)} rows "
+            f"({found}): each split needs at least one row; for tuning without a test split "
+            f"use a BOOL column (TRUE = evaluation)",
+            option="data_split_col",
+            empty=empty,
+        )
+    test = pc.equal(column, "TEST")
+    rest = table.filter(pc.invert(test))
+    index = rest.column_names.index(name)
+    as_bool = pc.equal(rest.column(name), "EVAL")
+    rest = rest.set_column(index, pa.field(name, pa.bool_()), as_bool)
+    return rest, table.filter(test)
 
 
 def split_test(table: pa.Table, split: HoldoutSplit) -> tuple[pa.Table, pa.Table]:
@@ -166,11 +277,13 @@ def run_trials_with_test_split(
     table: pa.Table,
     plan: TuningPlan,
     job: JobContext,
-    split: HoldoutSplit | None,
+    split: HoldoutSplit | CustomSplit | None,
 ) -> TuningOutcome:
     """:func:`shipyard.sql.tuning.run_trials`, with a test split held out when there is one."""
     from shipyard.sql import tuning
 
+    if isinstance(split, CustomSplit):
+        return _run_custom(spec, table, plan, job, split)
     if split is None:
         return tuning.run_trials(spec, table, plan, job)
     rest, test = split_test(table, split)
@@ -182,6 +295,27 @@ def run_trials_with_test_split(
     job.progress(0.92, "evaluating the trials on the test split")
     _score_on_test(outcome, test, job)
     outcome.summary["data_split_test_fraction"] = split.fraction
+    outcome.summary["test_rows"] = test.num_rows
+    return outcome
+
+
+def _run_custom(
+    spec: ModelTypeSpec, table: pa.Table, plan: TuningPlan, job: JobContext, split: CustomSplit
+) -> TuningOutcome:
+    from shipyard.sql import tuning
+
+    rest, test = split_custom(table, split)
+    if test is None:  # a BOOL column: CUSTOM's two-way form, no test rows
+        return tuning.run_trials(spec, table, plan, job)
+    n_eval = int(pc.sum(rest.column(split.column)).as_py() or 0)
+    job.log(
+        f"data_split_col {split.column!r}: {rest.num_rows - n_eval} TRAIN, {n_eval} EVAL and "
+        f"{test.num_rows} TEST rows; the trials train on TRAIN and are scored on EVAL"
+    )
+    outcome = tuning.run_trials(spec, rest, plan, job)
+    job.progress(0.92, "evaluating the trials on the test split")
+    _score_on_test(outcome, test, job)
+    outcome.summary["data_split_col"] = split.column
     outcome.summary["test_rows"] = test.num_rows
     return outcome
 
@@ -224,6 +358,11 @@ def _metrics(predictor: Predictor, rows: pa.Table) -> dict[str, Any]:
     """ML.EVALUATE's metrics of ``predictor`` on ``rows`` (those with a label)."""
     label = predictor.label
     rows = rows.filter(pc.is_valid(rows[label]))
+    if rows.num_rows == 0:
+        raise InvalidArgument(
+            f"the test split has no rows with a non-NULL label {label!r}: nothing to evaluate "
+            "the trials on; give the test split labelled rows"
+        )
     matrix = predictor.preprocessor.transform(rows, dtype=predictor._dtype)
     predictions, probabilities = predictor.predict_raw(matrix)
     if predictor.label_info is None:

@@ -24,9 +24,11 @@ leaves none — the same rule as ML.EVALUATE without input; the job log says so)
   ML does, ``[STRUCT([64, 32]), STRUCT([16])]`` (Optuna sees them as text). DNN trials run one
   at a time: PyTorch's random state is per process.
 * Search spaces: the options given as HPARAM_RANGE / HPARAM_CANDIDATES. With none given, Shipyard
-  tunes the model type's main hyperparameters (:data:`DEFAULT_TUNED`) over BigQuery ML's default
-  ranges, leaving out any the statement fixes. ``l1_reg``/``l2_reg`` are searched on a log scale
-  (BigQuery ML's LOG scale; a lower bound of 0 becomes ``max / 10**5``).
+  tunes the hyperparameters BigQuery ML gives a default range (:data:`DEFAULT_TUNED`) over those
+  ranges, leaving out any the statement fixes. ``l1_reg``/``l2_reg`` and ``batch_size`` are
+  searched on a log scale (BigQuery ML's LOG scale; a lower bound of 0 becomes ``max / 10**5``).
+* ``data_split_test_fraction`` and ``data_split_method='CUSTOM'`` with a STRING column of
+  'TRAIN' / 'EVAL' / 'TEST' hold out a test split: see :mod:`shipyard.sql.holdout`.
 * A trial whose options do not validate (e.g. ``dropout`` without DART) is INFEASIBLE; one whose
   training raised, or whose objective is NULL, FAILED. The optimal trial is the SUCCEEDED one with
   the best objective (the lowest trial_id on ties): the version's model and metrics are its, and
@@ -202,61 +204,67 @@ class Tunable:
 
 
 _INF = math.inf
+# Each Tunable's default space is BigQuery ML's "default range" for it (the CREATE MODEL pages);
+# None where the reference gives none: such a hyperparameter is tuned only when the statement
+# gives it a search space. DEFAULT_TUNED lists exactly the ones with a default space.
 _REG = Tunable("float", (0.0, _INF), HParamRange(0.0, 10.0), log=True)
-_FRACTION = Tunable("float", (0.0, 1.0), HParamRange(0.0, 1.0))
-_TREE_METHOD = Tunable(
-    "enum",
-    ("AUTO", "EXACT", "APPROX", "HIST"),
-    HParamCandidates(("AUTO", "EXACT", "APPROX", "HIST")),
-)
+_FRACTION = Tunable("float", (0.0, 1.0), None)
+_SUBSAMPLE = Tunable("float", (0.0, 1.0), HParamRange(0.0, 1.0))
+_TREE_METHOD = Tunable("enum", ("AUTO", "EXACT", "APPROX", "HIST"), None)
+_MIN_SPLIT_LOSS = Tunable("float", (0.0, _INF), None)
+_MIN_CHILD_WEIGHT = Tunable("int", (0, _INF), None)
 _GLM = {"l1_reg": _REG, "l2_reg": _REG}
 _TREES = {
     "learn_rate": Tunable("float", (0.0, _INF), HParamRange(0.0, 1.0)),
     "l1_reg": _REG,
     "l2_reg": _REG,
     "max_tree_depth": Tunable("int", (1, 20), HParamRange(1, 10)),
-    "subsample": _FRACTION,
+    "subsample": _SUBSAMPLE,
     "colsample_bytree": _FRACTION,
     "colsample_bylevel": _FRACTION,
     "colsample_bynode": _FRACTION,
-    "min_split_loss": Tunable("float", (0.0, _INF), HParamRange(0.0, 20.0)),
-    "min_tree_child_weight": Tunable("int", (0, _INF), HParamRange(0, 20)),
-    "num_parallel_tree": Tunable("int", (1, _INF), HParamRange(1, 10)),
-    "dropout": Tunable("float", (0.0, 1.0), HParamRange(0.0, 0.8)),
-    "booster_type": Tunable("enum", ("GBTREE", "DART"), HParamCandidates(("GBTREE", "DART"))),
-    "dart_normalize_type": Tunable(
-        "enum", ("TREE", "FOREST"), HParamCandidates(("TREE", "FOREST"))
-    ),
+    "min_split_loss": _MIN_SPLIT_LOSS,
+    "min_tree_child_weight": _MIN_CHILD_WEIGHT,
+    "num_parallel_tree": Tunable("int", (1, _INF), None),
+    "dropout": Tunable("float", (0.0, 1.0), None),
+    "booster_type": Tunable("enum", ("GBTREE", "DART"), None),
+    "dart_normalize_type": Tunable("enum", ("TREE", "FOREST"), None),
     "tree_method": _TREE_METHOD,
 }
 _FOREST = {
     "l1_reg": _REG,
     "l2_reg": _REG,
     "max_tree_depth": Tunable("int", (1, 20), HParamRange(1, 20)),
-    "subsample": _FRACTION,
+    "subsample": _SUBSAMPLE,
     "colsample_bytree": _FRACTION,
     "colsample_bylevel": _FRACTION,
     "colsample_bynode": _FRACTION,
-    "min_split_loss": Tunable("float", (0.0, _INF), HParamRange(0.0, 20.0)),
-    "min_tree_child_weight": Tunable("int", (0, _INF), HParamRange(0, 20)),
+    "min_split_loss": _MIN_SPLIT_LOSS,
+    "min_tree_child_weight": _MIN_CHILD_WEIGHT,
     "num_parallel_tree": Tunable("int", (2, _INF), HParamRange(2, 200)),
     "tree_method": _TREE_METHOD,
 }
 
 # DNN_* and DNN_LINEAR_COMBINED_*: BigQuery ML's spaces; FTRL (no PyTorch optimizer) is left
-# out of the default optimizer candidates (a trial that names it is INFEASIBLE).
-_NETWORK = {
+# out of the default optimizer candidates (a trial that names it is INFEASIBLE). Wide-and-deep
+# models take one learn_rate / optimizer value or a per-part STRUCT array, never a search space.
+_ACTIVATIONS = ("RELU", "RELU6", "CRELU", "ELU", "SELU", "SIGMOID", "TANH")
+_WIDE_DEEP = {
     "batch_size": Tunable("int", (1, 8192), HParamRange(16, 1024), log=True),
     "dropout": Tunable("float", (0.0, 1.0), HParamRange(0.0, 0.8)),
     "hidden_units": Tunable("int_list", (1, _INF), None),
+    "activation_fn": Tunable("enum", _ACTIVATIONS, None),
+    "l1_reg": _REG,
+    "l2_reg": _REG,
+}
+_NETWORK = {
+    **_WIDE_DEEP,
     "learn_rate": Tunable("float", (0.0, _INF), HParamRange(0.0, 1.0)),
     "optimizer": Tunable(
         "enum",
         ("ADAGRAD", "ADAM", "FTRL", "RMSPROP", "SGD"),
         HParamCandidates(("ADAM", "ADAGRAD", "RMSPROP", "SGD")),
     ),
-    "l1_reg": _REG,
-    "l2_reg": _REG,
 }
 _FACTORIZATION = {
     "num_factors": Tunable("int", (2, 200), HParamRange(2, 20)),
@@ -279,20 +287,37 @@ TUNABLE: dict[str, dict[str, Tunable]] = {
     "RANDOM_FOREST_REGRESSOR": _FOREST,
     "RANDOM_FOREST_CLASSIFIER": _FOREST,
     "KMEANS": {"num_clusters": Tunable("int", (2, 100), HParamRange(2, 10))},
-    **dict.fromkeys(_NETWORK_TYPES, _NETWORK),
+    "DNN_CLASSIFIER": _NETWORK,
+    "DNN_REGRESSOR": _NETWORK,
+    "DNN_LINEAR_COMBINED_CLASSIFIER": _WIDE_DEEP,
+    "DNN_LINEAR_COMBINED_REGRESSOR": _WIDE_DEEP,
     "MATRIX_FACTORIZATION": _FACTORIZATION,
 }
 #: Matrix factorization with implicit feedback: its own objectives and default search space.
 _IMPLICIT_MF = "MATRIX_FACTORIZATION (IMPLICIT)"
 
-#: What Shipyard tunes (over the default spaces) when the statement gives no search space.
+#: What Shipyard tunes (over the default spaces) when the statement gives no search space:
+#: the hyperparameters BigQuery ML gives a default range (``wals_alpha`` with implicit
+#: feedback only).
 DEFAULT_TUNED: dict[str, tuple[str, ...]] = {
     "LINEAR_REG": ("l1_reg", "l2_reg"),
     "LOGISTIC_REG": ("l1_reg", "l2_reg"),
     "BOOSTED_TREE_REGRESSOR": ("learn_rate", "max_tree_depth", "l1_reg", "l2_reg", "subsample"),
     "BOOSTED_TREE_CLASSIFIER": ("learn_rate", "max_tree_depth", "l1_reg", "l2_reg", "subsample"),
-    "RANDOM_FOREST_REGRESSOR": ("num_parallel_tree", "max_tree_depth", "subsample", "l2_reg"),
-    "RANDOM_FOREST_CLASSIFIER": ("num_parallel_tree", "max_tree_depth", "subsample", "l2_reg"),
+    "RANDOM_FOREST_REGRESSOR": (
+        "num_parallel_tree",
+        "max_tree_depth",
+        "subsample",
+        "l1_reg",
+        "l2_reg",
+    ),
+    "RANDOM_FOREST_CLASSIFIER": (
+        "num_parallel_tree",
+        "max_tree_depth",
+        "subsample",
+        "l1_reg",
+        "l2_reg",
+    ),
     "KMEANS": ("num_clusters",),
     "DNN_CLASSIFIER": ("learn_rate", "dropout", "batch_size", "l1_reg", "l2_reg", "optimizer"),
     "DNN_REGRESSOR": ("learn_rate", "dropout", "batch_size", "l1_reg", "l2_reg", "optimizer"),
