@@ -19,7 +19,8 @@ a local folder (``'/path'`` or ``'file:///path'``), which must not exist yet or 
   (``[batch, k]``: principal_component_1 … k). Models of those types with STRING, BOOL, DATE,
   TIME or TIMESTAMP features or a TRANSFORM clause convert too, with one input per raw column
   (``[batch, 1]``; their encodings and the TRANSFORM's arithmetic are in the graph, see
-  :mod:`shipyard.sql.onnx_graph`); a TRANSFORM function with no ONNX form (ML.TF_IDF, …) is
+  :mod:`shipyard.sql.onnx_graph`; text functions in :mod:`shipyard.sql.onnx_text`, which raise
+  the graph to opset 20); a TRANSFORM function with no ONNX form (ML.HASH_BUCKETIZE, …) is
   named in the Unsupported message.
 """
 
@@ -190,7 +191,35 @@ def to_onnx(manifest: Manifest, model: Any) -> bytes:
                 f"{exc} does not convert to ONNX; EXPORT MODEL … OPTIONS(format='NATIVE') (the "
                 "default) still writes the model's own files"
             ) from None
+        graph = _raise_opset(graph, _default_opset(pre))
     return _merge(pre, graph, classes).SerializeToString()  # type: ignore[no-any-return]
+
+
+def _default_opset(model: Any) -> int:
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
+def _raise_opset(model: Any, version: int) -> Any:
+    """The model graph at default-domain opset ``version`` at least (the text operators of the
+    preprocessing graph — StringSplit, StringConcat — need opset 20): onnx's version converter
+    rewrites the nodes whose form changed (axes attributes that became inputs …)."""
+    from onnx import helper, version_converter
+
+    current = _default_opset(model)
+    if current >= version:
+        return model
+    if not any(n.domain in ("", "ai.onnx") for n in model.graph.node):
+        kept = [o for o in model.opset_import if o.domain not in ("", "ai.onnx")]
+        del model.opset_import[:]
+        model.opset_import.extend([*kept, helper.make_opsetid("", version)])
+        return model
+    try:
+        return version_converter.convert_version(model, version)
+    except Exception as exc:  # the converter raises several kinds
+        raise Unsupported(
+            f"the model's ONNX graph (opset {current}) could not be raised to opset {version}, "
+            f"which the TRANSFORM's text operators need: {exc}"
+        ) from None
 
 
 def _declare_ml_opset(model: Any) -> None:

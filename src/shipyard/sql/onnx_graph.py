@@ -8,7 +8,9 @@ then takes one input per raw column, shape ``[batch, 1]``, named as the column:
 * STRING: STRING, with ``''`` standing for NULL (ONNX strings have no NULL; a model whose
   training data had ``''`` as a category does not convert);
 * BOOL, DATE, TIME: DOUBLE, NaN for NULL: 1/0, days since 1970-01-01, microseconds since
-  midnight.
+  midnight;
+* ARRAY<STRING> (read by a TRANSFORM's text functions): STRING ``[batch, n]``, each row's
+  elements first, padded at the end with ``''`` (NULL and ``[]`` are all ``''``).
 
 It reproduces :class:`~shipyard.registry.preprocessing.FeaturePreprocessor` exactly: numbers
 imputed (NaN, ±inf → the training mean) and standardized; categories one-hot / dummy / label
@@ -23,17 +25,17 @@ ML.BUCKETIZE / ML.QUANTILE_BUCKETIZE (``'bin_' || …``) and the vocabulary look
 ML.LABEL_ENCODER / ML.ONE_HOT_ENCODER. Subexpressions without columns are evaluated once (DuckDB)
 and become constants. So ML.STANDARD_SCALER, ML.MIN_MAX_SCALER, ML.MAX_ABS_SCALER,
 ML.ROBUST_SCALER, ML.BUCKETIZE, ML.QUANTILE_BUCKETIZE, ML.IMPUTER, ML.POLYNOMIAL_EXPAND,
-ML.LABEL_ENCODER, ML.ONE_HOT_ENCODER and plain arithmetic convert; list and text functions
-(ML.NGRAMS, ML.BAG_OF_WORDS, ML.TF_IDF, ML.MULTI_HOT_ENCODER, ML.FEATURE_CROSS, ML.NORMALIZER …)
-do not: :class:`NotConvertible` says which SQL, and the export names the ML function.
+ML.LABEL_ENCODER, ML.ONE_HOT_ENCODER and plain arithmetic convert. Token lists, string
+concatenation and casts to STRING (ML.NGRAMS, ML.BAG_OF_WORDS, ML.TF_IDF, ML.MULTI_HOT_ENCODER,
+ML.FEATURE_CROSS) are :mod:`shipyard.sql.onnx_text`'s, with opset-20 string operators. The rest
+(ML.HASH_BUCKETIZE, ML.NORMALIZER, LOWER/UPPER …) does not convert: :class:`NotConvertible` says
+which SQL (and why, where it never can), and the export names the ML function.
 """
 
 from __future__ import annotations
 
 import decimal
-import itertools
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -41,35 +43,33 @@ import numpy as np
 import sqlglot
 from sqlglot import exp
 
-__all__ = ["NotConvertible", "SqlToOnnx", "feature_width", "preprocessing_graph"]
+from shipyard.sql import onnx_text
+from shipyard.sql.onnx_ops import ML_DOMAIN, ML_OPSET, NotConvertible, Value
+from shipyard.sql.onnx_ops import NULL_STRING as _NULL_STRING
+from shipyard.sql.onnx_ops import Builder as _Builder
+from shipyard.sql.onnx_ops import short as _short
 
-ML_DOMAIN = "ai.onnx.ml"
-#: ai.onnx.ml opset this graph needs: LabelEncoder with keys_*/values_* attributes.
-ML_OPSET = 2
-_NULL_STRING = ""
+__all__ = [
+    "ML_DOMAIN",
+    "ML_OPSET",
+    "NotConvertible",
+    "SqlToOnnx",
+    "feature_width",
+    "preprocessing_graph",
+]
+
 _NUMERIC_CASTS = {"DOUBLE", "FLOAT", "BIGINT", "INT", "SMALLINT", "TINYINT", "DECIMAL", "UBIGINT"}
 _TEXT_CASTS = {"TEXT", "VARCHAR", "CHAR"}
-
-
-class NotConvertible(Exception):
-    """A part of the preprocessing has no ONNX form here; the message says which."""
-
-
-@dataclass
-class Value:
-    """A ``[batch, 1]`` tensor of the graph: DOUBLE (NaN = NULL), STRING ('' = NULL) or BOOL;
-    ``null`` is the constant NULL; ``domain`` lists the integers a bucket number can take."""
-
-    name: str
-    kind: str  # "double" | "string" | "bool" | "null"
-    domain: tuple[int, ...] | None = None
-    raw_type: str | None = None  # the Arrow type of a raw input column
 
 
 def _raw_kind(arrow_type: str) -> str:
     text = arrow_type.lower()
     if text.startswith(("string", "large_string", "utf8", "dictionary")) or text == "str":
         return "string"
+    if text.startswith(("list<", "large_list<")) and text.endswith(
+        ("string>", "utf8>", "large_string>")
+    ):
+        return "list"
     return "double"
 
 
@@ -78,94 +78,6 @@ def _is_numeric_type(arrow_type: str | None) -> bool:
         return True
     text = arrow_type.lower()
     return text.startswith(("int", "uint", "double", "float", "halffloat", "decimal"))
-
-
-class _Builder:
-    """Nodes, constants and inputs of the graph being built."""
-
-    def __init__(self) -> None:
-        from onnx import TensorProto
-
-        self.tp = TensorProto
-        self.nodes: list[Any] = []
-        self.initializers: list[Any] = []
-        self.inputs: list[Any] = []
-        self._ids = itertools.count()
-
-    def fresh(self, hint: str) -> str:
-        return f"shipyard_pre_{hint}_{next(self._ids)}"
-
-    def const(self, array: np.ndarray, hint: str = "const") -> str:
-        from onnx import numpy_helper
-
-        name = self.fresh(hint)
-        self.initializers.append(numpy_helper.from_array(array, name))
-        return name
-
-    def op(self, op_type: str, inputs: list[str], hint: str = "", **attrs: Any) -> str:
-        from onnx import helper
-
-        domain = attrs.pop("domain", "")
-        out = self.fresh(hint or op_type.lower())
-        self.nodes.append(helper.make_node(op_type, inputs, [out], domain=domain, **attrs))
-        return out
-
-    def input(self, name: str, kind: str) -> Value:
-        from onnx import helper
-
-        elem = self.tp.STRING if kind == "string" else self.tp.DOUBLE
-        self.inputs.append(helper.make_tensor_value_info(name, elem, [None, 1]))
-        return Value(name, kind)
-
-    # -- small helpers ------------------------------------------------------------------------
-
-    def double(self, value: Value) -> str:
-        if value.kind == "double":
-            return value.name
-        if value.kind == "bool":
-            return self.op("Cast", [value.name], to=self.tp.DOUBLE)
-        if value.kind == "null":
-            return self.const(np.array([[np.nan]]), "nan")
-        raise NotConvertible("a STRING used as a number")
-
-    def is_null(self, value: Value) -> str:
-        if value.kind == "double":
-            return self.op("IsNaN", [value.name])
-        if value.kind == "string":
-            hit = self.op(
-                "LabelEncoder",
-                [value.name],
-                domain=ML_DOMAIN,
-                keys_strings=[_NULL_STRING],
-                values_int64s=[1],
-                default_int64=0,
-            )
-            return self.op("Cast", [hit], to=self.tp.BOOL)
-        return self.const(np.array([[value.kind == "null"]]), "isnull")
-
-    def null_like(self, kind: str) -> Value:
-        if kind == "string":
-            return Value(self.const(np.array([[_NULL_STRING]], dtype=object), "null"), "string")
-        return Value(self.const(np.array([[np.nan]]), "nan"), "double")
-
-    def where(self, cond: str, yes: Value, no: Value) -> Value:
-        kinds = {yes.kind, no.kind} - {"null"}
-        if not kinds:
-            return yes
-        kind = "string" if "string" in kinds else "double"
-        if kinds == {"bool"}:
-            kind = "bool"
-        if len(kinds) > 1 and "string" in kinds:
-            raise NotConvertible("a CASE whose branches mix STRING and numbers")
-
-        def as_kind(v: Value) -> str:
-            if v.kind == "null":
-                return self.null_like(kind).name
-            if kind == "double":
-                return self.double(v)
-            return v.name
-
-        return Value(self.op("Where", [cond, as_kind(yes), as_kind(no)]), kind)
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,6 +111,13 @@ class SqlToOnnx:
         if isinstance(value, str):
             return Value(self.b.const(np.array([[value]], dtype=object), "str"), "string")
         raise NotConvertible(f"the constant {value!r} ({type(value).__name__})")
+
+    def constant(self, node: exp.Expression) -> Any:
+        """The value of a subexpression without columns, evaluated by DuckDB."""
+        return self._constant(node)
+
+    def has_columns(self, node: exp.Expression) -> bool:
+        return self._has_columns(node)
 
     @staticmethod
     def _has_columns(node: exp.Expression) -> bool:
@@ -253,7 +172,8 @@ class SqlToOnnx:
         if isinstance(node, exp.Anonymous) and str(node.name).lower() == "list_position":
             return self._list_position(node)
         if isinstance(node, exp.DPipe):
-            return self._bucket_name(node)
+            return self._bucket_name(node) or onnx_text.concat(self, node)
+        onnx_text.refuse(node)
         raise NotConvertible(_short(node))
 
     def _bool(self, node: exp.Expression) -> str:
@@ -278,6 +198,9 @@ class SqlToOnnx:
             return Value(inner.name, inner.kind, inner.domain)
         if target in _TEXT_CASTS and inner.kind in ("string", "null"):
             return inner
+        if target in _TEXT_CASTS and inner.kind in ("double", "bool"):
+            return onnx_text.cast_to_text(self, node, inner)
+        onnx_text.refuse(node)
         raise NotConvertible(_short(node))
 
     def _arithmetic(self, node: exp.Expression) -> Value:
@@ -393,15 +316,18 @@ class SqlToOnnx:
         absent = b.op("Equal", [position, zero])
         return b.where(absent, Value("", "null"), Value(position, "double"))
 
-    def _bucket_name(self, node: exp.DPipe) -> Value:
-        """``'bin_' || CAST(<bucket number> AS VARCHAR)``: a bucket's name, via a lookup."""
+    def _bucket_name(self, node: exp.DPipe) -> Value | None:
+        """``'bin_' || CAST(<bucket number> AS VARCHAR)``: a bucket's name, via one lookup
+        (None for other concatenations)."""
         prefix = node.this
         number = node.expression
         if self._has_columns(prefix) or not isinstance(number, exp.Cast):
-            raise NotConvertible(f"{_short(node)}: text concatenation")
+            return None
+        if not isinstance(number.this, exp.Paren | exp.Add | exp.Length):
+            return None
         value = self.compile(number.this)
         if value.domain is None:
-            raise NotConvertible(f"{_short(node)}: text concatenation")
+            return None
         text = str(self._constant(prefix))
         as_int = self.b.op("Cast", [self.b.op("Round", [value.name])], to=self.b.tp.INT64)
         name = self.b.op(
@@ -413,11 +339,6 @@ class SqlToOnnx:
             default_string=_NULL_STRING,
         )
         return Value(name, "string")
-
-
-def _short(node: exp.Expression, limit: int = 120) -> str:
-    text = node.sql(dialect="duckdb")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _top(sql: str) -> exp.Expression:
@@ -459,14 +380,20 @@ def _transform_values(
                 wanted_ids = [i for i in range(int(spec["size"])) if f"{name}_{i}" in needed]
                 if not wanted_ids:
                     continue
-                out.update(_sparse(b, compiler, name, _top(column["sql"]), wanted_ids))
+                top = _top(column["sql"])
+                if isinstance(top, exp.Array):
+                    out.update(_sparse(b, compiler, name, top, wanted_ids))
+                else:  # ML.BAG_OF_WORDS, ML.TF_IDF, ML.MULTI_HOT_ENCODER
+                    size = int(spec["size"])
+                    out.update(onnx_text.sparse_columns(compiler, name, top, size, wanted_ids))
             elif name in needed:
                 out[name] = compiler.compile(_top(column["sql"]))
         except NotConvertible as exc:
             functions = _blocking_functions(column)
             what = f"TRANSFORM output {name!r}" + (f" ({functions})" if functions else "")
+            reason = f"{exc}: {exc.why}" if exc.why else f"{exc} has no ONNX form here"
             raise Unsupported(
-                f"the {what} does not convert to ONNX: {exc} has no ONNX form here; "
+                f"the {what} does not convert to ONNX: {reason}; "
                 "EXPORT MODEL … OPTIONS(format='NATIVE') (the default) still writes the model "
                 "with its TRANSFORM, which Shipyard applies wherever the model predicts",
                 column=name,
@@ -613,8 +540,10 @@ def preprocessing_graph(
     if not double:
         out = b.op("Cast", [out], to=b.tp.FLOAT)
     b.nodes.append(helper.make_node("Identity", [out], ["features"]))
+    b.nodes = _reachable(b.nodes, "features")  # attempts that were given up leave nodes behind
     used = {name for node in b.nodes for name in node.input}
     b.initializers = [i for i in b.initializers if i.name in used]  # constants left unused
+    opsets = {**opsets, "": max(opsets.get("", 0), b.opset)}
     width = sum(feature_width(s) for s in specs)
     graph = helper.make_graph(
         b.nodes,
@@ -630,6 +559,16 @@ def preprocessing_graph(
     return helper.make_model(
         graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()]
     )
+
+
+def _reachable(nodes: list[Any], output: str) -> list[Any]:
+    """The nodes ``output`` depends on, in their order."""
+    needed, keep = {output}, []
+    for node in reversed(nodes):
+        if needed & set(node.output):
+            keep.append(node)
+            needed |= set(node.input)
+    return keep[::-1]
 
 
 def _feature_inputs(transform: dict[str, Any]) -> list[dict[str, str]]:

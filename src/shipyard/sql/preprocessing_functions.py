@@ -459,13 +459,20 @@ def _tf_idf(fn: str, args: list[exp.Expression]) -> Built:
     def vocabulary(o: str) -> str:
         return _vocabulary(_document_histogram(doc, o), top_k, threshold)
 
+    def document_frequencies(o: str) -> str:
+        """How many rows hold each vocabulary term, in vocabulary (alphabetical) order. Read
+        from the same ranked entries as the vocabulary, not by looking terms up in the
+        histogram inside a lambda, which DuckDB cannot plan when the tokens come from
+        ML.NGRAMS (an internal error)."""
+        ranked = _ranked(_document_histogram(doc, o))
+        frequent = f"list_filter({ranked}, lambda __e: -__e.n >= {threshold})"
+        kept = f"list_slice({frequent}, 1, {top_k})"
+        by_term = f"list_sort(list_transform({kept}, lambda __e: {{'k': __e.k, 'n': -__e.n}}))"
+        return f"CAST(list_transform({by_term}, lambda __e: __e.n) AS BIGINT[])"
+
     stats: dict[str, Stat] = {
         "vocabulary": vocabulary,
-        # document frequency of each vocabulary term, in vocabulary order
-        "df": lambda o: (
-            f"CAST(list_transform({vocabulary(o)}, "
-            f"lambda __k: {_document_histogram(doc, o)}[__k]) AS BIGINT[])"
-        ),
+        "df": document_frequencies,
         "documents": lambda o: f"count({doc}){o}",
     }
 
