@@ -466,3 +466,32 @@ def test_the_onnx_twin_is_checked_on_the_models_own_thresholds() -> None:
     for j in range(3):
         if len(cuts[j]):  # some probe values sit exactly on a threshold
             assert np.isin(cuts[j], probe[:, j]).any()
+
+
+def test_large_calls_go_to_the_booster_past_the_measured_crossing() -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxmltools")
+    import numpy as np
+    import xgboost as xgb
+
+    from shipyard.serving.accelerate import _crossing, _OnnxTrees, _session
+
+    # A line through each side's one-row and 256-row times: native costs 190 µs more per call
+    # and 1 µs less per row, so it wins from 191 rows; never when its rows cost as much.
+    assert _crossing((10.0, 10.0 + 255 * 5), (200.0, 200.0 + 255 * 4)) == 191
+    assert _crossing((10.0, 10.0 + 255 * 4), (200.0, 200.0 + 255 * 4)) is None
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(500, 4)).astype(np.float32)
+    booster = xgb.train({"max_depth": 4, "nthread": 1}, xgb.DMatrix(x, x[:, 0] - x[:, 1]), 20)
+
+    class _Model:  # what _session reads of a predictor
+        model, flavor, _threads = booster, "xgboost", 1
+
+    trees = _OnnxTrees(_session(_Model(), 4), "regression")  # type: ignore[arg-type]
+    trees.native, trees.native_from = booster, 50
+    small, large = x[:49], x[:50]
+    # Below the crossing ONNX Runtime answers (float32 sums: close, not bit-equal) ...
+    assert np.allclose(trees.inplace_predict(small), booster.inplace_predict(small), atol=1e-5)
+    # ... and from it on the booster does, bit for bit.
+    assert np.array_equal(trees.inplace_predict(large), booster.inplace_predict(large))
