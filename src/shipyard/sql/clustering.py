@@ -239,8 +239,9 @@ def train_kmeans(
     predictor = Predictor("clustering", model, "sklearn", preprocessor, None, "", config)
     with one_blas_thread():  # (rows x features) @ (features x clusters): thin products
         distances = predictor.centroid_distances(x)
-        metrics = kmeans_metrics(x_fit, distances)
-    config.update(anomaly_statistics(distances))
+        assigned = _assignments(distances)  # for the metrics and the anomaly statistics
+        metrics = kmeans_metrics(x_fit, distances, assigned)
+    config.update(anomaly_statistics(distances, assigned))
     return UnsupervisedFit(
         task="clustering",
         model=model,
@@ -350,12 +351,24 @@ def _lloyd(
     return model, rows
 
 
-def kmeans_metrics(x_fit: np.ndarray, distances: np.ndarray) -> dict[str, float | None]:
-    """ML.EVALUATE for KMEANS on rows (their fitted-space matrix and centroid distances)."""
+def _assignments(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each row's nearest centroid, its distance to it): the first of equal distances."""
+    labels = np.argmin(distances, axis=1)
+    return labels, distances[np.arange(len(distances)), labels]
+
+
+def kmeans_metrics(
+    x_fit: np.ndarray,
+    distances: np.ndarray,
+    assigned: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, float | None]:
+    """ML.EVALUATE for KMEANS on rows (their fitted-space matrix and centroid distances).
+
+    ``assigned``: :func:`_assignments` of ``distances``, when the caller has it.
+    """
     if len(distances) == 0:
         return dict.fromkeys(KMEANS_METRICS)
-    labels = np.argmin(distances, axis=1)
-    nearest = distances[np.arange(len(distances)), labels]
+    labels, nearest = assigned if assigned is not None else _assignments(distances)
     dbi: float | None = None
     if 1 < np.count_nonzero(np.bincount(labels)) < len(labels):
         dbi = _davies_bouldin(x_fit, labels, distances.shape[1])
@@ -391,20 +404,38 @@ def _davies_bouldin(x: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float(np.mean(np.max((intra[:, None] + intra) / between, axis=1)))
 
 
-def anomaly_statistics(distances: np.ndarray) -> dict[str, Any]:
-    """Per-cluster distance scales and the training normalized distances' quantiles."""
-    labels = np.argmin(distances, axis=1)
+def anomaly_statistics(
+    distances: np.ndarray, assigned: tuple[np.ndarray, np.ndarray] | None = None
+) -> dict[str, Any]:
+    """Per-cluster distance scales and the training normalized distances' quantiles.
+
+    ``assigned``: :func:`_assignments` of ``distances``, when the caller has it.
+    """
+    labels, nearest = assigned if assigned is not None else _assignments(distances)
     k = distances.shape[1]
-    nearest = distances[np.arange(len(distances)), labels]
     counts = np.bincount(labels, minlength=k)
     squared = np.bincount(labels, weights=nearest * nearest, minlength=k)
     scales = []
     for j in range(k):
         rms = float(np.sqrt(squared[j] / counts[j])) if counts[j] else 0.0
         scales.append(rms if rms > 0 else 1.0)
-    normalized = np.min(distances / np.asarray(scales)[None, :], axis=1)
+    normalized = _scaled_minimum(distances, scales)
     quantiles = np.quantile(normalized, np.linspace(0.0, 1.0, _QUANTILES))
     return {"distance_scales": scales, "anomaly_quantiles": [float(q) for q in quantiles]}
+
+
+def _scaled_minimum(distances: np.ndarray, scales: list[float]) -> np.ndarray:
+    """Each row's smallest ``distance / scale``: the row minimum of the scaled matrix, taken
+    column by column (NumPy's minimum over rows of a few values costs ~4x more). A minimum is
+    exact, so any order gives the same value, unless a row's minimum is a zero (0.0 and -0.0
+    compare equal; which one a reduction keeps depends on its order) or NaN: then the row
+    minimum of the scaled matrix decides, as before."""
+    out = distances[:, 0] / scales[0]
+    for j in range(1, distances.shape[1]):
+        np.minimum(out, distances[:, j] / scales[j], out=out)
+    if not (out > 0.0).all():
+        return np.min(distances / np.asarray(scales)[None, :], axis=1)  # type: ignore[no-any-return]
+    return out
 
 
 def anomaly_threshold(config: dict[str, Any], contamination: float) -> float:

@@ -57,7 +57,7 @@ from shipyard.errors import InvalidArgument, Unsupported
 from shipyard.registry.neural import NeuralNet
 from shipyard.registry.preprocessing import LabelInfo
 from shipyard.sql.options import GLM_UNSUPPORTED_OPTIONS, CommonOptions, _ClassifierMixin
-from shipyard.sql.training import Fit, Progress, _class_weight_vector, _info_row
+from shipyard.sql.training import Fit, Progress, _class_weight_vector, _info_row, single_class
 
 __all__ = [
     "DNN_UNSUPPORTED_OPTIONS",
@@ -409,7 +409,7 @@ def train_dnn(
 
     wide = options.model_type.startswith("DNN_LINEAR_COMBINED_")
     classifier = label_info is not None
-    if classifier and len(np.unique(y)) < 2:
+    if classifier and single_class(y):
         raise InvalidArgument(
             "the training split holds a single class; classification needs at least 2 "
             "(use more data or another data_split_method)"

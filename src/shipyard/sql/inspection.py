@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from shipyard.errors import InvalidArgument
 from shipyard.registry.preprocessing import LabelInfo
+from shipyard.sql.evaluation import ScoreOrder
 from shipyard.sql.explanation import not_applicable
 
 if TYPE_CHECKING:
@@ -236,20 +237,41 @@ def confusion_counts(truth: np.ndarray, predicted: np.ndarray, k: int) -> np.nda
     return flat.reshape(k, k).astype(np.int64)  # type: ignore[no-any-return]
 
 
-def default_thresholds(positive: np.ndarray) -> np.ndarray:
-    """Percentiles 0, 1, …, 100 of the positive-class probabilities (distinct values)."""
+def default_thresholds(positive: np.ndarray, order: ScoreOrder | None = None) -> np.ndarray:
+    """Percentiles 0, 1, …, 100 of the positive-class probabilities (distinct values).
+
+    ``order``: the same probabilities sorted per class (:class:`ScoreOrder`); their merge is
+    the sorted column, whose quantiles are the same values (the same order statistics),
+    found without a selection over the unsorted rows.
+    """
     if len(positive) == 0:
         return np.array([0.5])
-    return np.unique(np.quantile(positive, np.linspace(0.0, 1.0, 101)))
+    values = positive
+    if order is not None and order.positives is not None and order.negatives is not None:
+        merged = np.sort(np.concatenate([order.positives, order.negatives]), kind="stable")
+        # Zeros of both signs sort as equals and could swap places: keep the rows then.
+        if len(merged) == len(positive) and not (merged[0] <= 0.0 <= merged[-1]):
+            values = merged
+    return np.unique(np.quantile(values, np.linspace(0.0, 1.0, 101)))
 
 
-def roc_curve(truth: np.ndarray, positive: np.ndarray, thresholds: np.ndarray) -> dict[str, Any]:
+def roc_curve(
+    truth: np.ndarray,
+    positive: np.ndarray,
+    thresholds: np.ndarray,
+    order: ScoreOrder | None = None,
+) -> dict[str, Any]:
     """ROC columns (as lists) for binary ``truth`` (0/1) and positive-class probabilities.
 
     A row is predicted positive when its probability is above the threshold (ML.PREDICT's rule).
+    ``order``: the probabilities already sorted per class
+    (:func:`~shipyard.sql.evaluation.evaluate` keeps them).
     """
-    pos = np.sort(positive[truth == 1])
-    neg = np.sort(positive[truth == 0])
+    if order is not None and order.positives is not None and order.negatives is not None:
+        pos, neg = order.positives, order.negatives
+    else:
+        pos = np.sort(positive[truth == 1])
+        neg = np.sort(positive[truth == 0])
     t = np.asarray(thresholds, dtype=np.float64)
     tp = len(pos) - np.searchsorted(pos, t, side="right")
     fp = len(neg) - np.searchsorted(neg, t, side="right")
@@ -269,9 +291,17 @@ def roc_curve(truth: np.ndarray, positive: np.ndarray, thresholds: np.ndarray) -
 
 
 def evaluation_curves(
-    task: str, truth: np.ndarray, codes: np.ndarray, probabilities: np.ndarray | None
+    task: str,
+    truth: np.ndarray,
+    codes: np.ndarray,
+    probabilities: np.ndarray | None,
+    order: ScoreOrder | None = None,
 ) -> dict[str, Any] | None:
-    """What ML.CONFUSION_MATRIX / ML.ROC_CURVE return without input rows (classifiers only)."""
+    """What ML.CONFUSION_MATRIX / ML.ROC_CURVE return without input rows (classifiers only).
+
+    ``order``: what :func:`~shipyard.sql.evaluation.evaluate` sorted for roc_auc on the same
+    rows, reused for the ROC curve.
+    """
     if task == "regression" or probabilities is None:
         return None
     k = probabilities.shape[1]
@@ -281,7 +311,7 @@ def evaluation_curves(
     }
     if task == "binary_classification":
         positive = probabilities[:, 1]
-        out["roc_curve"] = roc_curve(truth, positive, default_thresholds(positive))
+        out["roc_curve"] = roc_curve(truth, positive, default_thresholds(positive, order), order)
     return out
 
 

@@ -60,7 +60,7 @@ from shipyard.sql.dnn import (
     WideDeepRegressorOptions,
     train_dnn,
 )
-from shipyard.sql.evaluation import evaluate
+from shipyard.sql.evaluation import ScoreOrder, evaluate
 from shipyard.sql.inspection import evaluation_curves
 from shipyard.sql.options import (
     BOOSTED_TREE_UNSUPPORTED_OPTIONS,
@@ -288,14 +288,16 @@ class ModelTypeSpec:
             predictions, probabilities = predictor.interpret_scores(fit.metric_scores)
         else:
             predictions, probabilities = predictor.predict_raw(metric_x)
+        order = ScoreOrder()  # roc_auc's sorts, reused by the stored ROC curve
         metrics = evaluate(
             data.task,
             metric_y,
             predictions,
             probabilities,
             data.label_info.values() if data.label_info else None,
+            order=order,
         )
-        curves = evaluation_curves(data.task, metric_y, predictions, probabilities)
+        curves = evaluation_curves(data.task, metric_y, predictions, probabilities, order)
         global_explain = None
         if getattr(options, "enable_global_explain", False):
             report(0.99, "computing global explanations")

@@ -77,6 +77,7 @@ __all__ = [
     "is_random_forest",
     "one_blas_thread",
     "prepare_data",
+    "single_class",
     "split_rows",
     "train_linear",
     "train_logistic",
@@ -452,6 +453,12 @@ def one_blas_thread() -> Any:
     return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
+def single_class(y: np.ndarray) -> bool:
+    """Whether the class codes ``y`` hold fewer than two classes (one comparison pass, not
+    the sort of ``np.unique``)."""
+    return len(y) == 0 or bool((y == y[0]).all())
+
+
 def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
     picked = proba[np.arange(len(y)), y]
     return float(-np.mean(np.log(np.clip(picked, 1e-15, 1.0))))
@@ -518,7 +525,7 @@ def train_logistic(
     from sklearn.linear_model import LogisticRegression
 
     assert label_info is not None
-    if len(np.unique(y)) < 2:
+    if single_class(y):
         raise InvalidArgument(
             "the training split holds a single class; classification needs at least 2 "
             "(use more data or another data_split_method)"
