@@ -32,7 +32,8 @@ from shipyard.errors import InvalidArgument, ShipyardError, SQLError
 from shipyard.registry.predictor import Predictor
 from shipyard.registry.preprocessing import FeaturePreprocessor
 from shipyard.registry.transform import SqlTransform
-from shipyard.sql.preprocessing_functions import Rewriter, sql_literal
+from shipyard.sql.preprocessing_functions import sql_literal
+from shipyard.sql.preprocessing_rewrite import Rewriter
 from shipyard.warehouse import fetch_arrow
 
 if TYPE_CHECKING:
@@ -179,8 +180,13 @@ def _fitted_sql(cur: duckdb.DuckDBPyConnection, body: exp.Expression) -> str:
         row = fetch_arrow(cur, f"SELECT {sql} FROM {_TRAINING}").to_pylist()[0]
         return {k: sql_literal(row[f"s{i}"]) for i, k in enumerate(names)}
 
+    def type_of(sql: str) -> str | None:
+        """DuckDB's type of an argument over the training rows (None when there are none)."""
+        rows = fetch_arrow(cur, f"SELECT typeof({sql}) AS t FROM {_TRAINING} LIMIT 1")
+        return rows.column(0)[0].as_py() if rows.num_rows else None
+
     holder = exp.select(body.copy())  # a parent, so that a call at the top can be replaced
-    rewriter = Rewriter(fit)
+    rewriter = Rewriter(fit, type_of)
     rewriter.rewrite(holder)
     return rewriter.render_sql(holder.expressions[0].sql(dialect="duckdb"))
 
