@@ -255,14 +255,39 @@ def test_explain_forecast_history_then_forecast(ws: Any) -> None:
     forecast = out[out["time_series_type"] == "forecast"]
     assert (len(history), len(forecast)) == (_TRAIN, 4)
     np.testing.assert_allclose(history["time_series_data"], _train("north")[:_TRAIN])
-    # the weekly season is split out by MSTL; trend + season + residual is the adjusted data
+    # the weekly season is split out by MSTL; the reference's identities: the adjusted data is
+    # trend + seasons (+ holidays, none here), the data is that + residual (+ spikes and steps,
+    # none here: NULL, "no effect found")
     assert history["seasonal_period_weekly"].notna().all()
     assert history["seasonal_period_yearly"].isna().all()
+    for col in ("holiday_effect", "spikes_and_dips", "step_changes"):
+        assert out[col].isna().all(), col
     np.testing.assert_allclose(
-        history["trend"] + history["seasonal_period_weekly"] + history["residual"],
+        history["trend"] + history["seasonal_period_weekly"],
         history["time_series_adjusted_data"],
     )
-    assert forecast["residual"].isna().all() and forecast["standard_error"].notna().all()
+    np.testing.assert_allclose(
+        history["time_series_adjusted_data"] + history["residual"], history["time_series_data"]
+    )
+    # history rows: the residuals' standard error on each, no interval
+    variance = ws.sql(
+        "SELECT variance FROM ML.ARIMA_EVALUATE(MODEL demo.sales_arima) WHERE store = 'north'"
+    ).to_pylist()[0]["variance"]
+    np.testing.assert_allclose(history["standard_error"], np.sqrt(variance))
+    for col in ("confidence_level", "prediction_interval_lower_bound"):
+        assert history[col].isna().all() and forecast[col].notna().all(), col
+    # forecast rows: the adjusted data is the forecast; no residual, spikes or steps
+    fc = ws.sql(
+        "SELECT forecast_value, standard_error FROM ML.FORECAST(MODEL demo.sales_arima, "
+        "STRUCT(4 AS horizon)) WHERE store = 'north' ORDER BY forecast_timestamp"
+    ).to_pandas()
+    np.testing.assert_allclose(forecast["time_series_data"], fc["forecast_value"])
+    np.testing.assert_allclose(forecast["time_series_adjusted_data"], fc["forecast_value"])
+    np.testing.assert_allclose(forecast["standard_error"], fc["standard_error"])
+    np.testing.assert_allclose(
+        forecast["trend"] + forecast["seasonal_period_weekly"], fc["forecast_value"]
+    )
+    assert forecast["residual"].isna().all()
 
 
 def test_detect_anomalies_on_new_rows_and_history(ws: Any) -> None:
@@ -499,8 +524,26 @@ def test_same_answers_over_http(ws: Any) -> None:
         (
             "SELECT * FROM ML.EVALUATE(MODEL demo.sales_arima, TABLE demo.holdout, "
             "STRUCT(0.9 AS confidence_level))",
-            Unsupported,
-            "perform_aggregation=FALSE",
+            InvalidArgument,
+            "perform_aggregation=FALSE only",
+        ),
+        (
+            "SELECT * FROM ML.EVALUATE(MODEL demo.sales_arima, TABLE demo.holdout, "
+            "STRUCT(FALSE AS perform_aggregation, 1.0 AS confidence_level))",
+            InvalidArgument,
+            "ML.EVALUATE: confidence_level must be a number in [0, 1), got 1.0",
+        ),
+        (
+            "SELECT * FROM ML.EVALUATE(MODEL demo.sales_arima, TABLE demo.holdout, "
+            "STRUCT(FALSE AS perform_aggregation, 0 AS horizon))",
+            InvalidArgument,
+            "horizon must be a positive integer",
+        ),
+        (
+            "SELECT * FROM ML.DETECT_ANOMALIES(MODEL demo.sales_arima, "
+            "STRUCT(-0.1 AS anomaly_prob_threshold))",
+            InvalidArgument,
+            "'anomaly_prob_threshold' must be in [0, 1), got -0.1",
         ),
         (
             "SELECT * FROM ML.EVALUATE(MODEL demo.sales_arima, TABLE demo.holdout, "

@@ -221,15 +221,15 @@ def test_step_change_is_found_removed_and_reported(ws: Any) -> None:
     history = out[out["time_series_type"] == "history"]
     steps = history["step_changes"].to_numpy()
     assert np.all(steps[60:] == 0) and np.all(steps[:60] == steps[0]) and -17 < steps[0] < -13
-    # the parts add up to the data, and no spike was made up
+    # the parts add up to the data (the reference's identity), and no spike was made up (NULL:
+    # none found); no holidays are modelled (NULL)
     np.testing.assert_allclose(
-        history["time_series_adjusted_data"]
-        + history["holiday_effect"]
-        + steps
-        + history["spikes_and_dips"],
+        history["time_series_adjusted_data"] + steps + history["residual"],
         history["time_series_data"],
     )
-    assert (history["spikes_and_dips"] == 0).all()
+    assert history["spikes_and_dips"].isna().all() and out["holiday_effect"].isna().all()
+    # forecast rows carry no step changes
+    assert out.loc[out["time_series_type"] == "forecast", "step_changes"].isna().all()
     # the forecast continues from the new level, not an average of both
     forecast = out[out["time_series_type"] == "forecast"]["time_series_data"].to_numpy()
     assert abs(forecast.mean() - history["time_series_data"].to_numpy()[-7:].mean()) < 3
@@ -255,7 +255,7 @@ def test_adjust_step_changes_false_keeps_the_data(ws: Any) -> None:
         "SELECT DISTINCT step_changes FROM ML.EXPLAIN_FORECAST(MODEL demo.unshifted) "
         "WHERE time_series_type = 'history'"
     ).to_pylist()
-    assert steps == [{"step_changes": 0.0}]
+    assert steps == [{"step_changes": None}]  # NULL: no step change found
 
 
 # -- decomposition ----------------------------------------------------------------------------
@@ -281,12 +281,14 @@ def test_decomposition_finds_weekly_and_yearly_seasons(ws: Any) -> None:
         out["time_series_type"] == "forecast",
     )
     np.testing.assert_allclose(
-        history["trend"] + seasons[history.index] + history["residual"],
-        history["time_series_adjusted_data"],
+        history["trend"] + seasons[history.index], history["time_series_adjusted_data"]
     )
     np.testing.assert_allclose(
         out.loc[forecast, "trend"] + seasons[forecast],
         out.loc[forecast, "time_series_adjusted_data"],
+    )
+    np.testing.assert_allclose(
+        out.loc[forecast, "time_series_data"], out.loc[forecast, "time_series_adjusted_data"]
     )
     t = np.arange(len(history))
     weekly = history["seasonal_period_weekly"].to_numpy()

@@ -167,18 +167,30 @@ def test_attributions_are_weight_times_value(ws: Any) -> None:
         )
     attributed = out["attribution_income"] + out["attribution_unemp"]
     seasonal = out[_SEASONS].fillna(0.0).sum(axis=1)
-    # history: adjusted data = trend + seasons + attributions + residual
+    holidays = out["holiday_effect"].fillna(0.0)  # NULL: the model has no holidays
+    assert out["holiday_effect"].isna().all()
+    # history: adjusted data = trend + seasons + holidays + attributions; data = adjusted data
+    # + residual + step changes (+ spikes and dips: not cleaned here, NULL)
     np.testing.assert_allclose(
         history["time_series_adjusted_data"],
-        (history["trend"] + seasonal + attributed + history["residual"])[history.index],
+        (history["trend"] + seasonal + holidays + attributed)[history.index],
         rtol=1e-9,
     )
-    # forecast: the forecast = trend + seasons + holidays + attributions
+    assert history["spikes_and_dips"].isna().all()
+    np.testing.assert_allclose(
+        history["time_series_data"],
+        history["time_series_adjusted_data"]
+        + history["residual"]
+        + history["step_changes"].fillna(0.0),
+        rtol=1e-9,
+    )
+    # forecast: the forecast = its adjusted data = trend + seasons + holidays + attributions
     np.testing.assert_allclose(
         ahead["time_series_data"],
-        (ahead["trend"] + seasonal + ahead["holiday_effect"] + attributed)[ahead.index],
+        (ahead["trend"] + seasonal + holidays + attributed)[ahead.index],
         rtol=1e-9,
     )
+    np.testing.assert_allclose(ahead["time_series_adjusted_data"], ahead["time_series_data"])
     forecast = ws.sql(
         f"SELECT forecast_value FROM ML.FORECAST(MODEL demo.xreg, STRUCT(4 AS horizon), {_FUTURE}) "
         "ORDER BY forecast_timestamp"
@@ -226,7 +238,7 @@ def test_attributions_beside_drift_and_holidays(ws: Any) -> None:
     seasonal = history[_SEASONS].fillna(0.0).sum(axis=1)
     np.testing.assert_allclose(
         history["time_series_adjusted_data"],
-        history["trend"] + seasonal + history["attribution_price"] + history["residual"],
+        history["trend"] + seasonal + history["holiday_effect"] + history["attribution_price"],
         rtol=1e-9,
     )
 

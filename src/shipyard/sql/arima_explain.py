@@ -10,17 +10,24 @@ Columns, in BigQuery ML's order: the id columns, ``time_series_timestamp``,
 ML.HOLIDAY_INFO's order; :mod:`shipyard.sql.arima_holiday_effects`) and, for ARIMA_PLUS_XREG,
 one ``attribution_<feature>`` column per feature (:mod:`shipyard.sql.arima_regressors`).
 
-History rows: ``time_series_data`` = ``time_series_adjusted_data`` + ``holiday_effect`` +
-``step_changes`` + ``spikes_and_dips``; ``time_series_adjusted_data`` = ``trend`` + the seasonal
-columns + the attributions + ``residual``. Forecast rows: ``time_series_data`` (the forecast) =
-``time_series_adjusted_data`` + ``holiday_effect``, and ``time_series_adjusted_data`` =
-``trend`` + the seasonal columns + the attributions. On every row ``holiday_effect`` is the sum of
-the ``holiday_effect_<holiday_name>`` columns (NULL where the series does not model that
-holiday: it fell on no day of its history).
+BigQuery ML's identities hold with NULL read as 0. History rows: ``time_series_data`` =
+``time_series_adjusted_data`` + ``spikes_and_dips`` + ``step_changes`` + ``residual``, and
+``time_series_adjusted_data`` = ``trend`` + the seasonal columns + ``holiday_effect`` + the
+attributions (the ARIMA's one-step fit on the data's cleaned, step-adjusted level);
+``standard_error`` is the residuals' (sqrt of the ARIMA's variance), the same on every history
+row; ``confidence_level`` and the interval bounds are NULL. Forecast rows:
+``time_series_adjusted_data`` = ``time_series_data`` (the forecast) = ``trend`` + the seasonal
+columns + ``holiday_effect`` + the attributions; ``spikes_and_dips``, ``step_changes`` and
+``residual`` are NULL. ``holiday_effect`` is NULL in every row of a series that models no holiday,
+``spikes_and_dips`` in the history of a series without spikes or dips, ``step_changes`` in that
+of a series without step changes ("no effect found"); otherwise a row without one has 0. On every
+row ``holiday_effect`` is the sum of the ``holiday_effect_<holiday_name>`` columns (NULL where the
+series does not model that holiday: it fell on no day of its history).
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +40,7 @@ from shipyard.sql.arima_holiday_effects import (
     holiday_columns,
     holiday_names,
     models_holiday,
+    series_holiday_coefs,
 )
 from shipyard.sql.arima_regressors import (
     ATTRIBUTION_PREFIX,
@@ -96,14 +104,28 @@ def _holiday_parts(
     return out
 
 
+def _models_holidays(series: dict[str, Any]) -> bool:
+    """Whether the series has a holiday effect (a holiday regressor the ARIMA kept)."""
+    return bool(series_holiday_coefs(series))
+
+
+def _residual_sd(series: dict[str, Any]) -> float:
+    """The standard error of the ARIMA's residuals: the square root of its variance."""
+    return math.sqrt(max(float(series["arima"]["sigma2"]), 0.0))
+
+
 def ml_explain_forecast(service: SqlService, call: MLCall) -> pa.Table:
     """ML.EXPLAIN_FORECAST(MODEL m [, STRUCT(h AS horizon, c AS confidence_level)]
     [, TABLE future]): the history (decomposed) followed by the forecast, per series."""
     model = _arima_model(service, call)
-    if not model.config.get("decompose_time_series", True):
+    # BigQuery ML: ARIMA_PLUS models need decompose_time_series=TRUE; ARIMA_PLUS_XREG models
+    # are explained either way (without it, with no seasonal components)
+    decomposed = bool(model.config.get("decompose_time_series", True))
+    if not decomposed and not model.feature_cols:
         raise FailedPrecondition(
-            f"ML.EXPLAIN_FORECAST needs a model trained with decompose_time_series=TRUE; model "
-            f"{call.model} was trained with FALSE (ML.FORECAST still applies)"
+            f"ML.EXPLAIN_FORECAST needs an ARIMA_PLUS model trained with "
+            f"decompose_time_series=TRUE; model {call.model} was trained with FALSE "
+            "(ML.FORECAST still applies)"
         )
     horizon, level = _forecast_params(call, model)
     futures = _futures(call, model, horizon)
@@ -120,22 +142,25 @@ def ml_explain_forecast(service: SqlService, call: MLCall) -> pa.Table:
         y, adjusted = np.asarray(series["y"]), np.asarray(series["adjusted"])
         fitted = _history_fit(series)
         holiday = model.holiday_effect(series, stamps)
-        seasons = seasonal_components(model, series)
+        seasons = seasonal_components(model, series) if decomposed else {}
         lengths = _season_lengths(model, series)
         seasonal = sum(seasons.values(), np.zeros(len(stamps)))
         attributions = history_attributions(model, series) if features else {}
         attributed = np.nan_to_num(sum(attributions.values(), np.zeros(len(stamps))))
         n = len(stamps)
+        spikes = _spikes(series)
+        has_holidays = _models_holidays(series)
         history = {
             _TS: stamps,
             "time_series_type": ["history"] * n,
             "time_series_data": y,
-            "time_series_adjusted_data": adjusted - holiday,
+            "time_series_adjusted_data": fitted,
+            "standard_error": np.full(n, _residual_sd(series)),
             "trend": fitted - holiday - seasonal - attributed,
             **{f"seasonal_period_{k.lower()}": v for k, v in seasons.items()},
-            "holiday_effect": holiday,
-            "spikes_and_dips": _spikes(series),
-            "step_changes": _steps(series),
+            "holiday_effect": holiday if has_holidays else None,
+            "spikes_and_dips": spikes if np.any(spikes != 0.0) else None,
+            "step_changes": _steps(series) if series.get("steps") else None,
             "residual": adjusted - fitted,
             **_holiday_parts(model, series, stamps, holidays),
             **{ATTRIBUTION_PREFIX + k: v for k, v in attributions.items()},
@@ -152,14 +177,14 @@ def ml_explain_forecast(service: SqlService, call: MLCall) -> pa.Table:
             _TS: fc["timestamps"],
             "time_series_type": ["forecast"] * m,
             "time_series_data": fc["mean"],
-            "time_series_adjusted_data": fc["mean"] - holiday,
+            "time_series_adjusted_data": fc["mean"],
             "standard_error": fc["se"],
             "confidence_level": [level] * m,
             "prediction_interval_lower_bound": fc["lower"],
             "prediction_interval_upper_bound": fc["upper"],
             "trend": fc["mean"] - holiday - seasonal - attributed,
             **{f"seasonal_period_{k.lower()}": v for k, v in ahead.items()},
-            "holiday_effect": holiday,
+            "holiday_effect": holiday if has_holidays else None,
             **_holiday_parts(model, series, fc["timestamps"], holidays),
             **{ATTRIBUTION_PREFIX + k: v for k, v in attributions.items()},
         }

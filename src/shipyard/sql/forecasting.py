@@ -9,7 +9,8 @@
 * ML.EXPLAIN_FORECAST: the history and the forecast, decomposed as far as the model allows
   (:mod:`shipyard.sql.arima_explain`).
 * ML.EVALUATE: with rows after the training data, MAE, MSE, RMSE, MAPE, sMAPE and MASE per
-  series; without, ML.ARIMA_EVALUATE's table.
+  series, or with ``perform_aggregation=FALSE`` the forecast, its interval and the errors per
+  input row; without rows, ML.ARIMA_EVALUATE's table.
 * ML.ARIMA_EVALUATE, ML.ARIMA_COEFFICIENTS (with the ARIMA_PLUS_XREG regressors' weights,
   :mod:`shipyard.sql.arima_regressors`), ML.DETECT_ANOMALIES (``anomaly_prob_threshold``),
   ML.HOLIDAY_INFO (:mod:`shipyard.sql.arima_holiday_effects`).
@@ -26,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shipyard.errors import InvalidArgument, Unsupported
+from shipyard.errors import FailedPrecondition, InvalidArgument, Unsupported
 from shipyard.registry.forecasting import FREQUENCIES, ForecastModel, check_forecast_params
 from shipyard.sql.arima import ARIMA_MODEL_TYPES, series_keys, timestamps_us
 from shipyard.sql.arima_adjust import SEASON_NAMES, decompose, step_component
@@ -249,7 +250,9 @@ def arima_evaluate_table(model: ForecastModel) -> pa.Table:
         )
     }
     season = model.config.get("season")
-    for series in model.series:
+    decomposed = bool(model.config.get("decompose_time_series", True))
+    ordered = sorted_series(model)
+    for series in ordered:
         p, q, sp, sq, _period, d, sd = _orders(series)
         found = seasonal_components(model, series)
         fit = series["arima"]
@@ -265,13 +268,18 @@ def arima_evaluate_table(model: ForecastModel) -> pa.Table:
         else:  # a model trained before the decomposition: the ARIMA's season
             names = [season] if season is not None and (sp + sq + sd) > 0 else []
         rows["seasonal_periods"].append(names or ["NO_SEASONALITY"])
+        # BigQuery ML fills these three for models with decompose_time_series only
         rows["has_holiday_effect"].append(
-            bool(series.get("holiday_coefs")) or series.get("holiday_coef") is not None
+            (bool(series.get("holiday_coefs")) or series.get("holiday_coef") is not None)
+            if decomposed
+            else None
         )
-        rows["has_spikes_and_dips"].append(bool(np.any(_spikes(series) != 0.0)))
-        rows["has_step_changes"].append(bool(series.get("steps")))
+        rows["has_spikes_and_dips"].append(
+            bool(np.any(_spikes(series) != 0.0)) if decomposed else None
+        )
+        rows["has_step_changes"].append(bool(series.get("steps")) if decomposed else None)
         rows["error_message"].append("")
-    out = _id_columns(model, model.series)
+    out = _id_columns(model, ordered)
     types = {
         "non_seasonal_p": pa.int64(),
         "non_seasonal_d": pa.int64(),
@@ -289,6 +297,12 @@ def arima_evaluate_table(model: ForecastModel) -> pa.Table:
     for name, values in rows.items():
         out[name] = pa.array(values, type=types[name])
     return pa.table(out)
+
+
+def sorted_series(model: ForecastModel) -> list[dict[str, Any]]:
+    """The model's series in ascending order of their ids (NULL ids first), as BigQuery ML
+    lists them in ML.ARIMA_EVALUATE and ML.ARIMA_COEFFICIENTS."""
+    return sorted(model.series, key=lambda s: [(v is not None, v) for v in s["id"]])
 
 
 def _float(value: Any) -> float | None:
@@ -322,21 +336,22 @@ def ml_arima_coefficients(service: SqlService, call: MLCall) -> pa.Table:
         )
     model = _arima_model(service, call)
     ar, ma, constant = [], [], []
-    for series in model.series:
+    ordered = sorted_series(model)
+    for series in ordered:
         p, q, *_ = _orders(series)
         coef = series["arima"]["coef"]
         ar.append([float(coef[f"ar{i}"]) for i in range(1, p + 1)])
         ma.append([float(coef[f"ma{i}"]) for i in range(1, q + 1)])
         constant.append(float(coef.get("drift", coef.get("intercept", 0.0))))
-    out = _id_columns(model, model.series)
+    out = _id_columns(model, ordered)
     out["ar_coefficients"] = pa.array(ar, type=pa.list_(pa.float64()))
     out["ma_coefficients"] = pa.array(ma, type=pa.list_(pa.float64()))
     out["intercept_or_drift"] = pa.array(constant, type=pa.float64())
     if not model.feature_cols:
         return pa.table(out)
     # ARIMA_PLUS_XREG: each series' row repeated for each of its features
-    position = {id(s): i for i, s in enumerate(model.series)}
-    rows = coefficient_rows(model)
+    position = {id(s): i for i, s in enumerate(ordered)}
+    rows = sorted(coefficient_rows(model), key=lambda row: position[id(row[0])])
     take = pa.array([position[id(series)] for series, _, _ in rows], type=pa.int64())
     table = pa.table(out).take(take)
     table = table.append_column(
@@ -367,19 +382,23 @@ def ml_evaluate_forecasting(service: SqlService, call: MLCall) -> pa.Table:
     model = _arima_model(service, call)
     if call.input is None:
         return arima_evaluate_table(model)
-    if call.params.get("perform_aggregation") is False:
-        raise Unsupported(
-            "ML.EVALUATE perform_aggregation=FALSE is not supported for ARIMA_PLUS; leave it out "
-            "for one row of metrics per time series"
-        )
-    if call.params.get("confidence_level") is not None:
-        raise Unsupported(
-            "ML.EVALUATE confidence_level only shapes the per-row output of "
-            "perform_aggregation=FALSE, which is not supported; leave it out"
+    per_row = call.params.get("perform_aggregation") is False
+    level = call.params.get("confidence_level")
+    if level is not None and not per_row:
+        raise InvalidArgument(
+            "ML.EVALUATE confidence_level shapes the lower_bound and upper_bound of "
+            "perform_aggregation=FALSE only: add STRUCT(FALSE AS perform_aggregation, …) or "
+            "leave confidence_level out"
         )
     horizon = call.params.get("horizon")
-    if horizon is not None:
-        check_forecast_params(horizon, 0.95, int(model.config["horizon"]))
+    try:
+        check_forecast_params(
+            1 if horizon is None else horizon,
+            0.95 if level is None else level,
+            int(model.config["horizon"]),
+        )
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"ML.EVALUATE: {exc}") from None
     rows = call.input
     data_col = model.config["data_col"]
     if data_col not in rows.column_names:
@@ -387,6 +406,8 @@ def ml_evaluate_forecasting(service: SqlService, call: MLCall) -> pa.Table:
             f"ML.EVALUATE needs the data column {data_col!r} in its input; the input has: "
             f"{', '.join(rows.column_names)}"
         )
+    if per_row:
+        return _evaluate_per_row(model, rows, horizon, 0.95 if level is None else float(level))
     rows = rows.filter(pc.is_valid(rows[data_col]))
     actual_all = pc.cast(rows[data_col], pa.float64()).to_numpy(zero_copy_only=False)
     parts = split_rows(rows, model, horizon, "EVALUATE", require_features=bool(model.feature_cols))
@@ -411,16 +432,90 @@ def ml_evaluate_forecasting(service: SqlService, call: MLCall) -> pa.Table:
 
 def _predict_at(model: ForecastModel, series: dict[str, Any], part: dict[str, Any]) -> np.ndarray:
     """Forecasts at the part's timestamps (NaN where a timestamp is off the model's grid)."""
+    return forecast_at(model, series, part, 0.95)["mean"]
+
+
+def forecast_at(
+    model: ForecastModel, series: dict[str, Any], part: dict[str, Any], level: float
+) -> dict[str, np.ndarray]:
+    """The forecast's ``mean``, ``se``, ``lower`` and ``upper`` at the part's timestamps (NaN
+    where a timestamp is off the model's time grid or beyond its horizon); ARIMA_PLUS_XREG
+    forecasts the part's rows in turn, from their feature values."""
     if model.feature_cols:
-        fc = model.forecast_series(series, len(part["timestamps"]), 0.95, part)
-        return np.asarray(fc["mean"])
+        fc = model.forecast_series(series, len(part["timestamps"]), level, part)
+        return {k: np.asarray(fc[k], dtype=np.float64) for k in ("mean", "se", "lower", "upper")}
     steps = _steps_ahead(model, series, part["timestamps"])
     valid = steps > 0
-    out = np.full(len(steps), np.nan)
+    out = {k: np.full(len(steps), np.nan) for k in ("mean", "se", "lower", "upper")}
     if valid.any():
-        fc = model.forecast_series(series, int(steps[valid].max()), 0.95, None)
-        out[valid] = np.asarray(fc["mean"])[steps[valid] - 1]
+        fc = model.forecast_series(series, int(steps[valid].max()), level, None)
+        for k in out:
+            out[k][valid] = np.asarray(fc[k], dtype=np.float64)[steps[valid] - 1]
     return out
+
+
+def _evaluate_per_row(
+    model: ForecastModel, rows: pa.Table, horizon: int | None, level: float
+) -> pa.Table:
+    """ML.EVALUATE(…, STRUCT(FALSE AS perform_aggregation)): one row per input row of a known
+    series, in time order — the id columns, the timestamp and data columns (named as in
+    training), ``forecasted_<data column>``, ``lower_bound`` / ``upper_bound`` (the prediction
+    interval at ``level``), ``absolute_error`` and ``absolute_percentage_error`` (|error| /
+    |actual|, a ratio). Rows that are not forecast steps (the history, off the time grid, past
+    the horizon) have NULL in the last five."""
+    cfg = model.config
+    ts_col, data_col = cfg["timestamp_col"], cfg["data_col"]
+    needed = [ts_col, *model.id_cols, *model.feature_cols]
+    missing = [c for c in needed if c not in rows.column_names]
+    if missing:
+        raise InvalidArgument(
+            f"ML.EVALUATE input lacks columns {missing}; it needs {[*needed, data_col]}",
+            missing=missing,
+        )
+    stamps = timestamps_us(rows[ts_col], ts_col)
+    parts = split_rows(rows, model, horizon, "EVALUATE", require_features=bool(model.feature_cols))
+    groups = series_keys(rows, model.id_cols)
+    take: list[np.ndarray] = []
+    predicted: list[np.ndarray] = []
+    lower: list[np.ndarray] = []
+    upper: list[np.ndarray] = []
+    for series in sorted_series(model):
+        idx = groups.get(tuple(series["id"]))
+        if idx is None:
+            continue
+        order = idx[np.argsort(stamps[idx], kind="stable")]
+        values = {k: np.full(len(order), np.nan) for k in ("mean", "lower", "upper")}
+        part = parts.get(tuple(series["id"]))
+        if part is not None:
+            fc = forecast_at(model, series, part, level)
+            where = {int(r): i for i, r in enumerate(order)}
+            positions = np.asarray([where[int(r)] for r in part["rows"]], dtype=np.int64)
+            for k in values:
+                values[k][positions] = fc[k]
+        take.append(order)
+        predicted.append(values["mean"])
+        lower.append(values["lower"])
+        upper.append(values["upper"])
+    indices = pa.array(np.concatenate(take) if take else np.zeros(0, np.int64), type=pa.int64())
+    chosen = rows.take(indices)
+    actual = pc.cast(chosen[data_col], pa.float64()).to_numpy(zero_copy_only=False)
+    actual = np.where(pc.is_valid(chosen[data_col]).to_numpy(zero_copy_only=False), actual, np.nan)
+    forecast = np.concatenate(predicted) if predicted else np.zeros(0)
+    error = np.abs(actual - forecast)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        percentage = np.where(actual != 0, error / np.abs(actual), np.nan)
+    out: dict[str, pa.Array | pa.ChunkedArray] = {c: chosen[c] for c in model.id_cols}
+    out[ts_col] = chosen[ts_col]
+    out[data_col] = pa.array(actual, type=pa.float64(), from_pandas=True)
+    for name, value in (
+        (f"forecasted_{data_col}", forecast),
+        ("lower_bound", np.concatenate(lower) if lower else np.zeros(0)),
+        ("upper_bound", np.concatenate(upper) if upper else np.zeros(0)),
+        ("absolute_error", error),
+        ("absolute_percentage_error", percentage),
+    ):
+        out[name] = pa.array(value, type=pa.float64(), from_pandas=True)
+    return pa.table(out)
 
 
 def _steps_ahead(model: ForecastModel, series: dict[str, Any], stamps: np.ndarray) -> np.ndarray:
@@ -488,83 +583,120 @@ def detect_anomalies(service: SqlService, call: MLCall) -> pa.Table:
     A point's anomaly probability is ``2 Phi(|actual - expected| / sigma) - 1`` where
     ``expected`` is the one-step-ahead fit (history) or the forecast (new rows after the training
     data) and sigma the residual standard deviation or the forecast's standard error; the bounds
-    are ``expected -/+ Phi^-1((1 + threshold) / 2) sigma``. New rows that are not after the
-    series' history, or off its time grid, get NULLs.
+    are ``expected -/+ Phi^-1((1 + threshold) / 2) sigma``. Every new row is returned (with the
+    input's other columns after the anomaly columns); those that are not forecast steps of a
+    known series get NULLs (:func:`_anomalies_of_rows`).
     """
     from scipy.stats import norm
 
     threshold = _threshold(call)
     model = _arima_model(service, call)
     z = float(norm.ppf(0.5 + threshold / 2.0))
+    if call.input is not None:
+        return _anomalies_of_rows(model, call.input, threshold, z)
+    if not model.config.get("decompose_time_series", True):
+        raise FailedPrecondition(
+            f"ML.DETECT_ANOMALIES of the training history needs a model trained with "
+            f"decompose_time_series=TRUE; model {call.model} was trained with FALSE (new rows "
+            f"still apply: ML.DETECT_ANOMALIES(MODEL {call.model}, STRUCT(…), TABLE new_rows))"
+        )
     cfg = model.config
     ids: list[list[Any]] = [[] for _ in model.id_cols]
     stamps_out: list[np.ndarray] = []
     actual_out: list[np.ndarray] = []
     expected_out: list[np.ndarray] = []
     sigma_out: list[np.ndarray] = []
-    if call.input is None:
-        for series in model.series:
-            n = len(series["timestamps"])
-            resid_sd = math.sqrt(max(float(series["arima"]["sigma2"]), 0.0))
-            for i in range(len(model.id_cols)):
-                ids[i].extend([series["id"][i]] * n)
-            stamps_out.append(np.asarray(series["timestamps"]))
-            actual_out.append(np.asarray(series["y"], dtype=np.float64))
-            expected_out.append(_history_fit(series) + _steps(series))  # on the data's levels
-            sigma_out.append(np.full(n, resid_sd))
-    else:
-        rows = call.input
-        if cfg["data_col"] not in rows.column_names:
-            raise InvalidArgument(
-                f"ML.DETECT_ANOMALIES needs the data column {cfg['data_col']!r} in its input; "
-                f"the input has: {', '.join(rows.column_names)}"
-            )
-        values = pc.cast(rows[cfg["data_col"]], pa.float64()).to_numpy(zero_copy_only=False)
-        values = np.where(
-            pc.is_valid(rows[cfg["data_col"]]).to_numpy(zero_copy_only=False), values, np.nan
-        )
-        parts = split_rows(
-            rows, model, None, "DETECT_ANOMALIES", require_features=bool(model.feature_cols)
-        )
-        for series in model.series:
-            part = parts.get(tuple(series["id"]))
-            if part is None:
-                continue
-            n = len(part["timestamps"])
-            expected, sigma = np.full(n, np.nan), np.full(n, np.nan)
-            if model.feature_cols:
-                fc = model.forecast_series(series, n, 0.95, part)
-                expected, sigma = np.asarray(fc["mean"]), np.asarray(fc["se"])
-            else:
-                steps = _steps_ahead(model, series, part["timestamps"])
-                valid = steps > 0
-                if valid.any():
-                    fc = model.forecast_series(series, int(steps[valid].max()), 0.95, None)
-                    expected[valid] = np.asarray(fc["mean"])[steps[valid] - 1]
-                    sigma[valid] = np.asarray(fc["se"])[steps[valid] - 1]
-            for i in range(len(model.id_cols)):
-                ids[i].extend([series["id"][i]] * n)
-            stamps_out.append(part["timestamps"])
-            actual_out.append(values[part["rows"]])
-            expected_out.append(expected)
-            sigma_out.append(sigma)
-    cat: Callable[[list[np.ndarray]], np.ndarray] = lambda xs: (  # noqa: E731
-        np.concatenate(xs) if xs else np.zeros(0)
-    )
-    actual, expected, sigma = cat(actual_out), cat(expected_out), cat(sigma_out)
+    for series in model.series:
+        n = len(series["timestamps"])
+        resid_sd = math.sqrt(max(float(series["arima"]["sigma2"]), 0.0))
+        for i in range(len(model.id_cols)):
+            ids[i].extend([series["id"][i]] * n)
+        stamps_out.append(np.asarray(series["timestamps"]))
+        actual_out.append(np.asarray(series["y"], dtype=np.float64))
+        expected_out.append(_history_fit(series) + _steps(series))  # on the data's levels
+        sigma_out.append(np.full(n, resid_sd))
+    actual, expected, sigma = _cat(actual_out), _cat(expected_out), _cat(sigma_out)
+    out: dict[str, Any] = _id_columns_from_lists(model, ids)
+    out[cfg["timestamp_col"]] = _timestamps(_cat(stamps_out))
+    out[cfg["data_col"]] = pa.array(actual, type=pa.float64(), from_pandas=True)
+    out.update(_anomaly_columns(actual, expected, sigma, threshold, z))
+    return pa.table(out)
+
+
+def _cat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _timestamps(stamps_us: np.ndarray) -> pa.Array:
+    return pa.array(stamps_us.astype(np.int64), type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+
+
+def _anomaly_columns(
+    actual: np.ndarray, expected: np.ndarray, sigma: np.ndarray, threshold: float, z: float
+) -> dict[str, pa.Array]:
+    """``is_anomaly``, ``lower_bound``, ``upper_bound``, ``anomaly_probability`` (NULL where
+    the expected value, sigma or the actual value is unknown)."""
+    from scipy.stats import norm
+
     with np.errstate(divide="ignore", invalid="ignore"):
         scaled = np.abs(actual - expected) / np.where(sigma > 0, sigma, np.nan)
     probability = 2.0 * norm.cdf(scaled) - 1.0
     known = ~np.isnan(probability)
-    out = _id_columns_from_lists(model, ids)
-    out[cfg["timestamp_col"]] = pa.array(cat(stamps_out).astype(np.int64), type=pa.int64()).cast(
-        pa.timestamp("us", tz="UTC")
+    return {
+        "is_anomaly": pa.array(probability > threshold, type=pa.bool_(), mask=~known),
+        "lower_bound": pa.array(expected - z * sigma, type=pa.float64(), from_pandas=True),
+        "upper_bound": pa.array(expected + z * sigma, type=pa.float64(), from_pandas=True),
+        "anomaly_probability": pa.array(probability, type=pa.float64(), from_pandas=True),
+    }
+
+
+def _anomalies_of_rows(
+    model: ForecastModel, rows: pa.Table, threshold: float, z: float
+) -> pa.Table:
+    """ML.DETECT_ANOMALIES with input rows: every row, each series' rows in time order (rows of
+    a series the model does not know last, in input order), then the input's other columns.
+    Rows that are not forecast steps of a known series — at or before its last training
+    timestamp, off its time grid, past the model's horizon, or with a NULL value — get NULL in
+    ``is_anomaly``, the bounds and ``anomaly_probability``."""
+    cfg = model.config
+    ts_col, data_col = cfg["timestamp_col"], cfg["data_col"]
+    if data_col not in rows.column_names:
+        raise InvalidArgument(
+            f"ML.DETECT_ANOMALIES needs the data column {data_col!r} in its input; "
+            f"the input has: {', '.join(rows.column_names)}"
+        )
+    values = pc.cast(rows[data_col], pa.float64()).to_numpy(zero_copy_only=False)
+    values = np.where(pc.is_valid(rows[data_col]).to_numpy(zero_copy_only=False), values, np.nan)
+    horizon = int(cfg["horizon"]) if model.feature_cols else None
+    parts = split_rows(
+        rows, model, horizon, "DETECT_ANOMALIES", require_features=bool(model.feature_cols)
     )
-    out[cfg["data_col"]] = pa.array(actual, type=pa.float64(), from_pandas=True)
-    out["is_anomaly"] = pa.array(probability > threshold, type=pa.bool_(), mask=~known)
-    out["lower_bound"] = pa.array(expected - z * sigma, type=pa.float64(), from_pandas=True)
-    out["upper_bound"] = pa.array(expected + z * sigma, type=pa.float64(), from_pandas=True)
-    out["anomaly_probability"] = pa.array(probability, type=pa.float64(), from_pandas=True)
+    stamps = timestamps_us(rows[ts_col], ts_col)
+    expected = np.full(rows.num_rows, np.nan)
+    sigma = np.full(rows.num_rows, np.nan)
+    order: list[np.ndarray] = []
+    placed = np.zeros(rows.num_rows, dtype=bool)
+    groups = series_keys(rows, model.id_cols)
+    for series in sorted_series(model):
+        idx = groups.get(tuple(series["id"]))
+        if idx is None:
+            continue
+        order.append(idx[np.argsort(stamps[idx], kind="stable")])
+        placed[idx] = True
+        part = parts.get(tuple(series["id"]))
+        if part is not None:
+            fc = forecast_at(model, series, part, 0.95)
+            expected[part["rows"]], sigma[part["rows"]] = fc["mean"], fc["se"]
+    order.append(np.flatnonzero(~placed))
+    take = np.concatenate(order).astype(np.int64)
+    chosen = rows.take(pa.array(take, type=pa.int64()))
+    out: dict[str, Any] = {c: chosen[c] for c in model.id_cols}
+    out[ts_col] = _timestamps(stamps[take])
+    out[data_col] = pa.array(values[take], type=pa.float64(), from_pandas=True)
+    out.update(_anomaly_columns(values[take], expected[take], sigma[take], threshold, z))
+    for name in rows.column_names:  # the input's other columns follow, as in BigQuery ML
+        if name not in out:
+            out[name] = chosen[name]
     return pa.table(out)
 
 
