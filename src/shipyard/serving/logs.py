@@ -503,6 +503,12 @@ def _texts(
     per_request: Sequence[_Rows], counts: np.ndarray, duck: duckdb.DuckDBPyConnection
 ) -> pa.Array:
     """Every request's JSON texts, each padded with nulls to its row count, as one column."""
+    if all(isinstance(rows, pa.Table) for rows in per_request):
+        tables: list[pa.Table] = list(per_request)  # type: ignore[arg-type]
+        if len({t.schema for t in tables}) == 1 and sum(t.num_rows for t in tables) == int(
+            counts.sum()
+        ):  # the common case, one deployment's tables: one query, nothing to slice or pad
+            return _rows_as_json(pa.concat_tables(tables).combine_chunks(), duck)
     written = _json_of_tables(per_request, duck)
     pieces: list[pa.Array] = []
     flat: list[str | bytes | None] = []  # texts of consecutive Python-object requests
