@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -495,3 +496,34 @@ def test_large_calls_go_to_the_booster_past_the_measured_crossing() -> None:
     assert np.allclose(trees.inplace_predict(small), booster.inplace_predict(small), atol=1e-5)
     # ... and from it on the booster does, bit for bit.
     assert np.array_equal(trees.inplace_predict(large), booster.inplace_predict(large))
+
+
+def test_logged_rows_are_the_request_whether_json_now_or_in_the_flush(ws: Any) -> None:
+    """Small requests are logged as JSON at once; large all-numeric ones hand the log their
+    tables (written as JSON in the flush). A user reading the log sees the same rows."""
+    from shipyard.serving.logs import DEFER_JSON_ROWS
+
+    ws.sql(
+        "CREATE MODEL d.num OPTIONS(model_type='LINEAR_REG', input_label_cols=['y']) "
+        "AS SELECT x, z, y FROM d.train"
+    )
+    ws.endpoints.create("num")
+    ws.endpoints.deploy("num", "d.num")
+    sent = {
+        n: [{"x": r["x"], "z": r["z"]} for r in instances(n, offset=3)]
+        for n in (1, DEFER_JSON_ROWS + 4)
+    }
+    answers = {n: ws.endpoints.predict("num", batch) for n, batch in sent.items()}
+    ws.services.endpoints.flush_logs("num")
+    for n, batch in sent.items():
+        rows = (
+            ws.sql(
+                "SELECT instance_index, inputs, outputs FROM endpoint_logs.num "
+                f"WHERE request_id = '{answers[n]['requestId']}' ORDER BY instance_index"
+            )
+            .to_arrow()
+            .to_pylist()
+        )
+        assert [r["instance_index"] for r in rows] == list(range(n))
+        assert [json.loads(r["inputs"]) for r in rows] == batch
+        assert [json.loads(r["outputs"]) for r in rows] == answers[n]["predictions"]

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from shipyard.warehouse import Warehouse
 
 __all__ = [
+    "DEFER_JSON_ROWS",
     "FEEDBACK_SCHEMA",
     "LOG_DATASET",
     "LOG_SCHEMA",
@@ -79,6 +80,13 @@ __all__ = [
 
 LOG_DATASET = "endpoint_logs"
 _logger = logging.getLogger(__name__)
+
+# Requests of at least this many instances hand the log their Arrow tables (JSON written in the
+# flush, GIL released); smaller ones are cheaper as JSON at record time (orjson, a microsecond
+# or two) than as tables, which cost tens of microseconds each to gather and free in a flush.
+DEFER_JSON_ROWS = 16
+# Requests the flush gathers or frees between two yields of the GIL to the serving thread.
+_FLUSH_STEP = 128
 
 LOG_SCHEMA = pa.schema(
     [
@@ -413,6 +421,7 @@ class RequestLog:
                 self._buffer.extendleft(reversed(pending))
                 raise
             self.files_written += 1
+            _release(pending)
             return table.num_rows
 
     def _json_writer(self) -> duckdb.DuckDBPyConnection:
@@ -490,6 +499,14 @@ _REQUEST_COLUMNS = (
 )
 
 
+def _release(pending: list[_Pending]) -> None:
+    """Drop the flushed requests a step at a time, yielding the GIL in between: freeing a
+    thousand requests' Arrow tables at once is one C call that would hold it for milliseconds."""
+    while pending:
+        del pending[-_FLUSH_STEP:]
+        time.sleep(0)
+
+
 def _rows(given: Sequence[Any] | pa.Table) -> _Rows:
     """What the buffer keeps: a table as it is (the flush writes it), objects as JSON now."""
     return given if isinstance(given, pa.Table) else [_to_json(v) for v in given]
@@ -505,10 +522,11 @@ def _texts(
     """Every request's JSON texts, each padded with nulls to its row count, as one column."""
     if all(isinstance(rows, pa.Table) for rows in per_request):
         tables: list[pa.Table] = list(per_request)  # type: ignore[arg-type]
-        if len({t.schema for t in tables}) == 1 and sum(t.num_rows for t in tables) == int(
+        first = tables[0].schema
+        if all(t.schema.equals(first) for t in tables) and sum(t.num_rows for t in tables) == int(
             counts.sum()
-        ):  # the common case, one deployment's tables: one query, nothing to slice or pad
-            return _rows_as_json(pa.concat_tables(tables).combine_chunks(), duck)
+        ):  # the common case, one deployment's tables: nothing to pad
+            return _tables_as_json(tables, duck)
     written = _json_of_tables(per_request, duck)
     pieces: list[pa.Array] = []
     flat: list[str | bytes | None] = []  # texts of consecutive Python-object requests
@@ -533,23 +551,39 @@ def _texts(
 def _json_of_tables(
     per_request: Sequence[_Rows], duck: duckdb.DuckDBPyConnection
 ) -> dict[int, pa.Array]:
-    """Each table-valued request's rows as JSON objects: one DuckDB query per distinct schema."""
-    groups: dict[pa.Schema, list[int]] = {}
+    """Each table-valued request's rows as JSON objects, written per schema."""
+    groups: list[tuple[pa.Schema, list[int]]] = []  # Schema equality is cheap, its hash is not
     tables: dict[int, pa.Table] = {}
     for n, rows in enumerate(per_request):
         if isinstance(rows, pa.Table):
             tables[n] = rows
-            groups.setdefault(rows.schema, []).append(n)
+            schema = rows.schema
+            for known, members in groups:
+                if schema.equals(known):
+                    members.append(n)
+                    break
+            else:
+                groups.append((schema, [n]))
     out: dict[int, pa.Array] = {}
-    for members in groups.values():
-        whole = pa.concat_tables([tables[n] for n in members])
-        texts = _rows_as_json(whole.combine_chunks(), duck)
+    for _, members in groups:
+        texts = _tables_as_json([tables[n] for n in members], duck)
         offset = 0
         for n in members:
             rows = tables[n].num_rows
             out[n] = texts.slice(offset, rows)
             offset += rows
     return out
+
+
+def _tables_as_json(tables: list[pa.Table], duck: duckdb.DuckDBPyConnection) -> pa.Array:
+    """The rows of tables of one schema as JSON texts, in order; a step of tables at a time,
+    yielding the GIL between steps."""
+    pieces = []
+    for start in range(0, len(tables), _FLUSH_STEP):
+        step = pa.concat_tables(tables[start : start + _FLUSH_STEP]).combine_chunks()
+        pieces.append(_rows_as_json(step, duck))
+        time.sleep(0)
+    return pa.concat_arrays(pieces) if len(pieces) > 1 else pieces[0]
 
 
 def _rows_as_json(table: pa.Table, duck: duckdb.DuckDBPyConnection) -> pa.Array:

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shipyard.errors import DeadlineExceeded, InvalidArgument
+from shipyard.serving.logs import DEFER_JSON_ROWS
 
 __all__ = ["AsyncMicroBatcher", "InstanceSchema", "MicroBatcher"]
 
@@ -131,10 +132,13 @@ class InstanceSchema:
         return [{"name": f.name, "type": f.type, "json": _JSON_TYPE[f.kind]} for f in self.fields]
 
     def logged(self, instances: list[dict[str, Any]], table: pa.Table) -> list[Any] | pa.Table:
-        """What the request log keeps of the instances: the table built from them when it holds
-        all they said (every field numeric, no extra field such as a sticky key) — the log then
-        writes it as JSON off the serving thread — else the instances themselves."""
-        return table if self._faithful else instances
+        """What the request log keeps of the instances: for a request of many instances, the
+        table built from them when it holds all they said (every field numeric, no extra field
+        such as a sticky key) — the log then writes it as JSON off the serving thread — else
+        the instances themselves (see ``logs.DEFER_JSON_ROWS``)."""
+        if self._faithful and table.num_rows >= DEFER_JSON_ROWS:
+            return table
+        return instances
 
     def to_table(self, instances: Sequence[Any]) -> pa.Table:
         if self._numeric:

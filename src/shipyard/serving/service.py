@@ -53,6 +53,7 @@ from shipyard.serving import abtest
 from shipyard.serving.accelerate import Acceleration, accelerate
 from shipyard.serving.entities import Deployment, Endpoint, EndpointChange, EndpointConfig
 from shipyard.serving.logs import (
+    DEFER_JSON_ROWS,
     RequestLog,
     drop_log_tables,
     log_table_name,
@@ -773,6 +774,8 @@ class EndpointService:
             logged = response["predictions"]
         else:
             response["predictions"] = output.to_pylist()
+            if output.num_rows < DEFER_JSON_ROWS:
+                logged = response["predictions"]
         response.update(
             deployedModelId=d.id,
             model=d.model,
@@ -989,7 +992,8 @@ class EndpointService:
                 ),
             )
             logged = serving.schema.logged(instances, table)
-            self._observe(endpoint, serving, request_id, logged, output, started)
+            predictions = output if output.num_rows >= DEFER_JSON_ROWS else output.to_pylist()
+            self._observe(endpoint, serving, request_id, logged, predictions, started)
         except ShipyardError as exc:
             self._observe(endpoint, serving, request_id, instances, None, started, exc)
         except Exception as exc:  # never let a shadow take the pool down
