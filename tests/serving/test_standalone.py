@@ -142,3 +142,24 @@ def test_endpoints_cli(home: Path, tmp_path: Path) -> None:
     assert _cli(home, "endpoints", "delete", "e1", "--force").exit_code == 0
     listed = _cli(home, "endpoints", "list", "--json")
     assert json.loads(listed.output) == []
+
+
+def test_workers_that_fill_the_cores_run_model_calls_on_the_loop(home: Path) -> None:
+    from shipyard.server.standalone import create_serving_app, inline_model_s
+    from shipyard.serving.service import INLINE_MODEL_BUSY_S, INLINE_MODEL_S
+
+    cores = os.cpu_count() or 1
+    assert inline_model_s(cores) == inline_model_s(cores + 3) == INLINE_MODEL_BUSY_S
+    if cores > 1:
+        assert inline_model_s(cores - 1) == INLINE_MODEL_S
+    assert INLINE_MODEL_BUSY_S > INLINE_MODEL_S
+    with sy.connect(home) as ws:
+        ws.endpoints.create("e1")
+        ws.endpoints.deploy("e1", "d.reg")
+    app = create_serving_app("e1", home=home, inline_model_s=INLINE_MODEL_BUSY_S)
+    service = app.state.endpoints
+    try:
+        serving = next(iter(service._runtime("e1").serving.values()))
+        assert serving.async_batcher._inline_s == INLINE_MODEL_BUSY_S
+    finally:
+        service.close()

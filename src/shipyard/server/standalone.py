@@ -34,9 +34,14 @@ from shipyard.server.routers import endpoints as endpoint_routes
 from shipyard.server.routers.system import VERSION
 from shipyard.server.run import listen
 from shipyard.serving.metrics import ServingMetrics
-from shipyard.serving.service import EndpointService, RequestLogs
+from shipyard.serving.service import (
+    INLINE_MODEL_BUSY_S,
+    INLINE_MODEL_S,
+    EndpointService,
+    RequestLogs,
+)
 
-__all__ = ["create_serving_app", "serve_endpoint"]
+__all__ = ["create_serving_app", "inline_model_s", "serve_endpoint"]
 
 _ENV = "SHIPYARD_SERVE_CONFIG"
 
@@ -49,6 +54,7 @@ def create_serving_app(
     max_request_bytes: int = 64 * 1024 * 1024,
     refresh_s: float = 1.0,
     metrics_dir: str | Path | None = None,
+    inline_model_s: float = INLINE_MODEL_S,
 ) -> FastAPI:
     """The app a ``shipyard serve`` worker runs; fails with NotFound for an unknown endpoint."""
     from shipyard.server.app import BodyLimit  # the platform app's body limit, reused
@@ -64,6 +70,7 @@ def create_serving_app(
             request_logs=RequestLogs(ctx.home),
             metrics=ServingMetrics(multiprocess_dir=metrics_dir),
             warehouse_tables=False,
+            inline_model_s=inline_model_s,
         )
         service.get(endpoint)  # NotFound now, not at the first request
         service.warm(endpoint)
@@ -146,6 +153,12 @@ def app_from_environment() -> FastAPI:
     return app
 
 
+def inline_model_s(workers: int) -> float:
+    """Workers that fill the cores run their model calls on the event loop: no core is left
+    for a worker thread to use, and handing the call over costs two thread switches."""
+    return INLINE_MODEL_BUSY_S if workers >= (os.cpu_count() or 1) else INLINE_MODEL_S
+
+
 def serve_endpoint(
     endpoint: str,
     *,
@@ -177,6 +190,7 @@ def serve_endpoint(
             "max_request_bytes": settings.server.max_request_bytes,
             "refresh_s": refresh_s,
             "metrics_dir": metrics_dir,
+            "inline_model_s": inline_model_s(workers),
         }
     )
     print(
