@@ -19,6 +19,7 @@ pytest.importorskip("skl2onnx")
 pytest.importorskip("onnxmltools")
 
 import shipyard as sy  # noqa: E402
+from tests.sql.test_export_onnx_features import check_same_as_predict  # noqa: E402
 
 _WORDS = ["the", "cat", "dog", "sat", "ran", "on", "mat", "café", "crème"]
 
@@ -103,28 +104,7 @@ def _feed(session: Any, table: pa.Table) -> dict[str, np.ndarray]:
 
 
 def _assert_same_as_predict(ws: Any, model: str, label: str, folder: Path, table: str) -> None:
-    session = ort.InferenceSession(str(folder / "model.onnx"))
-    rows = ws.sql(f"SELECT * FROM {table}").to_arrow()
-    outputs = session.run(None, _feed(session, rows))
-    predicted = ws.sql(f"SELECT * FROM ML.PREDICT(MODEL {model}, TABLE {table})").to_arrow()
-    if label == "CENTROID_ID":
-        assert outputs[0].tolist() == predicted["CENTROID_ID"].to_pylist()
-        return
-    if len(outputs) == 1:
-        float32 = session.get_outputs()[0].type == "tensor(float)"
-        np.testing.assert_allclose(
-            outputs[0][:, 0],
-            predicted[f"predicted_{label}"].to_numpy(),
-            rtol=1e-5 if float32 else 1e-12,
-            atol=1e-5 if float32 else 1e-12,
-        )
-        return
-    assert outputs[0].tolist() == predicted[f"predicted_{label}"].to_pylist()
-    probs = [
-        [e["prob"] for e in sorted(r, key=lambda e: e["label"])]
-        for r in predicted[f"predicted_{label}_probs"].to_pylist()
-    ]
-    np.testing.assert_allclose(outputs[1], np.array(probs), atol=1e-6)
+    check_same_as_predict(ws, model, label, folder, table, feed=_feed, atol32=1e-5)
 
 
 @pytest.mark.parametrize(
