@@ -431,3 +431,30 @@ def test_tables_are_written_as_json_by_the_flush(tmp_path, wh):
         .as_py()
         == 6
     )
+
+
+def test_a_table_duckdb_cannot_write_is_logged_all_the_same(tmp_path, wh, monkeypatch):
+    import pyarrow as pa
+
+    import shipyard.serving.logs as logs
+
+    def refuse(table, duck):
+        raise RuntimeError("not writable")
+
+    monkeypatch.setattr(logs, "_rows_as_json", refuse)  # as DuckDB would fail on an odd type
+    register_log_tables(wh, tmp_path, "e1")
+    with RequestLog(tmp_path, "e1", flush_interval_s=60) as log:
+        log.record(
+            request_id="t1",
+            deployment_id="d1",
+            model="demo.m",
+            model_version=1,
+            shadow=False,
+            instances=pa.table({"x": [1.5, None]}),
+            predictions=pa.table({"y": [2.0, 3.0]}),
+            latency_ms=1.0,
+        )
+        assert log.flush() == 2 and log.flush_errors == 0
+    rows = wh.query("SELECT inputs, outputs FROM endpoint_logs.e1 ORDER BY instance_index")
+    assert [json.loads(v) for v in rows.column("inputs").to_pylist()] == [{"x": 1.5}, {"x": None}]
+    assert [json.loads(v) for v in rows.column("outputs").to_pylist()] == [{"y": 2.0}, {"y": 3.0}]

@@ -581,7 +581,11 @@ def _tables_as_json(tables: list[pa.Table], duck: duckdb.DuckDBPyConnection) -> 
     pieces = []
     for start in range(0, len(tables), _FLUSH_STEP):
         step = pa.concat_tables(tables[start : start + _FLUSH_STEP]).combine_chunks()
-        pieces.append(_rows_as_json(step, duck))
+        try:
+            pieces.append(_rows_as_json(step, duck))
+        except Exception:  # a type DuckDB cannot write: never let it block the log
+            _logger.debug("request log: DuckDB could not write %s as JSON", step.schema)
+            pieces.append(pa.array([_to_json(r) for r in step.to_pylist()], pa.string()))
         time.sleep(0)
     return pa.concat_arrays(pieces) if len(pieces) > 1 else pieces[0]
 
