@@ -8,11 +8,14 @@ loading verifies every hash before a byte reaches a deserialiser.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +51,11 @@ from shipyard.warehouse import QualifiedName
 
 _ALIAS_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
 _PREDICTOR_CACHE_SIZE = 16
+# Decoded (task, signature) of recent manifests, by digest: a version row's manifest is JSON of
+# tens of kB, and decoding it was most of a get_version call (ML.PREDICT makes several).
+_SUMMARY_CACHE_SIZE = 256
+# Every column of a version row but the manifest (its summary comes from the cache above).
+_ROW_COLUMNS = [c for c in model_versions.c if c.name != "manifest"]
 
 
 @dataclass
@@ -64,6 +72,34 @@ class ModelService:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._predictors = PredictorCache(_PREDICTOR_CACHE_SIZE)
+        self._summaries: OrderedDict[str, tuple[str, Signature]] = OrderedDict()
+        self._summaries_lock = threading.Lock()
+        self._scope = threading.local()  # .versions: the statement scope's resolved versions
+
+    @contextlib.contextmanager
+    def statement_scope(self) -> Iterator[None]:
+        """Inside the block, in this thread, a version asked for again is not looked up again.
+
+        One SQL statement resolves a model several times (the ML function's dispatch through
+        the ARIMA, TRANSFORM_ONLY and tuning wrappers, then :meth:`load`): in a scope each
+        ``(name, version, alias)`` is looked up once, so the statement also sees one version
+        of each model throughout. A write through this service (register, aliases, delete)
+        empties it; nested scopes share the outermost one.
+        """
+        if getattr(self._scope, "versions", None) is not None:
+            yield
+            return
+        self._scope.versions = {}
+        try:
+            yield
+        finally:
+            self._scope.versions = None
+
+    def _changed(self) -> None:
+        """A write: the statement scope (if any) forgets what it resolved."""
+        memo = getattr(self._scope, "versions", None)
+        if memo:
+            memo.clear()
 
     # -- registering ----------------------------------------------------------------------
 
@@ -238,6 +274,7 @@ class ModelService:
         description: str | None = None,
     ) -> ModelVersion | None:
         now = utcnow()
+        self._changed()
         with self.ctx.metadata.translate_errors(), self.ctx.metadata.transaction() as conn:
             # Create the model row if absent (a savepoint absorbs losing a race to another
             # writer), then lock it: concurrent registrations get consecutive versions.
@@ -283,6 +320,8 @@ class ModelService:
                 .values(latest_version=version, updated_at=now)
             )
             self._set_alias(conn, str(qname), DEFAULT_ALIAS, version)
+        # the version is read back at once: spare it the manifest's decoding
+        self._remember(manifest_digest, (manifest.task, manifest.signature))
         return self.get_version(str(qname), version)
 
     def _write_package(self, new: NewVersion) -> tuple[str, Manifest]:
@@ -314,6 +353,7 @@ class ModelService:
         qname = self._require(name)
         alias = _check_alias(alias)
         self.get_version(str(qname), version)
+        self._changed()
         with self.ctx.metadata.transaction() as conn:
             self._set_alias(conn, str(qname), alias, version)
         return self.get_version(str(qname), version)
@@ -326,6 +366,7 @@ class ModelService:
                 f"the '{DEFAULT_ALIAS}' alias of model {qname} always points at a version; "
                 "move it with set_alias instead"
             )
+        self._changed()
         with self.ctx.metadata.transaction() as conn:
             gone = conn.execute(
                 delete(model_aliases).where(
@@ -408,33 +449,55 @@ class ModelService:
     def get_version(
         self, name: str, version: int | None = None, *, alias: str | None = None
     ) -> ModelVersion:
-        """A version by number or by alias; neither means the ``default`` alias."""
+        """A version by number or by alias; neither means the ``default`` alias.
+
+        In a :meth:`statement_scope`, what an earlier call of the scope found.
+        """
+        memo = getattr(self._scope, "versions", None)
+        if memo is None or not _memo_key_ok(name, version, alias):
+            return self._get_version(name, version, alias)
+        key = (name, version, alias)
+        found = memo.get(key)
+        if found is None:
+            found = memo[key] = self._get_version(name, version, alias)
+        return found
+
+    def _get_version(self, name: str, version: int | None, alias: str | None) -> ModelVersion:
         qname = self._require(name)
         with self.ctx.metadata.connect() as conn:
             aliases = self._aliases(conn, str(qname))
             number = self._resolve(str(qname), version, alias, aliases)
-            row = (
-                conn.execute(
-                    select(model_versions).where(
-                        model_versions.c.model_name == str(qname),
-                        model_versions.c.version == number,
-                    )
+            where = (model_versions.c.model_name == str(qname)) & (
+                model_versions.c.version == number
+            )
+            row = conn.execute(select(*_ROW_COLUMNS).where(where)).mappings().first()
+            if row is None:
+                raise NotFound(
+                    f"model {qname} has no version {number}",
+                    resource=f"models/{qname}/versions/{number}",
                 )
-                .mappings()
-                .first()
-            )
-        if row is None:
-            raise NotFound(
-                f"model {qname} has no version {number}",
-                resource=f"models/{qname}/versions/{number}",
-            )
-        return _version(row, aliases)
+            digest = row["manifest_digest"]
+            with self._summaries_lock:
+                summary = self._summaries.get(digest)
+            if summary is None:  # the digest names the manifest's bytes: never stale
+                manifest = conn.execute(select(model_versions.c.manifest).where(where)).scalar_one()
+                summary = _summary(manifest)
+                self._remember(digest, summary)
+        return _version(row, aliases, summary)
+
+    def _remember(self, digest: str, summary: tuple[str, Signature]) -> None:
+        with self._summaries_lock:
+            self._summaries[digest] = summary
+            while len(self._summaries) > _SUMMARY_CACHE_SIZE:
+                self._summaries.popitem(last=False)
 
     def manifest(
         self, name: str, version: int | None = None, *, alias: str | None = None
     ) -> Manifest:
         """The manifest as stored in the artifact store, verified against its digest."""
-        mv = self.get_version(name, version, alias=alias)
+        return self._manifest_of(self.get_version(name, version, alias=alias))
+
+    def _manifest_of(self, mv: ModelVersion) -> Manifest:
         data = self.ctx.artifacts.get_bytes(mv.manifest_digest)
         return Manifest.model_validate_json(data)
 
@@ -444,6 +507,7 @@ class ModelService:
         self._drop(qname)
 
     def _drop(self, qname: QualifiedName) -> None:
+        self._changed()
         with self.ctx.metadata.transaction() as conn:
             conn.execute(delete(model_aliases).where(model_aliases.c.model_name == str(qname)))
             conn.execute(delete(model_versions).where(model_versions.c.model_name == str(qname)))
@@ -474,6 +538,7 @@ class ModelService:
             values["labels"] = {str(k): str(v) for k, v in labels.items()}
         if values:
             values["updated_at"] = utcnow()
+            self._changed()
             with self.ctx.metadata.transaction() as conn:
                 conn.execute(update(models).where(models.c.name == str(qname)).values(**values))
         return self.get(str(qname))
@@ -487,7 +552,7 @@ class ModelService:
         cached = self._predictors.get(key)
         if cached is not None:
             return cached
-        manifest = self.manifest(mv.model, mv.version)
+        manifest = self._manifest_of(mv)
         check_loadable(mv, manifest)  # before any file is fetched
         folder = self._materialise(mv.manifest_digest, manifest)
         predictor = load_predictor(mv, manifest, folder)
@@ -508,7 +573,7 @@ class ModelService:
         cached = self._predictors.get(key)
         if cached is not None:
             return cached
-        manifest = self.manifest(mv.model, mv.version)
+        manifest = self._manifest_of(mv)
         trials = (manifest.hparam_tuning or {}).get("trials") or []
         entry = next((t for t in trials if t.get("trial_id") == trial_id), None)
         stored = (entry or {}).get("model")
@@ -732,17 +797,37 @@ def predictor_for(manifest: Manifest, model: Any) -> Predictor:
     )
 
 
-def _version(row: Any, aliases: dict[str, int]) -> ModelVersion:
-    manifest = row["manifest"]
+def _summary(manifest: dict[str, Any]) -> tuple[str, Signature]:
+    """What a ModelVersion takes from its manifest: (task, signature).
+
+    A cached summary's Signature is shared by the versions built from it (validating it was a
+    third of a lookup): treat ``ModelVersion.signature`` as read-only.
+    """
+    return manifest.get("task", ""), Signature.model_validate(manifest["signature"])
+
+
+def _memo_key_ok(name: Any, version: Any, alias: Any) -> bool:
+    """Arguments a statement scope may memoise (anything odd goes to the lookup's checks)."""
+    return (
+        isinstance(name, str)
+        and (version is None or type(version) is int)
+        and (alias is None or isinstance(alias, str))
+    )
+
+
+def _version(
+    row: Any, aliases: dict[str, int], summary: tuple[str, Signature] | None = None
+) -> ModelVersion:
+    task, signature = summary if summary is not None else _summary(row["manifest"])
     return ModelVersion(
         model=row["model_name"],
         version=row["version"],
         model_type=row["model_type"],
         flavor=row["flavor"],
-        task=manifest.get("task", ""),
+        task=task,
         aliases=sorted(a for a, v in aliases.items() if v == row["version"]),
         metrics=row["metrics"] or {},
-        signature=Signature.model_validate(manifest["signature"]),
+        signature=signature,
         lineage=Lineage.model_validate(row["source"] or {}),
         manifest_digest=row["manifest_digest"],
         created_at=row["created_at"],
