@@ -2,7 +2,8 @@
 
 The examples build on each other (one workspace, the tables earlier blocks load); the few that
 assume tables the page does not create (``demo.iris`` of the demo workspace, a customers table,
-a sensors table) get small stand-ins in every workspace the page opens. Fixed paths in the page are moved under tmp_path.
+a sensors table) get small stand-ins in every workspace the page opens. Fixed paths in the
+page are moved under tmp_path.
 """
 
 from __future__ import annotations
