@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from shipyard.sql.service import SqlService
 
 
+_KEEP_EXPIRATION: Any = object()  # register_created: leave the model's expiration as it is
+
+
 def model_options(statement: exp.Create) -> dict[str, Any]:
     """OPTIONS(...) as a dict with lower-cased names; a repeated option is an error."""
     options: dict[str, Any] = {}
@@ -176,18 +179,52 @@ def create_model(
         "lineage": Lineage(statement=text, input_tables=inputs, job_id=job.job_id),
     }
     job.progress(0.97, "registering the model version")
-    version = service.models.register(
-        str(qname),
+    return register_created(
+        service,
+        qname,
         NewVersion(
             model=trained.model, flavor=trained.flavor, manifest=manifest, extra_files=extra_files
         ),
         replace=replace,
         if_not_exists=if_not_exists,
+        job=job,
+        text=text,
+        inputs=inputs,
+        properties={"model_type": spec.name},
+        expires=expires,
+    )
+
+
+def register_created(
+    service: SqlService,
+    qname: QualifiedName,
+    new: NewVersion,
+    *,
+    replace: bool,
+    if_not_exists: bool,
+    job: JobContext,
+    text: str,
+    inputs: list[dict[str, Any]],
+    properties: dict[str, Any],
+    expires: Any = _KEEP_EXPIRATION,
+    description: str | None = None,
+    what: str = "",
+) -> QueryResult:
+    """The end of every CREATE MODEL: register the version, set the model's expiration (CREATE
+    [OR REPLACE] sets it: the option's time, else none; ``_KEEP_EXPIRATION`` leaves it), record
+    the statement in lineage (the tables it read, with their fingerprints, and the version it
+    wrote, with ``properties``), and answer. ``what`` follows the message's version number."""
+    version = service.models.register(
+        str(qname),
+        new,
+        replace=replace,
+        if_not_exists=if_not_exists,
+        description=description,
     )
     if version is None:  # created concurrently by someone else while we trained
         return QueryResult(pa.table({}), statement_type="CREATE_MODEL", message="model exists")
-    # CREATE [OR REPLACE] sets the model's expiration: the option's time, else none.
-    service.models.update(str(qname), expiration_time=expires)
+    if expires is not _KEEP_EXPIRATION:
+        service.models.update(str(qname), expiration_time=expires)
     if service.metadata is not None:
         output = model_version_uri(str(qname), version.version)
         service.metadata.record_execution(
@@ -197,7 +234,7 @@ def create_model(
             inputs=[table_version_uri(i["name"], i["version"]) for i in inputs],
             outputs=[output],
             artifact_properties={
-                output: {"model_type": spec.name},
+                output: properties,
                 **{
                     table_version_uri(i["name"], i["version"]): {"fingerprint": i["fingerprint"]}
                     for i in inputs
@@ -208,7 +245,7 @@ def create_model(
     return QueryResult(
         pa.table({}),
         statement_type="CREATE_MODEL",
-        message=f"created model {qname} version {version.version}",
+        message=f"created model {qname} version {version.version}{what}",
         model={"name": str(qname), "version": version.version},
     )
 
@@ -262,6 +299,11 @@ def _training_data(
     tree = query.copy()
     read = tables_read(tree)
     data = service.query_arrow(tree)
+    return data, input_versions(service, read)
+
+
+def input_versions(service: SqlService, read: list[str]) -> list[dict[str, Any]]:
+    """The version and fingerprint of each warehouse table a statement read (views aside)."""
     inputs = []
     for name in read:
         qname = QualifiedName.parse(name)
@@ -271,4 +313,4 @@ def _training_data(
         inputs.append(
             {"name": name, "version": version.version, "fingerprint": version.fingerprint}
         )
-    return data, inputs
+    return inputs

@@ -23,12 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 from sqlglot import exp
 
 from shipyard.engine import JobContext
 from shipyard.errors import InvalidArgument, NotFound, Unsupported
-from shipyard.metadata.service import model_version_uri
 from shipyard.registry.entities import Lineage
 from shipyard.registry.imported import IMPORTED_TASK, ImportedPredictor, onnx_io
 from shipyard.registry.service import NewVersion
@@ -183,7 +181,10 @@ def create_imported_model(
             f"CREATE MODEL {qname} imports a trained {model_type} model: it takes no "
             "AS SELECT … training query"
         )
-    from shipyard.sql.create_model import existing_model  # it imports this module
+    from shipyard.sql.create_model import (  # it imports this module
+        existing_model,
+        register_created,
+    )
 
     existing = existing_model(service, qname, replace=replace, if_not_exists=if_not_exists)
     if existing is not None:
@@ -208,36 +209,22 @@ def create_imported_model(
         "options": {k: v for k, v in options.items() if v is not None},
         "lineage": Lineage(statement=text, job_id=job.job_id),
     }
-    version = service.models.register(
-        str(qname),
+    return register_created(
+        service,
+        qname,
         NewVersion(model=model, flavor=flavor, manifest=manifest),
         replace=replace,
         if_not_exists=if_not_exists,
+        job=job,
+        text=text,
+        inputs=[],
+        properties={
+            "model_type": model_type,
+            "model_path": str(options.get("model_path")),
+            "source_sha256": source_sha256,
+        },
         description=options.get("description"),
-    )
-    if version is None:
-        return QueryResult(pa.table({}), statement_type="CREATE_MODEL", message="model exists")
-    if service.metadata is not None:
-        output = model_version_uri(str(qname), version.version)
-        service.metadata.record_execution(
-            "sql_statement",
-            "CREATE_MODEL",
-            {"statement": text, "statement_type": "CREATE_MODEL", "job_id": job.job_id},
-            outputs=[output],
-            artifact_properties={
-                output: {
-                    "model_type": model_type,
-                    "model_path": str(options.get("model_path")),
-                    "source_sha256": source_sha256,
-                }
-            },
-        )
-    job.log(f"registered {qname} version {version.version}")
-    return QueryResult(
-        pa.table({}),
-        statement_type="CREATE_MODEL",
-        message=f"created model {qname} version {version.version} (imported {model_type})",
-        model={"name": str(qname), "version": version.version},
+        what=f" (imported {model_type})",
     )
 
 

@@ -34,7 +34,6 @@ from sqlglot import exp
 
 from shipyard.engine import JobContext
 from shipyard.errors import InvalidArgument, SQLError
-from shipyard.metadata.service import model_version_uri, table_version_uri
 from shipyard.registry.entities import Lineage
 from shipyard.registry.preprocessing import FeaturePreprocessor
 from shipyard.registry.service import NewVersion
@@ -76,7 +75,13 @@ def is_transform_only(statement: exp.Create) -> bool:
 def create_transform_only_model(
     service: SqlService, job: JobContext, statement: exp.Create, text: str
 ) -> QueryResult:
-    from shipyard.sql.create_model import existing_model, model_options, tables_read
+    from shipyard.sql.create_model import (
+        existing_model,
+        input_versions,
+        model_options,
+        register_created,
+        tables_read,
+    )
 
     target = statement.this
     if isinstance(target, exp.Schema):
@@ -129,7 +134,7 @@ def create_transform_only_model(
     fitted, _ = fit_transform(clause, data)
     fitted.label = None
     declared = fitted.apply(data.slice(0, 1), expand=False)
-    inputs = _inputs(service, read)
+    inputs = input_versions(service, read)
     manifest: dict[str, Any] = {
         "model_type": MODEL_TYPE,
         "task": TRANSFORM_ONLY_TASK,
@@ -149,44 +154,18 @@ def create_transform_only_model(
         "lineage": Lineage(statement=text, input_tables=inputs, job_id=job.job_id),
     }
     job.progress(0.9, "registering the model version")
-    version = service.models.register(
-        str(qname),
+    return register_created(
+        service,
+        qname,
         NewVersion(model=fitted.to_dict(), flavor=TRANSFORM_FLAVOR, manifest=manifest),
         replace=replace,
         if_not_exists=if_not_exists,
+        job=job,
+        text=text,
+        inputs=inputs,
+        properties={"model_type": MODEL_TYPE},
+        expires=expires,
     )
-    if version is None:
-        return QueryResult(pa.table({}), statement_type="CREATE_MODEL", message="model exists")
-    service.models.update(str(qname), expiration_time=expires)
-    if service.metadata is not None:
-        output = model_version_uri(str(qname), version.version)
-        service.metadata.record_execution(
-            "sql_statement",
-            "CREATE_MODEL",
-            {"statement": text, "statement_type": "CREATE_MODEL", "job_id": job.job_id},
-            inputs=[table_version_uri(i["name"], i["version"]) for i in inputs],
-            outputs=[output],
-            artifact_properties={output: {"model_type": MODEL_TYPE}},
-        )
-    return QueryResult(
-        pa.table({}),
-        statement_type="CREATE_MODEL",
-        message=f"created model {qname} version {version.version}",
-        model={"name": str(qname), "version": version.version},
-    )
-
-
-def _inputs(service: SqlService, read: list[str]) -> list[dict[str, Any]]:
-    inputs = []
-    for name in read:
-        qname = QualifiedName.parse(name)
-        if not service.ctx.warehouse.exists(qname):
-            continue
-        version = service.tables.observed_version(qname)
-        inputs.append(
-            {"name": name, "version": version.version, "fingerprint": version.fingerprint}
-        )
-    return inputs
 
 
 def _feature_info(raw: pa.Table) -> list[dict[str, Any]]:
