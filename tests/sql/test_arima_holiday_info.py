@@ -154,11 +154,9 @@ def _explain(ws: Any, model: str, horizon: int = 30) -> Any:
 
 def test_one_column_per_holiday_summing_to_holiday_effect(ws: Any) -> None:
     out = _explain(ws, "demo.hol")
-    names = list(
-        ws.sql("SELECT DISTINCT holiday_name FROM ML.HOLIDAY_INFO(MODEL demo.hol)").to_pandas()[
-            "holiday_name"
-        ]
-    )
+    # ML.HOLIDAY_INFO's own row order (DISTINCT would not keep it)
+    rows = ws.sql("SELECT holiday_name FROM ML.HOLIDAY_INFO(MODEL demo.hol)").to_pandas()
+    names = list(dict.fromkeys(rows["holiday_name"]))
     per_holiday = [c for c in out.columns if c.startswith("holiday_effect_")]
     assert per_holiday == [
         "holiday_effect_" + n.replace("'", "_").replace(". ", "_").replace(" ", "_") for n in names
