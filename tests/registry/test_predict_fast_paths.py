@@ -169,3 +169,84 @@ def test_the_fast_path_never_changes_its_input(columns):
     assert out.shape == (7, len(columns)) and np.isfinite(out).all()
     after = [c.to_numpy(zero_copy_only=False) for c in table.columns]
     assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(before, after, strict=True))
+
+
+# -- column-major matrices (tree boosters) ----------------------------------------------------
+
+
+def _same_values(column_major: np.ndarray, row_major: np.ndarray) -> bool:
+    """The same bits in the same logical places (tobytes("C") reads either layout)."""
+    return (
+        column_major.dtype == row_major.dtype
+        and column_major.shape == row_major.shape
+        and column_major.tobytes(order="C") == row_major.tobytes(order="C")
+    )
+
+
+@pytest.mark.parametrize("rows", [1, 7, 5000])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("standardize", [True, False])
+def test_column_major_transform_holds_the_row_major_bits(standardize, dtype, rows, monkeypatch):
+    train = _dirty(300)
+    pre = FeaturePreprocessor.fit(train, FEATURES, standardize=standardize)
+    table = _dirty(rows) if rows > 3 else _table(rows)
+    chunked = pa.Table.from_batches(table.to_batches(max_chunksize=1234))
+    for source in (table, chunked):
+        f = pre.transform(source, dtype=dtype, order="F")
+        assert f.flags.f_contiguous
+        assert _same_values(f, pre.transform(source, dtype=dtype))
+        # the blocked writer too, not only the small-batch path
+        assert _same_values(f, _general(pre, source, dtype, monkeypatch))
+        with monkeypatch.context() as m:
+            m.setattr(preprocessing, "_DENSE_ROWS", 0)
+            pre._checked = None
+            general_f = pre.transform(source, dtype=dtype, order="F")
+        pre._checked = None
+        assert general_f.flags.f_contiguous and _same_values(general_f, f)
+
+
+def test_column_major_transform_of_categories_and_timestamps() -> None:
+    table = pa.table(
+        {
+            "n": pa.array([1.5, None, -2.0, 4.0] * 1500),
+            "s": pa.array(["a", "b", None, "c"] * 1500),
+            "t": pa.array([0, 10**9, None, 3 * 10**9] * 1500, type=pa.timestamp("ms")),
+        }
+    )
+    for encoding in ("one_hot", "dummy", "label"):
+        pre = FeaturePreprocessor.fit(
+            table, ["n", "s", "t"], standardize=True, categorical_encoding=encoding
+        )
+        f = pre.transform(table, order="F")
+        assert f.flags.f_contiguous and _same_values(f, pre.transform(table))
+
+
+def test_a_bad_order_is_refused() -> None:
+    pre = FeaturePreprocessor.fit(_table(10), FEATURES, standardize=True)
+    with pytest.raises(InvalidArgument, match="order must be 'C' or 'F'"):
+        pre.transform(_table(10), order="A")  # type: ignore[arg-type]
+
+
+def test_tree_predictors_take_column_major_batches_with_the_same_predictions() -> None:
+    import xgboost as xgb
+
+    from shipyard.registry.predictor import _COLUMN_MAJOR_ROWS, Predictor
+
+    table = _dirty(_COLUMN_MAJOR_ROWS + 100)
+    pre = FeaturePreprocessor.fit(table, FEATURES, standardize=False)
+    x = pre.transform(table)
+    booster = xgb.train(
+        {"max_depth": 4, "nthread": 1}, xgb.DMatrix(x, label=x[:, 0] * 2), num_boost_round=5
+    )
+    predictor = Predictor("regression", booster, "xgboost", pre, None, "y")
+    assert predictor.matrix(table).flags.f_contiguous
+    small = table.slice(0, 50)
+    assert predictor.matrix(small).flags.c_contiguous  # online batches stay row-major
+    whole = predictor.predict(table, keep_original_columns=False).column(0).to_numpy()
+    pieces = np.concatenate(
+        [
+            predictor.predict(table.slice(i, 50), keep_original_columns=False).column(0).to_numpy()
+            for i in range(0, table.num_rows, 50)
+        ]
+    )
+    assert whole.tobytes() == pieces.tobytes()

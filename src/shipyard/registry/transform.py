@@ -161,8 +161,11 @@ class TransformedPreprocessor:
         self.inner = inner
         self.sql_transform = sql_transform
 
-    def transform(self, table: pa.Table, *, dtype: Any = np.float32) -> np.ndarray:
-        return self.inner.transform(self.sql_transform.apply(table), dtype=dtype)  # type: ignore[no-any-return]
+    def transform(
+        self, table: pa.Table, *, dtype: Any = np.float32, order: str = "C"
+    ) -> np.ndarray:
+        rows = self.sql_transform.apply(table)
+        return self.inner.transform(rows, dtype=dtype, order=order)  # type: ignore[no-any-return]
 
     @property
     def input_schema(self) -> list[dict[str, str]]:

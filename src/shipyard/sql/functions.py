@@ -125,7 +125,7 @@ def _evaluate_rows(service: SqlService, call: MLCall, task: str) -> dict[str, An
             f"the input has: {', '.join(rows.column_names)}"
         )
     rows = rows.filter(pc.is_valid(rows[label]))  # rows without a label cannot be scored
-    matrix = predictor.preprocessor.transform(rows, dtype=predictor._dtype)
+    matrix = predictor.matrix(rows)
     threshold = call.params.get("threshold")
     predictions, probabilities = predictor.predict_raw(matrix, threshold=threshold)
     if predictor.label_info is None:

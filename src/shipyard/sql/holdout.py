@@ -363,7 +363,7 @@ def _metrics(predictor: Predictor, rows: pa.Table) -> dict[str, Any]:
             f"the test split has no rows with a non-NULL label {label!r}: nothing to evaluate "
             "the trials on; give the test split labelled rows"
         )
-    matrix = predictor.preprocessor.transform(rows, dtype=predictor._dtype)
+    matrix = predictor.matrix(rows)
     predictions, probabilities = predictor.predict_raw(matrix)
     if predictor.label_info is None:
         truth = rows[label].to_numpy().astype(np.float64)

@@ -328,7 +328,7 @@ def _labelled_rows(service: SqlService, call: MLCall) -> tuple[Predictor, np.nda
     rows = rows.filter(pc.is_valid(rows[label]))
     assert predictor.label_info is not None
     truth = predictor.label_info.encode(rows[label])
-    matrix = predictor.preprocessor.transform(rows, dtype=predictor._dtype)
+    matrix = predictor.matrix(rows)
     return predictor, matrix, truth
 
 

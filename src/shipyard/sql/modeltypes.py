@@ -241,7 +241,10 @@ class ModelTypeSpec:
             standardize=self.standardize,
             categorical_encoding=CATEGORY_ENCODINGS[options.category_encoding_method],
         )
-        matrix = preprocessor.transform(data.table, dtype=matrix_dtype)
+        # XGBoost reads a column-major matrix as it reads a row-major one (the same DMatrix,
+        # the same booster), and column-major is cheaper to fill (Predictor.matrix)
+        layout: Literal["C", "F"] = "F" if self.flavor == "xgboost" else "C"
+        matrix = preprocessor.transform(data.table, dtype=matrix_dtype, order=layout)
         weights = training.instance_weights(data.table, options)
         if train_idx is None:
             x, y, x_eval, y_eval = matrix, data.y, None, None
