@@ -111,14 +111,19 @@ class ModelService:
         replace: bool = False,
         if_not_exists: bool = False,
         description: str | None = None,
+        expiration_time: Any = ...,
     ) -> ModelVersion | None:
         """Store ``new`` as the next version of model ``name`` and point ``default`` at it.
 
         ``replace=False`` refuses an existing model (AlreadyExists), as ``CREATE MODEL`` does;
         ``replace=True`` (``CREATE OR REPLACE``) adds a version and keeps the earlier ones;
         ``if_not_exists=True`` leaves an existing model alone and returns None.
+        ``expiration_time`` (as in :meth:`update`; ``...`` leaves it) is set in the same
+        transaction as the version: ``CREATE [OR REPLACE] MODEL`` sets it, NULL when not given.
         """
         qname = QualifiedName.parse(name, kind="model")
+        if expiration_time is not ...:
+            expiration_time = check_expiration(expiration_time, f"model {qname}")
         if not replace and self.exists(str(qname)):
             if if_not_exists:
                 return None
@@ -134,6 +139,7 @@ class ModelService:
             replace=replace,
             if_not_exists=if_not_exists,
             description=description,
+            expiration_time=expiration_time,
         )
 
     def create(self, name: str, *, description: str | None = None) -> Model:
@@ -272,8 +278,10 @@ class ModelService:
         replace: bool,
         if_not_exists: bool = False,
         description: str | None = None,
+        expiration_time: Any = ...,
     ) -> ModelVersion | None:
         now = utcnow()
+        expiring = {} if expiration_time is ... else {"expiration_time": expiration_time}
         self._changed()
         with self.ctx.metadata.translate_errors(), self.ctx.metadata.transaction() as conn:
             # Create the model row if absent (a savepoint absorbs losing a race to another
@@ -317,7 +325,7 @@ class ModelService:
             conn.execute(
                 update(models)
                 .where(models.c.name == str(qname))
-                .values(latest_version=version, updated_at=now)
+                .values(latest_version=version, updated_at=now, **expiring)
             )
             self._set_alias(conn, str(qname), DEFAULT_ALIAS, version)
         # the version is read back at once: spare it the manifest's decoding

@@ -220,11 +220,10 @@ def register_created(
         replace=replace,
         if_not_exists=if_not_exists,
         description=description,
+        expiration_time=... if expires is _KEEP_EXPIRATION else expires,
     )
     if version is None:  # created concurrently by someone else while we trained
         return QueryResult(pa.table({}), statement_type="CREATE_MODEL", message="model exists")
-    if expires is not _KEEP_EXPIRATION:
-        service.models.update(str(qname), expiration_time=expires)
     if service.metadata is not None:
         output = model_version_uri(str(qname), version.version)
         service.metadata.record_execution(
