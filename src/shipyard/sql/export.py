@@ -18,10 +18,11 @@ a local folder (``'/path'`` or ``'file:///path'``), which must not exist yet or 
   1-based CENTROID_ID) and ``scores`` (the distance to each centroid); PCA ``variable``
   (``[batch, k]``: principal_component_1 … k). Models of those types with STRING, BOOL, DATE,
   TIME or TIMESTAMP features or a TRANSFORM clause convert too, with one input per raw column
-  (``[batch, 1]``; their encodings and the TRANSFORM's arithmetic are in the graph, see
-  :mod:`shipyard.sql.onnx_graph`; text functions in :mod:`shipyard.sql.onnx_text`, which raise
-  the graph to opset 20); a TRANSFORM function with no ONNX form (ML.HASH_BUCKETIZE, …) is
-  named in the Unsupported message.
+  (``[batch, 1]``, an ARRAY column ``[batch, n]``; their encodings and the TRANSFORM's
+  arithmetic are in the graph, see :mod:`shipyard.sql.onnx_graph`; text functions in
+  :mod:`shipyard.sql.onnx_text`, which raise the graph to opset 20; ML.NORMALIZER and array
+  elements in :mod:`shipyard.sql.onnx_arrays`); a TRANSFORM function with no ONNX form
+  (ML.HASH_BUCKETIZE, …) is named in the Unsupported message.
 """
 
 from __future__ import annotations

@@ -10,7 +10,10 @@ then takes one input per raw column, shape ``[batch, 1]``, named as the column:
 * BOOL, DATE, TIME: DOUBLE, NaN for NULL: 1/0, days since 1970-01-01, microseconds since
   midnight;
 * ARRAY<STRING> (read by a TRANSFORM's text functions): STRING ``[batch, n]``, each row's
-  elements first, padded at the end with ``''`` (NULL and ``[]`` are all ``''``).
+  elements first, padded at the end with ``''`` (NULL and ``[]`` are all ``''``);
+* ARRAY<FLOAT64> (and other arrays of numbers, read by ML.NORMALIZER or ``v[OFFSET(i)]``):
+  DOUBLE ``[batch, n]``, each row's elements first, padded at the end with NaN (a NULL element
+  is NaN; NULL and ``[]`` are all NaN); any ``n``, see :mod:`shipyard.sql.onnx_arrays`.
 
 It reproduces :class:`~shipyard.registry.preprocessing.FeaturePreprocessor` exactly: numbers
 imputed (NaN, ±inf → the training mean) and standardized; categories one-hot / dummy / label
@@ -27,15 +30,18 @@ and become constants. So ML.STANDARD_SCALER, ML.MIN_MAX_SCALER, ML.MAX_ABS_SCALE
 ML.ROBUST_SCALER, ML.BUCKETIZE, ML.QUANTILE_BUCKETIZE, ML.IMPUTER, ML.POLYNOMIAL_EXPAND,
 ML.LABEL_ENCODER, ML.ONE_HOT_ENCODER and plain arithmetic convert. Token lists, string
 concatenation and casts to STRING (ML.NGRAMS, ML.BAG_OF_WORDS, ML.TF_IDF, ML.MULTI_HOT_ENCODER,
-ML.FEATURE_CROSS) are :mod:`shipyard.sql.onnx_text`'s, with opset-20 string operators. The rest
-(ML.HASH_BUCKETIZE, ML.NORMALIZER, LOWER/UPPER …) does not convert: :class:`NotConvertible` says
-which SQL (and why, where it never can), and the export names the ML function.
+ML.FEATURE_CROSS) are :mod:`shipyard.sql.onnx_text`'s, with opset-20 string operators; numeric
+arrays (ML.NORMALIZER, element access, ``ABS``/``POWER``) are :mod:`shipyard.sql.onnx_arrays`'s.
+The rest (ML.HASH_BUCKETIZE, LOWER/UPPER …) does not convert: :class:`NotConvertible` says which
+SQL (and why, where it never can), and the export names the ML function.
 """
 
 from __future__ import annotations
 
 import decimal
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import duckdb
@@ -43,7 +49,7 @@ import numpy as np
 import sqlglot
 from sqlglot import exp
 
-from shipyard.sql import onnx_text
+from shipyard.sql import onnx_arrays, onnx_text
 from shipyard.sql.onnx_ops import ML_DOMAIN, ML_OPSET, NotConvertible, Value
 from shipyard.sql.onnx_ops import NULL_STRING as _NULL_STRING
 from shipyard.sql.onnx_ops import Builder as _Builder
@@ -70,6 +76,8 @@ def _raw_kind(arrow_type: str) -> str:
         ("string>", "utf8>", "large_string>")
     ):
         return "list"
+    if onnx_arrays.is_numeric_array_type(text):
+        return "array"
     return "double"
 
 
@@ -91,6 +99,7 @@ class SqlToOnnx:
         self.b = builder
         self.columns = columns
         self._duck = duckdb.connect(":memory:")
+        self._scope: dict[str, Value] = {}  # lambda variables being compiled, by name
 
     # -- constants ----------------------------------------------------------------------------
 
@@ -119,11 +128,25 @@ class SqlToOnnx:
     def has_columns(self, node: exp.Expression) -> bool:
         return self._has_columns(node)
 
-    @staticmethod
-    def _has_columns(node: exp.Expression) -> bool:
-        return any(True for _ in node.find_all(exp.Column)) or any(
-            True for _ in node.find_all(exp.Lambda)
+    def _has_columns(self, node: exp.Expression) -> bool:
+        return (
+            any(True for _ in node.find_all(exp.Column))
+            or any(True for _ in node.find_all(exp.Lambda))
+            or onnx_arrays.refers(node, set(self._scope))
         )
+
+    @contextmanager
+    def bound(self, name: str, value: Value) -> Iterator[None]:
+        """Compile with the lambda variable ``name`` standing for ``value``."""
+        outer = self._scope.get(name)
+        self._scope[name] = value
+        try:
+            yield
+        finally:
+            if outer is None:
+                del self._scope[name]
+            else:
+                self._scope[name] = outer
 
     # -- expressions --------------------------------------------------------------------------
 
@@ -133,13 +156,33 @@ class SqlToOnnx:
             return self._const_value(self._constant(node))
         if isinstance(node, exp.Paren):
             return self.compile(node.this)
+        if isinstance(node, exp.Column | exp.Identifier) and node.name in self._scope:
+            return self._scope[node.name]
         if isinstance(node, exp.Column):
             value = self.columns.get(node.name)
             if value is None:
                 raise NotConvertible(f"the column {node.name!r}, which is not an input")
             return value
+        if isinstance(node, exp.Cast | exp.Transform | exp.Array) and self._is_array(node):
+            return onnx_arrays.array(self, node)
         if isinstance(node, exp.Cast):
             return self._cast(node)
+        if isinstance(node, exp.Bracket):
+            return onnx_arrays.element(self, node)
+        how = onnx_arrays.reducer(node)
+        if how is not None:
+            return onnx_arrays.reduce(self, node, how)
+        if isinstance(node, exp.Abs):
+            return Value(b.op("Abs", [b.double(self.compile(node.this))]), "double")
+        if isinstance(node, exp.Pow):  # NULL when either is NULL (ONNX: Pow(NaN, 0) = 1)
+            base, power = b.double(self.compile(node.this)), b.double(self.compile(node.expression))
+            null = b.op("Or", [b.op("IsNaN", [base]), b.op("IsNaN", [power])])
+            nan = b.const(np.array([[np.nan]]), "nan")
+            return Value(b.op("Where", [null, nan, b.op("Pow", [base, power])]), "double")
+        if isinstance(node, exp.Length | exp.ArraySize) and not isinstance(
+            node.this, exp.ArrayFilter
+        ):
+            onnx_arrays.length(self, node)
         if isinstance(node, exp.Add | exp.Sub | exp.Mul | exp.Div):
             return self._arithmetic(node)
         if isinstance(node, exp.Neg):
@@ -175,6 +218,14 @@ class SqlToOnnx:
             return self._bucket_name(node) or onnx_text.concat(self, node)
         onnx_text.refuse(node)
         raise NotConvertible(_short(node))
+
+    @staticmethod
+    def _is_array(node: exp.Expression) -> bool:
+        """A numeric array: ``CAST(… AS DOUBLE[])``, ``list_transform``, ``[a, b]``."""
+        if isinstance(node, exp.Cast):
+            to = node.to
+            return to is not None and to.this == exp.DataType.Type.ARRAY
+        return isinstance(node, exp.Transform | exp.Array)
 
     def _bool(self, node: exp.Expression) -> str:
         value = self.compile(node)

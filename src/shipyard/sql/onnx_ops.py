@@ -36,10 +36,12 @@ class NotConvertible(Exception):
 class Value:
     """A tensor of the graph. ``[batch, 1]``: DOUBLE (NaN = NULL), STRING ('' = NULL) or BOOL;
     ``null`` is the constant NULL; ``list`` is a raw ``ARRAY<STRING>`` input, ``[batch, n]``
-    STRING padded with ''; ``domain`` lists the integers a bucket number can take."""
+    STRING padded with ''; ``array`` an ``ARRAY<FLOAT64>`` value, ``[batch, n]`` DOUBLE padded
+    with NaN (NaN = a NULL element; see :mod:`shipyard.sql.onnx_arrays`); ``domain`` lists the
+    integers a bucket number can take."""
 
     name: str
-    kind: str  # "double" | "string" | "bool" | "null" | "list"
+    kind: str  # "double" | "string" | "bool" | "null" | "list" | "array"
     domain: tuple[int, ...] | None = None
     raw_type: str | None = None  # the Arrow type of a raw input column
 
@@ -92,7 +94,7 @@ class Builder:
         from onnx import helper
 
         elem = self.tp.STRING if kind in ("string", "list") else self.tp.DOUBLE
-        shape = [None, None] if kind == "list" else [None, 1]
+        shape = [None, None] if kind in ("list", "array") else [None, 1]
         self.inputs.append(helper.make_tensor_value_info(name, elem, shape))
         return Value(name, kind)
 
@@ -120,7 +122,7 @@ class Builder:
                 default_int64=0,
             )
             return self.op("Cast", [hit], to=self.tp.BOOL)
-        if value.kind == "list":
+        if value.kind in ("list", "array"):
             raise NotConvertible("an ARRAY tested for NULL")
         return self.const(np.array([[value.kind == "null"]]), "isnull")
 
@@ -133,7 +135,7 @@ class Builder:
         kinds = {yes.kind, no.kind} - {"null"}
         if not kinds:
             return yes
-        if "list" in kinds:
+        if kinds & {"list", "array"}:
             raise NotConvertible("a CASE with ARRAY branches")
         kind = "string" if "string" in kinds else "double"
         if kinds == {"bool"}:
