@@ -104,6 +104,8 @@ class LocalEngine:
                     started_at=now if running else None,
                 )
             )
+        with self._lock:
+            self._log_seq[job_id] = 0  # a new job has no log lines: no lookup at the first
         return job_id
 
     def _context(self, job_id: str) -> JobContext:
@@ -221,6 +223,9 @@ class LocalEngine:
             ctx, future = entry
             ctx._request_cancel()
             if future is not None and future.cancel():  # never started: finish it here
+                with self._lock:
+                    self._running.pop(job_id, None)
+                    self._log_seq.pop(job_id, None)
                 self._finish(
                     job_id,
                     JobState.CANCELLED,

@@ -328,9 +328,15 @@ class ModelService:
                 .values(latest_version=version, updated_at=now, **expiring)
             )
             self._set_alias(conn, str(qname), DEFAULT_ALIAS, version)
-        # the version is read back at once: spare it the manifest's decoding
-        self._remember(manifest_digest, (manifest.task, manifest.signature))
-        return self.get_version(str(qname), version)
+            # read back in the same transaction: what was just written, nothing else
+            aliases = self._aliases(conn, str(qname))
+            where = (model_versions.c.model_name == str(qname)) & (
+                model_versions.c.version == version
+            )
+            row = conn.execute(select(*_ROW_COLUMNS).where(where)).mappings().one()
+        summary = (manifest.task, manifest.signature)
+        self._remember(manifest_digest, summary)  # later lookups skip the manifest's decoding
+        return _version(row, aliases, summary)
 
     def _write_package(self, new: NewVersion) -> tuple[str, Manifest]:
         artifacts = self.ctx.artifacts
