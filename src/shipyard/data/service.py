@@ -81,6 +81,12 @@ class TableService:
             seen = self._seen.get(str(qname))
         return seen or self.record_version(qname, {"kind": "observed"})
 
+    def known_version(self, qname: QualifiedName) -> TableVersion | None:
+        """The version :meth:`observed_version` would give without hashing, if there is one
+        (Shipyard has looked at ``qname`` and not written it since); None otherwise."""
+        with self._seen_lock:
+            return self._seen.get(str(qname))
+
     def forget(self, qname: QualifiedName | None = None) -> None:
         """Drop what is known of one table (or all): a write may have changed it."""
         with self._seen_lock:

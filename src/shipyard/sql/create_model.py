@@ -306,9 +306,12 @@ def input_versions(service: SqlService, read: list[str]) -> list[dict[str, Any]]
     inputs = []
     for name in read:
         qname = QualifiedName.parse(name)
-        if not service.ctx.warehouse.exists(qname):
-            continue
-        version = service.tables.observed_version(qname)
+        # A version already known is a table that exists: the catalog lookup (~2 ms) is spared
+        version = service.tables.known_version(qname)
+        if version is None:
+            if not service.ctx.warehouse.exists(qname):
+                continue
+            version = service.tables.observed_version(qname)
         inputs.append(
             {"name": name, "version": version.version, "fingerprint": version.fingerprint}
         )
