@@ -115,6 +115,15 @@ ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
+#: The activations that can overwrite their input: the forward pass applies them to each
+#: layer's fresh output in place (the same ufuncs, the same bits, no new array per layer).
+_IN_PLACE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "RELU": lambda x: np.maximum(x, 0.0, out=x),
+    "RELU6": lambda x: np.clip(x, 0.0, 6.0, out=x),
+    "TANH": lambda x: np.tanh(x, out=x),
+}
+
+
 class NeuralNet:
     """A trained network: ``architecture`` (JSON) and ``weights`` (name → float32 array).
 
@@ -137,6 +146,7 @@ class NeuralNet:
         self.architecture = dict(architecture)
         self.weights = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
         self._act = ACTIVATIONS[architecture["activation"]]
+        self._act_fresh = _IN_PLACE.get(architecture["activation"], self._act)
         self._layers = self._count_layers()
         # float64 copies (inference in float64 keeps a row's result independent of its batch),
         # weight matrices transposed once: (inputs, outputs), contiguous for the matmul.
@@ -166,7 +176,7 @@ class NeuralNet:
         """The activations after hidden layers 0 .. stop-1 (all hidden layers by default)."""
         hidden = self._layers - 1
         for i in range(hidden if stop is None else stop):
-            x = self._act(self._dense(f"deep.{i}", x))
+            x = self._act_fresh(self._dense(f"deep.{i}", x))  # _dense's output is ours
         return x
 
     def output(self, matrix: np.ndarray) -> np.ndarray:
