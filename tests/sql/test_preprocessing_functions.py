@@ -25,11 +25,12 @@ from sklearn.preprocessing import (
 import shipyard as sy
 from shipyard.errors import SQLError
 from shipyard.sql.dialect import parse, to_duckdb
+from shipyard.warehouse.functions import connect
 
 
 @pytest.fixture(scope="module")
 def con() -> Iterator[duckdb.DuckDBPyConnection]:
-    c = duckdb.connect()
+    c = connect()  # with FARM_FINGERPRINT, as every Shipyard connection
     rng = np.random.default_rng(7)
     c.execute("CREATE TABLE r AS SELECT unnest($1) AS v", [list(rng.normal(3, 2, 200))])
     yield c

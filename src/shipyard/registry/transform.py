@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from shipyard.errors import ArtifactCorrupted, InvalidArgument
 from shipyard.warehouse import fetch_arrow
+from shipyard.warehouse.functions import connect
 
 __all__ = [
     "TRANSFORM_FLAVOR",
@@ -53,7 +54,7 @@ def _cursor() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection per thread (serving calls come from many threads)."""
     cur = getattr(_local, "cursor", None)
     if cur is None:
-        cur = duckdb.connect(":memory:")
+        cur = connect()  # with FARM_FINGERPRINT, which ML.HASH_BUCKETIZE calls
         _local.cursor = cur
     return cur
 

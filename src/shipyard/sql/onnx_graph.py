@@ -54,6 +54,7 @@ from shipyard.sql.onnx_ops import ML_DOMAIN, ML_OPSET, NotConvertible, Value
 from shipyard.sql.onnx_ops import NULL_STRING as _NULL_STRING
 from shipyard.sql.onnx_ops import Builder as _Builder
 from shipyard.sql.onnx_ops import short as _short
+from shipyard.warehouse.functions import connect
 
 __all__ = [
     "ML_DOMAIN",
@@ -98,7 +99,7 @@ class SqlToOnnx:
     def __init__(self, builder: _Builder, columns: dict[str, Value]) -> None:
         self.b = builder
         self.columns = columns
-        self._duck = duckdb.connect(":memory:")
+        self._duck = connect()  # with FARM_FINGERPRINT, for constant subexpressions
         self._scope: dict[str, Value] = {}  # lambda variables being compiled, by name
 
     # -- constants ----------------------------------------------------------------------------

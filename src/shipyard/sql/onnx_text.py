@@ -23,9 +23,9 @@ computation from standard ONNX operators (default domain, opset 20, and ``ai.onn
   STRING)`` converts integers and BOOLs (ONNX's Cast prints them as DuckDB does) — not FLOAT64s,
   whose shortest round-trip digits ONNX's Cast does not print.
 
-What has no standard ONNX form raises :class:`NotConvertible` with the reason (DuckDB's
-``hash`` behind ML.HASH_BUCKETIZE; ``LOWER``/``UPPER``, whose ONNX StringNormalizer depends on
-the runtime's locale).
+What has no standard ONNX form raises :class:`NotConvertible` with the reason (the
+``FARM_FINGERPRINT`` behind ML.HASH_BUCKETIZE; ``LOWER``/``UPPER``, whose ONNX
+StringNormalizer depends on the runtime's locale).
 """
 
 from __future__ import annotations
@@ -444,11 +444,14 @@ def refuse(node: exp.Expression) -> None:
 
 
 def _refuse(node: exp.Expr) -> None:
-    if isinstance(node, exp.Anonymous) and str(node.name).lower() == "hash":
+    # FARM_FINGERPRINT (ML.HASH_BUCKETIZE's hash), or DuckDB's hash() in TRANSFORMs stored before
+    if isinstance(node, exp.FarmFingerprint) or (
+        isinstance(node, exp.Anonymous) and str(node.name).lower() == "hash"
+    ):
         raise NotConvertible(
             short(node),
-            "ML.HASH_BUCKETIZE buckets with DuckDB's hash(), and standard ONNX has no hash "
-            "operator, so a value never seen in training cannot be put in its bucket",
+            "ML.HASH_BUCKETIZE buckets with a 64-bit hash (FARM_FINGERPRINT), and standard ONNX "
+            "has no hash operator, so a value never seen in training cannot be put in its bucket",
         )
     if isinstance(node, exp.Lower | exp.Upper):
         raise NotConvertible(

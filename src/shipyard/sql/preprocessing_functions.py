@@ -16,11 +16,13 @@ and an expression that uses them. :mod:`shipyard.sql.preprocessing_rewrite` join
 
 Each call also names the types its arguments must have (:data:`TYPE_KINDS`), checked there.
 
+``ML.HASH_BUCKETIZE`` hashes as BigQuery does, with ``FARM_FINGERPRINT``
+(:mod:`shipyard.warehouse.functions`), its 64 bits read as unsigned modulo the bucket count, so
+the buckets are BigQuery's and do not change with DuckDB's version. TRANSFORMs stored before
+(their SQL says DuckDB's ``hash``) keep the SQL they were trained with.
+
 Where Shipyard differs from BigQuery ML (the reference leaves these open or they cannot match):
 
-* ``ML.HASH_BUCKETIZE`` hashes with DuckDB's ``hash`` (BigQuery: ``FARM_FINGERPRINT``): the same
-  value always lands in the same bucket, but not in the bucket BigQuery would choose;
-  ``hash_bucket_size`` 0 returns the 64-bit hash itself, as a signed INT64.
 * ``ML.STANDARD_SCALER`` divides by the sample standard deviation (as BigQuery's example shows;
   scikit-learn's StandardScaler uses the population one). A constant column (range, standard
   deviation, maximum |x| or quantile range 0) is divided by 1, as scikit-learn does.
@@ -559,11 +561,12 @@ def _hash_bucketize(fn: str, args: list[exp.Expression]) -> Built:
     size = _arg(fn, args, 1, "hash_bucket_size", int, None)
     if size < 0:
         raise SQLError(f"ML.{fn} hash_bucket_size must be >= 0, got {size}")
-    if size == 0:  # the hash itself, its 64 bits shifted into a signed INT64
-        return Built(
-            lambda _: _keep_null(x, f"CAST(CAST(hash({x}) AS HUGEINT) - {2**63} AS BIGINT)")
-        )
-    return Built(lambda _: _keep_null(x, f"CAST(hash({x}) % {size} AS BIGINT)"))
+    # BigQuery's hash: FARM_FINGERPRINT (a function Shipyard adds to DuckDB; NULL stays NULL)
+    if size == 0:  # the hash itself, a signed INT64
+        return Built(lambda _: f"farm_fingerprint({x})")
+    # its 64 bits read as unsigned, modulo the size (BigQuery's documented buckets)
+    unsigned = f"CAST(CAST(farm_fingerprint({x}) AS HUGEINT) & {2**64 - 1} AS UBIGINT)"
+    return Built(lambda _: f"CAST({unsigned} % {size} AS BIGINT)")
 
 
 def _ngrams(fn: str, args: list[exp.Expression]) -> Built:

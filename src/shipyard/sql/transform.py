@@ -35,6 +35,7 @@ from shipyard.registry.transform import SqlTransform
 from shipyard.sql.preprocessing_functions import sql_literal
 from shipyard.sql.preprocessing_rewrite import Rewriter
 from shipyard.warehouse import fetch_arrow
+from shipyard.warehouse.functions import connect
 
 if TYPE_CHECKING:
     from shipyard.sql.functions import MLCall
@@ -91,7 +92,7 @@ def fit_transform(
     clause: exp.TransformModelProperty, data: pa.Table
 ) -> tuple[SqlTransform, pa.Table]:
     """Fit the TRANSFORM on the training rows: the stored transform and the transformed rows."""
-    cur = duckdb.connect(":memory:")
+    cur = connect()  # with FARM_FINGERPRINT, which ML.HASH_BUCKETIZE calls
     try:
         cur.register(_TRAINING, data)
         columns: list[dict[str, Any]] = []

@@ -20,6 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from shipyard.errors import AlreadyExists, InvalidArgument, NotFound, SQLError, Unavailable
+from shipyard.warehouse.functions import register_functions
 from shipyard.warehouse.names import QualifiedName
 
 SYSTEM_SCHEMAS = frozenset({"information_schema", "pg_catalog", "main"})
@@ -59,6 +60,7 @@ class Warehouse:
                 "Connect to the server that owns this home instead.",
                 path=self.path,
             ) from exc
+        register_functions(self._con)  # FARM_FINGERPRINT …, seen by every cursor
         self._lock = threading.Lock()  # guards DDL that must be atomic across cursors
         self._closed = False
 
