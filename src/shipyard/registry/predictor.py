@@ -171,14 +171,18 @@ def _linear_scores(model: Any, matrix: np.ndarray, *, classifier: bool) -> np.nd
     if classifier and type(model).__name__ != "LogisticRegression":
         return None
     coef = np.atleast_2d(np.asarray(coef, dtype=np.float64))
-    decision = np.einsum("ij,kj->ik", matrix, coef) + np.asarray(model.intercept_)
+    decision = np.einsum("ij,kj->ik", matrix, coef)
+    decision += np.asarray(model.intercept_)  # in place: one (rows, K) buffer fewer
     if not classifier:
         return np.asarray(decision[:, 0])
     from scipy.special import expit, softmax
 
     if decision.shape[1] == 1:  # binary: [P(class 0), P(class 1)], as predict_proba
-        positive = expit(decision[:, 0])
-        return np.column_stack([1.0 - positive, positive])
+        # written into one (rows, 2) buffer: the values of column_stack([1 - p, p])
+        probabilities = np.empty((len(decision), 2))
+        expit(decision[:, 0], out=probabilities[:, 1])
+        np.subtract(1.0, probabilities[:, 1], out=probabilities[:, 0])
+        return probabilities
     return np.asarray(softmax(decision, axis=1))
 
 

@@ -150,24 +150,31 @@ def _binary_auc(positive: np.ndarray, scores: np.ndarray, order: ScoreOrder | No
         from sklearn.metrics import roc_auc_score
 
         return float(roc_auc_score(positive, scores))
-    pos = np.sort(scores[positive])
-    neg = np.sort(scores[~positive])
+    pos = scores[positive]  # fresh copies: sorted in place
+    neg = scores[~positive]
+    pos.sort()
+    neg.sort()
     if order is not None:
         order.positives, order.negatives = pos, neg
     below = np.searchsorted(neg, pos, side="left")
-    ties = np.searchsorted(neg, pos, side="right") - below
-    wins = 2 * int(np.sum(below, dtype=np.int64)) + int(np.sum(ties, dtype=np.int64))
+    tied = 0
+    # A positive ties with negatives only if the first negative at or above it equals it: one
+    # gather tells whether the second binary search (the ties' right ends) is needed at all.
+    if len(neg) and (neg[np.minimum(below, len(neg) - 1)] == pos).any():
+        ties = np.searchsorted(neg, pos, side="right") - below
+        tied = int(np.sum(ties, dtype=np.int64))
+    wins = 2 * int(np.sum(below, dtype=np.int64)) + tied
     return wins / (2.0 * len(pos) * len(neg))  # wins: twice the Mann-Whitney U
 
 
 def _macro_log_loss(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:
     """The unweighted mean over classes of the one-vs-rest binary log loss."""
     k = probabilities.shape[1]
+    if k == 2:
+        return _binary_log_loss(y_true, probabilities)
     p = np.clip(probabilities, 1e-15, 1.0)
-    # Each row normalised to sum 1, in place. Two classes: the sum of a row of two is p0 + p1
-    # whatever the reduction order, so the columns are added directly (a reduction over rows of
-    # two values is ~10x slower); more classes keep NumPy's row sum and its order.
-    total = p[:, 0] + p[:, 1] if k == 2 else p.sum(axis=1)
+    # Each row normalised to sum 1, in place (NumPy's row sum and its order).
+    total = p.sum(axis=1)
     p /= total[:, None]
     np.clip(p, 1e-15, 1.0 - 1e-15, out=p)
     # log(p) where the row is of the class, log1p(-p) elsewhere: the values np.where picked
@@ -176,6 +183,32 @@ def _macro_log_loss(y_true: np.ndarray, probabilities: np.ndarray) -> float | No
     np.copyto(terms, np.log(p), where=y_true[:, None] == np.arange(k))
     per_class = -np.mean(terms, axis=0)
     return _clean(np.mean(per_class))
+
+
+def _binary_log_loss(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:
+    """:func:`_macro_log_loss` for two classes, bit for bit, on the two columns as contiguous
+    vectors: no (rows, 2) mask, no strided reduction, three row-length buffers instead of
+    seven (fresh memory is much of the cost; 20 ms to 9 ms of CPU on 300k rows).
+
+    Every step is elementwise, so each value is the one the (rows, 2) arrays hold, and each
+    column's sum is sequential over the rows (``cumsum``'s last value), as NumPy's reduction of
+    a (rows, 2) array over its rows is.
+    """
+    n = len(y_true)
+    positive = y_true == 1
+    first = np.clip(probabilities[:, 0], 1e-15, 1.0)  # contiguous
+    second = np.clip(probabilities[:, 1], 1e-15, 1.0)
+    scratch = np.add(first, second)  # each row's total
+    np.divide(first, scratch, out=first)
+    np.divide(second, scratch, out=second)
+    per_class = []
+    for p, others in ((first, positive), (second, ~positive)):
+        np.clip(p, 1e-15, 1.0 - 1e-15, out=p)
+        np.log1p(np.negative(p, out=scratch), out=scratch)  # for rows of the other class
+        np.log(p, out=p)  # for rows of this class
+        np.copyto(p, scratch, where=others)
+        per_class.append(-(float(np.cumsum(p, out=p)[-1]) / n))
+    return _clean((per_class[0] + per_class[1]) / 2.0)
 
 
 def _classification(
@@ -271,7 +304,7 @@ def evaluate(
             raise InvalidArgument(
                 f"y_true has {len(truth)} rows but y_pred has {len(pred)}; they must match"
             )
-        return _regression(truth.astype(np.float64), pred)
+        return _regression(truth.astype(np.float64, copy=False), pred)
 
     if probabilities is None or classes is None:
         raise InvalidArgument(f"{task} evaluation needs the class probabilities and the classes")
@@ -285,7 +318,7 @@ def evaluate(
     binary = task == "binary_classification"
     if binary and k != 2:
         raise InvalidArgument(f"binary_classification needs 2 classes, got {k}: {list(classes)}")
-    truth = truth.astype(np.int64)
+    truth = truth.astype(np.int64, copy=False)
     if truth.min() < 0 or truth.max() >= k:
         raise InvalidArgument(
             f"y_true must hold class indices 0..{k - 1}; got values from {truth.min()} "
@@ -303,5 +336,5 @@ def evaluate(
     elif y_pred is None:
         pred = (proba[:, 1] > 0.5).astype(np.int64) if binary else np.argmax(proba, axis=1)
     else:
-        pred = np.asarray(y_pred).astype(np.int64)
+        pred = np.asarray(y_pred).astype(np.int64, copy=False)
     return _classification(truth, pred, proba, binary, order)
