@@ -64,6 +64,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shipyard.errors import InvalidArgument
+from shipyard.registry.predictor import one_blas_thread
 from shipyard.registry.preprocessing import LabelInfo
 from shipyard.sql.options import CommonOptions, class_label_text
 
@@ -435,24 +436,6 @@ def _info_row(
         "learning_rate": lr,
         "duration_ms": round(ms),
     }
-
-
-_BLAS_CONTROLLER: Any = None
-
-
-def one_blas_thread() -> Any:
-    """A context in which BLAS runs on one thread, for thin products (rows x a few columns).
-
-    On a busy 2-core machine OpenBLAS' two threads wait on each other: ``(300k x 20) @ (20 x 5)``
-    measured 110 ms on two threads against 4-8 ms on one (quiet, two threads gain at most 2x on
-    a few milliseconds). scikit-learn's KMeans limits BLAS the same way.
-    """
-    global _BLAS_CONTROLLER
-    if _BLAS_CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS_CONTROLLER = ThreadpoolController()  # inspects the loaded libraries once
-    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
 def single_class(y: np.ndarray) -> bool:
