@@ -130,9 +130,9 @@ def input_feature_groups(predictor: Predictor) -> tuple[list[str], np.ndarray]:
     the next one's.
     """
     pre = predictor.preprocessor
-    # The preprocessor lays each input column's matrix columns out contiguously, in input order.
-    offsets = list(getattr(pre, "_offsets"))  # noqa: B009 - registry-internal layout
-    return pre.features, np.asarray(offsets, dtype=np.int64)
+    # The preprocessor lays each input column's matrix columns out contiguously, in input order
+    # (a timestamp's components, _TS_DOM_<col> …, right after its Unix seconds).
+    return pre.features, np.asarray(pre.input_offsets, dtype=np.int64)
 
 
 def _by_input_feature(contribs: np.ndarray, starts: np.ndarray) -> np.ndarray:

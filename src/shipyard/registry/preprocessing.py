@@ -13,33 +13,54 @@ Input column type                      Features
 INT64, NUMERIC, BIGNUMERIC, FLOAT64     one column; NULL (NaN, ±inf) → training mean;
 (any Arrow integer, float or decimal)   z-scored with the training mean/stddev when
                                         ``standardize`` (stddev 0 → only centred)
-BOOL, STRING, DATE, TIME                ``one_hot``: one 0/1 column per training category,
+BOOL, STRING, BYTES, DATE, TIME         ``one_hot``: one 0/1 column per training category,
 (Arrow dictionary strings too)          plus one for NULL when training saw NULLs; an
                                         unseen category (or a NULL the training data never
                                         had) is all zeros. ``dummy``: the same without the
                                         most frequent category (ties: the first in sort
                                         order). ``label``: one column holding the
-                                        category's 1-based rank; NULL/unseen → NaN
+                                        category's 1-based rank; NULL/unseen → NaN.
+                                        ``target`` (trees): the category's mean label
+                                        (class shares when multiclass) from ``target``;
+                                        NULL its own category, unseen → the prior
+ARRAY<STRING> (list of strings)          multi-hot, whatever the encoding: one 0/1 column
+                                        per element value; NULL array/element → NULL
+STRUCT                                  one feature per field, ``<struct>_<field>``
 TIMESTAMP (any Arrow timestamp)         one numeric column: seconds since the Unix epoch,
-                                        imputed and standardized like numbers
+                                        imputed and standardized like numbers; with
+                                        ``timestamp_components`` (LINEAR_REG,
+                                        LOGISTIC_REG) also seven categorical components
+                                        (UTC), encoded like the categories:
+                                        ``_TS_DOM_<col>`` day of month 1-31,
+                                        ``_TS_DOW_<col>`` day of week 1 (Sunday)-7,
+                                        ``_TS_MOY_<col>`` month 1-12, ``_TS_HOD_<col>``
+                                        hour 0-23, ``_TS_MOH_<col>`` minute 0-59,
+                                        ``_TS_WOY_<col>`` week of year 0-53 (weeks begin
+                                        on Sunday, BigQuery's ``EXTRACT(WEEK)``),
+                                        ``_TS_YEAR_<col>`` year; NULL → their NULL category
 =====================================  ==================================================
 
 Where this differs from BigQuery ML (short "why" comments in the code too):
 
-* TIMESTAMP: BigQuery ML also one-hot encodes extracted parts (day of week, month, …) for
-  linear models; we only use the Unix seconds. Arrow timestamps without a time zone (DuckDB's
-  TIMESTAMP, BigQuery's DATETIME) are treated as TIMESTAMP, not one-hot encoded as BigQuery
-  ML does for DATETIME: a one-hot per distinct instant is useless for prediction.
+* Arrow timestamps without a time zone (DuckDB's TIMESTAMP, BigQuery's DATETIME) are treated
+  as TIMESTAMP (their wall clock read as UTC), not one-hot encoded as BigQuery ML does for
+  DATETIME: a one-hot per distinct instant is useless for prediction.
 * ``label`` encoding maps NULL and unseen categories to NaN (XGBoost's "missing", which learns
   a default direction) instead of BigQuery ML's reserved code 0.
 * ``dummy`` encoding: when several categories are the most frequent, BigQuery ML drops one at
   random; we drop the first in sort order, so retraining on the same data gives the same model.
 * A feature that is NULL in every training row is refused (InvalidArgument): it carries no
   information and has no mean to impute with.
-* BYTES (Arrow binary), ARRAY and STRUCT columns are refused (InvalidArgument); BigQuery ML
-  one-hot encodes BYTES, multi-hot encodes arrays and expands structs.
+* Arrays of anything but strings are refused (InvalidArgument); BigQuery ML passes arrays of
+  numbers through to the model types that take them.
 * Statistics (means, categories, …) are learnt from the whole training input, as BigQuery ML
-  documents for imputation ("the original input data").
+  documents for imputation ("the original input data"); TARGET encoding's label means only from
+  the rows whose ``target`` is not NaN (the caller leaves evaluation rows out).
+
+A STRUCT column becomes one feature per field, named ``<struct>_<field>`` and preprocessed by the
+field's type (BigQuery ML's struct expansion: every field named, no nested STRUCT). Prediction
+takes the STRUCT column (:attr:`input_schema` lists it with its struct type); :attr:`features`,
+:meth:`feature_info` and the explanations name the expanded features.
 
 Example::
 
@@ -50,10 +71,16 @@ Example::
     ['x', 'c=a', 'c=b', 'c=<NULL>']
     >>> p.transform(t).shape
     (3, 4)
+
+The timestamp components are matrix columns of their own (specs whose ``source`` is the
+timestamp column), laid out right after the timestamp's Unix seconds: :attr:`features`,
+:attr:`input_schema` and :meth:`feature_info` list input columns only, and
+:attr:`input_offsets` gives each input column's first matrix column.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import math
 import os
@@ -77,8 +104,8 @@ __all__ = [
     "LabelInfo",
 ]
 
-CategoricalEncoding = Literal["one_hot", "dummy", "label"]
-_ENCODINGS: tuple[str, ...] = ("one_hot", "dummy", "label")
+CategoricalEncoding = Literal["one_hot", "dummy", "label", "target"]
+_ENCODINGS: tuple[str, ...] = ("one_hot", "dummy", "label", "target")
 
 #: BigQuery ML: a multiclass logistic regression label has at most 50 distinct values.
 MAX_LOGISTIC_CLASSES = 50
@@ -110,7 +137,22 @@ _CATEGORY_TYPES: dict[str, pa.DataType] = {
     "bool": pa.bool_(),
     "date": pa.date32(),
     "time": pa.time64("us"),
+    "timestamp_part": pa.int64(),  # a component of a timestamp column (see TIMESTAMP_PARTS)
+    "bytes": pa.binary(),
+    "string_array": pa.string(),  # ARRAY<STRING>: multi-hot over its elements' vocabulary
 }
+
+#: The components of a TIMESTAMP feature for linear models, in matrix order: (processed input
+#: prefix, what it is). BigQuery ML's "TIMESTAMP feature transformation" table.
+TIMESTAMP_PARTS: tuple[tuple[str, str], ...] = (
+    ("_TS_DOM_", "day of month"),
+    ("_TS_DOW_", "day of week"),
+    ("_TS_MOY_", "month of year"),
+    ("_TS_HOD_", "hour of day"),
+    ("_TS_MOH_", "minute of hour"),
+    ("_TS_WOY_", "week of year"),
+    ("_TS_YEAR_", "year"),
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,11 +177,18 @@ def _kind_of(dtype: pa.DataType) -> str | None:
         return "date"
     if pa.types.is_time(dtype):
         return "time"
+    if pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype):
+        return "bytes"
+    if (pa.types.is_list(dtype) or pa.types.is_large_list(dtype)) and _kind_of(
+        dtype.value_type
+    ) == "string":
+        return "string_array"
     return None
 
 
 _SUPPORTED_TYPES_TEXT = (
-    "integer, floating point, decimal, bool, string, date, time or timestamp columns"
+    "integer, floating point, decimal, bool, string, bytes, date, time or timestamp columns, "
+    "arrays of strings, and STRUCTs of those (one feature per field)"
 )
 
 
@@ -148,8 +197,11 @@ def _column(table: pa.Table, name: str) -> pa.ChunkedArray:
 
 
 def _categorical_values(col: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
-    """The column in its kind's canonical type (string, bool, date32, time64[us]), still chunked."""
+    """The column in its kind's canonical type (string, bool, date32, time64[us]), still chunked;
+    an ARRAY<STRING>'s elements, flattened."""
     target = _CATEGORY_TYPES[kind]
+    if kind == "string_array" and not pa.types.is_null(col.type):
+        col = pc.list_flatten(col)
     if pa.types.is_null(col.type):
         return pa.chunked_array([pa.nulls(len(col), type=target)], type=target)
     if pa.types.is_dictionary(col.type):
@@ -163,6 +215,8 @@ def _categories_to_json(values: pa.Array, kind: str) -> list[Any]:
     if kind in ("date", "time"):
         storage = pa.int32() if kind == "date" else pa.int64()
         return values.cast(storage).to_pylist()  # type: ignore[no-any-return]
+    if kind == "bytes":  # JSON has no bytes: base64 text
+        return [base64.b64encode(v).decode("ascii") for v in values.to_pylist()]
     return values.to_pylist()  # type: ignore[no-any-return]
 
 
@@ -171,12 +225,53 @@ def _categories_from_json(values: list[Any], kind: str) -> pa.Array:
         return pa.array(values, type=pa.int32()).cast(pa.date32())
     if kind == "time":
         return pa.array(values, type=pa.int64()).cast(pa.time64("us"))
+    if kind == "bytes":
+        return pa.array([base64.b64decode(v) for v in values], type=pa.binary())
     return pa.array(values, type=_CATEGORY_TYPES[kind])
+
+
+def _utc_timestamps(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A timestamp column as zone-less timestamps of its UTC instants (NULL type: NULLs)."""
+    if pa.types.is_null(col.type):
+        return col.cast(pa.timestamp("s"))
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    if col.type.tz is not None:  # the storage is the UTC instant; calendar kernels read local
+        col = col.cast(pa.int64()).cast(pa.timestamp(col.type.unit))
+    return col
+
+
+def _timestamp_part(utc: pa.ChunkedArray, prefix: str) -> pa.ChunkedArray:
+    """The component ``prefix`` (a TIMESTAMP_PARTS prefix) of zone-less UTC timestamps, int64."""
+    if prefix == "_TS_DOM_":
+        part = pc.day(utc)
+    elif prefix == "_TS_DOW_":  # BigQuery's DAYOFWEEK: Sunday 1 … Saturday 7
+        part = pc.day_of_week(utc, count_from_zero=False, week_start=7)
+    elif prefix == "_TS_MOY_":
+        part = pc.month(utc)
+    elif prefix == "_TS_HOD_":
+        part = pc.hour(utc)
+    elif prefix == "_TS_MOH_":
+        part = pc.minute(utc)
+    elif prefix == "_TS_WOY_":  # BigQuery's WEEK (strftime %U): days before the first Sunday: 0
+        part = pc.week(
+            utc, week_starts_monday=False, count_from_zero=True, first_week_is_fully_in_year=True
+        )
+    elif prefix == "_TS_YEAR_":
+        part = pc.year(utc)
+    else:
+        raise InvalidArgument(
+            f"unknown timestamp component {prefix!r}; valid: "
+            + ", ".join(p for p, _ in TIMESTAMP_PARTS)
+        )
+    return part.cast(pa.int64())
 
 
 def _display(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, bytes):  # as BigQuery shows BYTES: base64
+        return base64.b64encode(value).decode("ascii")
     return str(value)
 
 
@@ -232,6 +327,17 @@ class _CategoricalSpec:
     categories: pa.Array
     null_category: bool
     stats: dict[str, Any] = field(default_factory=dict)
+    # A timestamp component (kind "timestamp_part"): the input column it is computed from, and
+    # its TIMESTAMP_PARTS prefix. ``name`` is then the processed input, e.g. ``_TS_DOW_ts``.
+    source: str | None = None
+    part: str | None = None
+    # TARGET encoding: the encoded row of each category (categories x columns), of NULL (None:
+    # training had no NULL) and of an unseen value (the prior: the training label's mean, or
+    # its class shares); ``target_names``: the columns' suffixes when there are several.
+    target_values: np.ndarray | None = None
+    target_null: np.ndarray | None = None
+    target_prior: np.ndarray | None = None
+    target_names: list[str] | None = None
 
     @property
     def _dropped(self) -> int:
@@ -243,11 +349,18 @@ class _CategoricalSpec:
     def width(self) -> int:
         if self.encoding == "label":
             return 1
+        if self.encoding == "target":
+            assert self.target_prior is not None
+            return len(self.target_prior)
         return len(self.categories) - self._dropped + (1 if self.null_category else 0)
 
     def names_out(self) -> list[str]:
         if self.encoding == "label":
             return [self.name]
+        if self.encoding == "target":
+            if not self.target_names:
+                return [self.name]
+            return [f"{self.name}={n}" for n in self.target_names]
         values = self.categories.to_pylist()[self._dropped :]
         names = [f"{self.name}={_display(v)}" for v in values]
         if self.null_category:
@@ -255,7 +368,7 @@ class _CategoricalSpec:
         return names
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "name": self.name,
             "arrow_type": self.arrow_type,
             "kind": self.kind,
@@ -264,9 +377,137 @@ class _CategoricalSpec:
             "null_category": self.null_category,
             "stats": self.stats,
         }
+        if self.source is not None:
+            data["source"], data["part"] = self.source, self.part
+        if self.encoding == "target":
+            assert self.target_values is not None and self.target_prior is not None
+            data["target"] = {
+                "values": self.target_values.tolist(),
+                "null": None if self.target_null is None else self.target_null.tolist(),
+                "prior": self.target_prior.tolist(),
+                "names": self.target_names,
+            }
+        return data
 
 
 _Spec = _NumericSpec | _CategoricalSpec
+
+
+@dataclass(frozen=True)
+class _Struct:
+    """A STRUCT input column: its Arrow type and (field, feature name) per field."""
+
+    name: str
+    arrow_type: str
+    fields: tuple[tuple[str, str], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "arrow_type": self.arrow_type,
+            "fields": [{"field": f, "feature": n} for f, n in self.fields],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> _Struct:
+        return cls(
+            name=str(data["name"]),
+            arrow_type=str(data["arrow_type"]),
+            fields=tuple((str(f["field"]), str(f["feature"])) for f in data["fields"]),
+        )
+
+
+def _struct_fields(name: str, dtype: pa.DataType) -> list[tuple[str, str]]:
+    """(field, feature name) of a STRUCT feature column; refuses what BigQuery ML refuses."""
+    fields = []
+    for i in range(dtype.num_fields):
+        f = dtype.field(i)
+        if not f.name:
+            raise InvalidArgument(
+                f"STRUCT feature column {name!r} has an unnamed field (position {i + 1}); "
+                "every field of a STRUCT feature must be named",
+                column=name,
+            )
+        if pa.types.is_struct(f.type):
+            raise InvalidArgument(
+                f"STRUCT feature column {name!r} has a nested STRUCT field {f.name!r}; nested "
+                "STRUCTs are not expanded: select its fields in the training query",
+                column=name,
+                field=f.name,
+            )
+        fields.append((f.name, f"{name}_{f.name}"))
+    if not fields:
+        raise InvalidArgument(f"STRUCT feature column {name!r} has no fields", column=name)
+    return fields
+
+
+def _expand_structs_for_fit(
+    table: pa.Table, features: Sequence[str]
+) -> tuple[pa.Table, list[str], list[_Struct]]:
+    """``table`` with each STRUCT feature's fields added as ``<struct>_<field>`` columns, the
+    feature names with each STRUCT replaced by its fields, and the STRUCTs."""
+    if not any(pa.types.is_struct(table.schema.field(n).type) for n in features):
+        return table, list(features), []
+    expanded: list[str] = []
+    structs: list[_Struct] = []
+    for name in features:
+        dtype = table.schema.field(name).type
+        if not pa.types.is_struct(dtype):
+            expanded.append(name)
+            continue
+        fields = _struct_fields(name, dtype)
+        structs.append(_Struct(name, str(dtype), tuple(fields)))
+        expanded.extend(n for _, n in fields)
+    clash = sorted({n for n in expanded if expanded.count(n) > 1})
+    taken = set(table.column_names) - set(features)
+    clash += sorted({n for st in structs for _, n in st.fields if n in taken})
+    if clash:
+        raise InvalidArgument(
+            f"the expanded STRUCT features {clash} clash with other columns of the training "
+            "data (a STRUCT's field f becomes the feature <struct>_f); rename them",
+            columns=clash,
+        )
+    return _expand_structs(table, structs), expanded, structs
+
+
+def _expand_structs(table: pa.Table, structs: Sequence[_Struct]) -> pa.Table:
+    """``table`` with the fields of ``structs`` appended as columns (a NULL STRUCT: NULLs)."""
+    names = set(table.column_names)
+    for st in structs:
+        if st.name not in names:
+            continue  # reported as missing by the caller, with every other missing column
+        col = table.column(st.name)
+        dtype = col.type
+        if pa.types.is_null(dtype):  # SELECT NULL AS s: every field NULL
+            for _, feature in st.fields:
+                table = table.append_column(feature, pa.nulls(len(col)))
+            continue
+        if not pa.types.is_struct(dtype):
+            raise InvalidArgument(
+                f"input column {st.name!r} has type {dtype}, but the model was trained on "
+                f"{st.arrow_type}: it must be a STRUCT with the fields "
+                f"{[f for f, _ in st.fields]}",
+                column=st.name,
+                type=str(dtype),
+                expected=st.arrow_type,
+            )
+        present = {dtype.field(i).name for i in range(dtype.num_fields)}
+        missing = [f for f, _ in st.fields if f not in present]
+        if missing:
+            raise InvalidArgument(
+                f"STRUCT input column {st.name!r} lacks the fields {missing}; the model was "
+                f"trained on {st.arrow_type}",
+                column=st.name,
+                missing=missing,
+            )
+        for field_name, feature in st.fields:
+            table = table.append_column(feature, pc.struct_field(col, field_name))
+    return table
+
+
+def _is_input(spec: _Spec) -> bool:
+    """An input column's own spec (not a timestamp component)."""
+    return isinstance(spec, _NumericSpec) or spec.source is None
 
 
 def _fit_numeric(name: str, col: pa.ChunkedArray, kind: str, standardize: bool) -> _NumericSpec:
@@ -314,10 +555,25 @@ def _most_frequent_first(values: pa.Array, categories: pa.Array) -> pa.Array:
     return categories.take(pa.array(order))
 
 
-def _fit_categorical(name: str, col: pa.ChunkedArray, kind: str, encoding: str) -> _CategoricalSpec:
+def _fit_categorical(
+    name: str,
+    col: pa.ChunkedArray,
+    kind: str,
+    encoding: str,
+    *,
+    source: str | None = None,
+    part: str | None = None,
+) -> _CategoricalSpec:
+    if kind == "string_array":
+        encoding = "multi_hot"  # whatever the encoding option: one column per element value
     values = _categorical_values(col, kind)
     null_count = values.null_count
-    if null_count == len(values):
+    empty = null_count == len(values)
+    null_rows = null_count
+    if kind == "string_array":  # NULL arrays and NULL elements: the NULL category
+        null_rows = col.null_count  # ML.FEATURE_INFO's null_count: NULL arrays
+        null_count += null_rows
+    if empty:
         raise InvalidArgument(
             f"feature column {name!r} is NULL in every training row; it carries no information: "
             "drop it from the training query or fill it",
@@ -342,9 +598,85 @@ def _fit_categorical(name: str, col: pa.ChunkedArray, kind: str, encoding: str) 
             "median": None,
             "stddev": None,
             "category_count": len(categories),
-            "null_count": null_count,
+            "null_count": null_rows,
         },
+        source=source,
+        part=part,
     )
+
+
+def _fit_target(
+    spec: _CategoricalSpec,
+    col: pa.ChunkedArray,
+    target: np.ndarray,
+    target_names: list[str] | None,
+) -> _CategoricalSpec:
+    """TARGET encoding of ``spec``'s categories from the label ``target`` (NaN: not a training
+    row). One column, the category's mean label (regression; binary classification: 0/1 codes,
+    so its share of the positive class), or with ``target_names`` (multiclass) one column per
+    class, the category's share of it. NULL is a category of its own when training had NULLs; a
+    category without training rows (and an unseen value at prediction) gets the prior: the
+    training rows' mean or class shares."""
+    values = _categorical_values(col, spec.kind)
+    idx = pc.index_in(values, value_set=spec.categories).fill_null(-1)
+    codes = idx.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    y = np.asarray(target, dtype=np.float64)
+    rows = np.isfinite(y)
+    k = len(spec.categories)
+    slot = np.where(codes >= 0, codes, k)  # k: the NULL rows (no unseen value in training)
+    slot, y = slot[rows], y[rows]
+    if target_names:
+        onehot = (y[:, None] == np.arange(len(target_names))[None, :]).astype(np.float64)
+    else:
+        onehot = y[:, None]
+    width = onehot.shape[1]
+    counts = np.bincount(slot, minlength=k + 1).astype(np.float64)
+    sums = np.stack(
+        [np.bincount(slot, weights=onehot[:, j], minlength=k + 1) for j in range(width)], axis=1
+    )
+    prior = onehot.mean(axis=0) if len(y) else np.zeros(width)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table = np.where(counts[:, None] > 0, sums / counts[:, None], prior[None, :])
+    null_rows = bool(values.null_count) and counts[k] > 0
+    spec.target_values = table[:k]
+    spec.target_null = table[k] if null_rows else None
+    spec.target_prior = prior
+    spec.target_names = list(target_names) if target_names else None
+    spec.null_category = spec.target_null is not None
+    return spec
+
+
+def _target_from_dict(c: dict[str, Any]) -> dict[str, Any]:
+    """The TARGET encoding fields of a stored categorical column (none for other encodings)."""
+    if c["encoding"] != "target":
+        return {}
+    t = c["target"]
+    values = np.asarray(t["values"], dtype=np.float64).reshape(len(c["categories"]), -1)
+    prior = np.asarray(t["prior"], dtype=np.float64)
+    if values.shape[1] != len(prior) and len(c["categories"]):
+        raise InvalidArgument(f"preprocessor column {c['name']!r}: target widths differ")
+    return {
+        "target_values": values,
+        "target_null": None if t.get("null") is None else np.asarray(t["null"], np.float64),
+        "target_prior": prior,
+        "target_names": t.get("names"),
+    }
+
+
+def _fit_timestamp_parts(name: str, col: pa.ChunkedArray, encoding: str) -> list[_CategoricalSpec]:
+    """The seven component specs of the timestamp column ``name`` (TIMESTAMP_PARTS order)."""
+    utc = _utc_timestamps(col)
+    return [
+        _fit_categorical(
+            prefix + name,
+            _timestamp_part(utc, prefix),
+            "timestamp_part",
+            encoding,
+            source=name,
+            part=prefix,
+        )
+        for prefix, _ in TIMESTAMP_PARTS
+    ]
 
 
 def _imputed(values: np.ndarray, impute: float) -> np.ndarray:
@@ -371,8 +703,11 @@ class FeaturePreprocessor:
         *,
         standardize: bool,
         categorical_encoding: str,
+        structs: Sequence[_Struct] = (),
     ) -> None:
         self._specs = list(specs)
+        # STRUCT input columns, expanded into one feature per field before anything else.
+        self._structs = list(structs)
         self.standardize = standardize
         self.categorical_encoding = categorical_encoding
         offsets = []
@@ -382,6 +717,9 @@ class FeaturePreprocessor:
             offset += spec.width
         self._offsets = offsets
         self._width = offset
+        # Input columns (not timestamp components) and their first matrix column each.
+        self._inputs = [s for s in self._specs if _is_input(s)]
+        self._input_offsets = [o for s, o in zip(self._specs, offsets, strict=True) if _is_input(s)]
         # The last input schema that passed _check_input, with its _DensePlan (or None).
         self._checked: tuple[pa.Schema, _DensePlan | None] | None = None
 
@@ -395,13 +733,31 @@ class FeaturePreprocessor:
         *,
         standardize: bool,
         categorical_encoding: CategoricalEncoding | str = "one_hot",
+        timestamp_components: bool = False,
+        target: np.ndarray | None = None,
+        target_names: Sequence[str] | None = None,
     ) -> FeaturePreprocessor:
-        """Learn the transform of ``features`` (columns of ``table``) from the training data."""
+        """Learn the transform of ``features`` (columns of ``table``) from the training data.
+
+        ``timestamp_components``: a TIMESTAMP feature also becomes its seven calendar
+        components (``_TS_DOM_<col>`` …, see :data:`TIMESTAMP_PARTS`), encoded with
+        ``categorical_encoding`` — BigQuery ML does this for LINEAR_REG and LOGISTIC_REG.
+
+        ``target`` (``categorical_encoding="target"``): the label of each row as float64 (NaN:
+        not a training row, e.g. an evaluation row); regression values or binary 0/1 codes give
+        one column per categorical feature, class codes with ``target_names`` (multiclass) one
+        column per class.
+        """
         if categorical_encoding not in _ENCODINGS:
             raise InvalidArgument(
                 f"categorical_encoding {categorical_encoding!r} is not valid; "
                 f"valid values: {', '.join(_ENCODINGS)}",
                 categorical_encoding=categorical_encoding,
+            )
+        if categorical_encoding == "target" and (target is None or len(target) != table.num_rows):
+            raise InvalidArgument(
+                "categorical_encoding 'target' needs the label of every row (target=, one value "
+                f"per row: {table.num_rows})"
             )
         if not features:
             raise InvalidArgument(
@@ -423,8 +779,9 @@ class FeaturePreprocessor:
                 "column a distinct name",
                 duplicated=duplicated,
             )
+        table, expanded, structs = _expand_structs_for_fit(table, features)
         columns: list[tuple[str, pa.ChunkedArray, str]] = []
-        for name in features:
+        for name in expanded:
             col = _column(table, name)
             if pa.types.is_null(col.type):
                 raise InvalidArgument(
@@ -442,12 +799,33 @@ class FeaturePreprocessor:
                     type=str(col.type),
                 )
             columns.append((name, col, kind))
+        if structs:  # the expanded features keep the STRUCT column's place
+            order = {n: i for i, n in enumerate(expanded)}
+            columns.sort(key=lambda c: order[c[0]])
+        if timestamp_components:
+            taken = set(features)
+            for name, _, kind in columns:
+                clash = [p + name for p, _ in TIMESTAMP_PARTS if p + name in taken]
+                if kind == "timestamp" and clash:
+                    raise InvalidArgument(
+                        f"feature columns {clash} have the names of the components of the "
+                        f"timestamp column {name!r}; rename them in the training query",
+                        columns=clash,
+                    )
 
-        def fit_column(column: tuple[str, pa.ChunkedArray, str]) -> _Spec:
+        def fit_column(column: tuple[str, pa.ChunkedArray, str]) -> list[_Spec]:
             name, col, kind = column
+            if kind == "timestamp" and timestamp_components:
+                seconds = _fit_numeric(name, col, kind, standardize)
+                return [seconds, *_fit_timestamp_parts(name, col, categorical_encoding)]
             if kind in ("numeric", "timestamp"):
-                return _fit_numeric(name, col, kind, standardize)
-            return _fit_categorical(name, col, kind, categorical_encoding)
+                return [_fit_numeric(name, col, kind, standardize)]
+            spec = _fit_categorical(name, col, kind, categorical_encoding)
+            if spec.encoding == "target":
+                assert target is not None
+                names = [str(n) for n in target_names] if target_names else None
+                spec = _fit_target(spec, col, target, names)
+            return [spec]
 
         workers = min(len(columns), os.cpu_count() or 1, _FIT_THREADS)
         if workers > 1 and table.num_rows * len(columns) >= _PARALLEL_FIT_VALUES:
@@ -455,10 +833,16 @@ class FeaturePreprocessor:
             # statistics of 300k x 20 rows take ~half the time on 2 cores. Same results: each
             # column is computed as it would be alone; map raises the first column's error.
             with ThreadPoolExecutor(workers) as pool:
-                specs = list(pool.map(fit_column, columns))
+                fitted = list(pool.map(fit_column, columns))
         else:
-            specs = [fit_column(column) for column in columns]
-        return cls(specs, standardize=standardize, categorical_encoding=categorical_encoding)
+            fitted = [fit_column(column) for column in columns]
+        specs = [spec for group in fitted for spec in group]
+        return cls(
+            specs,
+            standardize=standardize,
+            categorical_encoding=categorical_encoding,
+            structs=structs,
+        )
 
     @classmethod
     def passthrough(cls, columns: Sequence[tuple[str, str]]) -> FeaturePreprocessor:
@@ -515,6 +899,8 @@ class FeaturePreprocessor:
             "standardize": self.standardize,
             "categorical_encoding": self.categorical_encoding,
             "columns": [spec.to_dict() for spec in self._specs],
+            # only when there are STRUCT features: older descriptions have no such key
+            **({"structs": [st.to_dict() for st in self._structs]} if self._structs else {}),
         }
 
     @classmethod
@@ -543,6 +929,19 @@ class FeaturePreprocessor:
                         )
                     )
                 elif c["kind"] in _CATEGORY_TYPES:
+                    source, part = c.get("source"), c.get("part")
+                    if (c["kind"] == "timestamp_part") != (source is not None) or (
+                        source is not None
+                        and (
+                            part not in {p for p, _ in TIMESTAMP_PARTS}
+                            or not any(s.name == source and s.kind == "timestamp" for s in specs)
+                        )
+                    ):
+                        raise InvalidArgument(
+                            f"preprocessor column {c.get('name')!r}: a timestamp component "
+                            "needs kind 'timestamp_part', a known part and its timestamp "
+                            "column before it"
+                        )
                     specs.append(
                         _CategoricalSpec(
                             name=c["name"],
@@ -552,6 +951,9 @@ class FeaturePreprocessor:
                             categories=_categories_from_json(c["categories"], c["kind"]),
                             null_category=bool(c["null_category"]),
                             stats=dict(c.get("stats") or {}),
+                            source=source,
+                            part=part,
+                            **_target_from_dict(c),
                         )
                     )
                 else:
@@ -559,10 +961,18 @@ class FeaturePreprocessor:
                         f"preprocessor column {c.get('name')!r} has unknown kind {c['kind']!r}; "
                         f"valid kinds: numeric, timestamp, {', '.join(_CATEGORY_TYPES)}"
                     )
+            structs = [_Struct.from_dict(st) for st in data.get("structs") or []]
+            names = {s.name for s in specs}
+            lost = [f for st in structs for _, f in st.fields if f not in names]
+            if lost:
+                raise InvalidArgument(
+                    f"preprocessor STRUCT fields {lost} have no column description"
+                )
             return cls(
                 specs,
                 standardize=bool(data["standardize"]),
                 categorical_encoding=str(data["categorical_encoding"]),
+                structs=structs,
             )
         except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
             if isinstance(exc, InvalidArgument):
@@ -576,8 +986,14 @@ class FeaturePreprocessor:
 
     @property
     def features(self) -> list[str]:
-        """The input column names, in order."""
-        return [s.name for s in self._specs]
+        """The input feature names, in order (a STRUCT column's as ``<struct>_<field>``)."""
+        return [s.name for s in self._inputs]
+
+    @property
+    def input_offsets(self) -> list[int]:
+        """The first matrix column of each input column (:attr:`features`' order): an input
+        column's matrix columns (a timestamp's components included) are contiguous."""
+        return list(self._input_offsets)
 
     @property
     def feature_names_out(self) -> list[str]:
@@ -589,8 +1005,21 @@ class FeaturePreprocessor:
 
     @property
     def input_schema(self) -> list[dict[str, str]]:
-        """The training input columns as ``{"name", "type"}`` (Arrow type strings)."""
-        return [{"name": s.name, "type": s.arrow_type} for s in self._specs]
+        """The training input columns as ``{"name", "type"}`` (Arrow type strings); a STRUCT
+        column once, with its struct type, in its first field's place."""
+        if not self._structs:
+            return [{"name": s.name, "type": s.arrow_type} for s in self._inputs]
+        owner = {f: st for st in self._structs for _, f in st.fields}
+        out: list[dict[str, str]] = []
+        seen: set[str] = set()
+        for spec in self._inputs:
+            st = owner.get(spec.name)
+            if st is None:
+                out.append({"name": spec.name, "type": spec.arrow_type})
+            elif st.name not in seen:
+                seen.add(st.name)
+                out.append({"name": st.name, "type": st.arrow_type})
+        return out
 
     def feature_info(self) -> list[dict[str, Any]]:
         """ML.FEATURE_INFO: training statistics per input column.
@@ -599,7 +1028,7 @@ class FeaturePreprocessor:
         Numbers for numeric and timestamp (Unix seconds) columns, category_count for the rest.
         """
         rows = []
-        for spec in self._specs:
+        for spec in self._inputs:
             stats = spec.stats
             rows.append(
                 {
@@ -625,15 +1054,16 @@ class FeaturePreprocessor:
 
     def _check_input(self, table: pa.Table) -> None:
         names = set(table.column_names)
-        missing = [s.name for s in self._specs if s.name not in names]
+        columns = [c["name"] for c in self.input_schema]
+        missing = [n for n in columns if n not in names]
         if missing:
             raise InvalidArgument(
                 f"input is missing feature columns {missing}; the model expects the columns "
-                f"{self.features}",
+                f"{columns}",
                 missing=missing,
-                expected=self.features,
+                expected=columns,
             )
-        for spec in self._specs:
+        for spec in self._inputs:
             dtype = table.schema.field(spec.name).type
             if pa.types.is_null(dtype):
                 continue  # an all-NULL column (e.g. SELECT NULL AS x): imputed below
@@ -645,6 +1075,8 @@ class FeaturePreprocessor:
                     "bool": "a bool",
                     "date": "a date",
                     "time": "a time",
+                    "bytes": "bytes",
+                    "string_array": "an array of strings",
                 }[spec.kind]
                 raise InvalidArgument(
                     f"input column {spec.name!r} has type {dtype}, but the model was trained "
@@ -667,6 +1099,8 @@ class FeaturePreprocessor:
         """
         if order not in ("C", "F"):
             raise InvalidArgument(f"order must be 'C' or 'F', got {order!r}")
+        if self._structs:
+            table = _expand_structs(table, self._structs)
         schema = table.schema
         checked = self._checked
         if checked is None or not checked[0].equals(schema):
@@ -679,12 +1113,19 @@ class FeaturePreprocessor:
         # calloc: untouched zeros cost nothing
         out = np.zeros((n, self._width), dtype=dtype, order=order)
         numeric: list[tuple[_NumericSpec, int, NumericSource]] = []
+        utc: dict[str, pa.ChunkedArray] = {}  # timestamp columns with components, in UTC
         for spec, offset in zip(self._specs, self._offsets, strict=True):
-            col = table.column(spec.name)
             if isinstance(spec, _NumericSpec):
+                col = table.column(spec.name)
                 numeric.append((spec, offset, numeric_source(col, spec.kind)))
+            elif spec.source is not None:
+                assert spec.part is not None
+                if spec.source not in utc:
+                    utc[spec.source] = _utc_timestamps(table.column(spec.source))
+                part = _timestamp_part(utc[spec.source], spec.part)
+                self._write_categorical(out, spec, offset, part)
             else:
-                self._write_categorical(out, spec, offset, col)
+                self._write_categorical(out, spec, offset, table.column(spec.name))
         if numeric:
             self._write_numeric(out, numeric)
         return out
@@ -773,12 +1214,53 @@ class FeaturePreprocessor:
             row += m
 
     @staticmethod
+    def _write_multi_hot(
+        out: np.ndarray, spec: _CategoricalSpec, offset: int, col: pa.ChunkedArray
+    ) -> None:
+        """ARRAY<STRING>: a 1 in the column of each element's category (unseen elements: none);
+        a NULL array or a NULL element sets the NULL column when training had one."""
+        if pa.types.is_null(col.type):
+            if spec.null_category:
+                out[:, offset + spec.width - 1] = 1.0
+            return
+        arr = _one_array(col)
+        if pa.types.is_large_list(arr.type):
+            arr = arr.cast(pa.list_(arr.type.value_type))
+        flat = pc.list_flatten(arr)
+        parents = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)
+        if not flat.type.equals(pa.string()):
+            flat = flat.cast(pa.string())
+        idx = pc.index_in(flat, value_set=spec.categories).fill_null(-1)
+        codes = idx.to_numpy(zero_copy_only=False)
+        hit = codes >= 0
+        out[parents[hit], offset + codes[hit]] = 1.0
+        if spec.null_category:
+            null_rows = parents[flat.is_null().to_numpy(zero_copy_only=False)]
+            out[null_rows, offset + spec.width - 1] = 1.0
+            if arr.null_count:
+                missing = np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))
+                out[missing, offset + spec.width - 1] = 1.0
+
+    @staticmethod
     def _write_categorical(
         out: np.ndarray, spec: _CategoricalSpec, offset: int, col: pa.ChunkedArray
     ) -> None:
+        if spec.kind == "string_array":
+            FeaturePreprocessor._write_multi_hot(out, spec, offset, col)
+            return
         values = _categorical_values(col, spec.kind)
         codes = pc.index_in(values, value_set=spec.categories)
         idx = codes.fill_null(-1).to_numpy(zero_copy_only=False)
+        if spec.encoding == "target":
+            assert spec.target_values is not None and spec.target_prior is not None
+            k = len(spec.categories)
+            null = spec.target_null if spec.target_null is not None else spec.target_prior
+            lookup = np.vstack([spec.target_values, spec.target_prior, null])
+            slot = np.where(idx >= 0, idx, k)
+            if values.null_count:
+                slot[values.is_null().to_numpy(zero_copy_only=False)] = k + 1
+            out[:, offset : offset + spec.width] = lookup[slot]
+            return
         if spec.encoding == "label":
             # 1-based rank like ML.LABEL_ENCODER; NULL/unseen → NaN, XGBoost's "missing".
             column = idx.astype(out.dtype) + 1

@@ -69,8 +69,8 @@ class NumericSource:
 def numeric_source(col: pa.ChunkedArray | pa.Array, kind: str) -> NumericSource:
     """The :class:`NumericSource` of a numeric or timestamp column (``kind``)."""
     data = col if isinstance(col, pa.ChunkedArray) else pa.chunked_array([col])
-    if pa.types.is_null(data.type):
-        data = data.cast(pa.float64())
+    if pa.types.is_null(data.type):  # all NULL (e.g. SELECT NULL AS ts): no unit to read
+        data, kind = data.cast(pa.float64()), "numeric"
     if pa.types.is_dictionary(data.type):
         data = data.cast(data.type.value_type)
     divisor = None

@@ -86,6 +86,7 @@ from shipyard.sql.recommend import (
     MatrixFactorizationOptions,
     train_matrix_factorization,
 )
+from shipyard.sql.target_encoding import encoding_target
 from shipyard.sql.training import (
     Progress,
     Trainer,
@@ -235,11 +236,17 @@ class ModelTypeSpec:
             training.check_warm_start(self.name, warm_start, data.table, data.features)
         train_idx, eval_idx, split_info = _split(data.table, options)
         matrix_dtype = np.float32 if self.flavor == "xgboost" else np.float64
+        # TARGET_ENCODING (trees) learns each category's label mean from the training rows
+        target = encoding_target(options, data, eval_idx)
         preprocessor = FeaturePreprocessor.fit(
             data.table,
             data.features,
             standardize=self.standardize,
             categorical_encoding=CATEGORY_ENCODINGS[options.category_encoding_method],
+            **target,
+            # BigQuery ML: TIMESTAMP features of linear models also one-hot encode their
+            # calendar components (_TS_DOM_<col> …); other model types use the Unix seconds.
+            timestamp_components=self.name in ("LINEAR_REG", "LOGISTIC_REG"),
         )
         # XGBoost reads a column-major matrix as it reads a row-major one (the same DMatrix,
         # the same booster), and column-major is cheaper to fill (Predictor.matrix)

@@ -4,7 +4,9 @@ EXPORT MODEL (:mod:`shipyard.sql.export`) joins this graph to the model's own (s
 onnxmltools). It is built when a model has non-numeric features or a TRANSFORM clause; the graph
 then takes one input per raw column, shape ``[batch, 1]``, named as the column:
 
-* numbers: DOUBLE, NaN for NULL; TIMESTAMP: DOUBLE seconds since the Unix epoch;
+* numbers: DOUBLE, NaN for NULL; TIMESTAMP: DOUBLE seconds since the Unix epoch (a linear
+  model's calendar components of it, ``_TS_DOM_<col>`` …, are computed in the graph:
+  :mod:`shipyard.sql.onnx_calendar`);
 * STRING: STRING, with ``''`` standing for NULL (ONNX strings have no NULL; a model whose
   training data had ``''`` as a category does not convert);
 * BOOL, DATE, TIME: DOUBLE, NaN for NULL: 1/0, days since 1970-01-01, microseconds since
@@ -49,7 +51,7 @@ import numpy as np
 import sqlglot
 from sqlglot import exp
 
-from shipyard.sql import onnx_arrays, onnx_text
+from shipyard.sql import onnx_arrays, onnx_calendar, onnx_text
 from shipyard.sql.onnx_ops import ML_DOMAIN, ML_OPSET, NotConvertible, Value
 from shipyard.sql.onnx_ops import NULL_STRING as _NULL_STRING
 from shipyard.sql.onnx_ops import Builder as _Builder
@@ -527,6 +529,20 @@ def _categorical(b: _Builder, spec: dict[str, Any], value: Value) -> str:
         row = b.const(np.array([[float(c) for c in categories]], dtype=np.float64), "cats")
         onehot = b.op("Cast", [b.op("Equal", [x, row])], to=b.tp.DOUBLE)
         null = b.op("Cast", [b.op("IsNaN", [x])], to=b.tp.DOUBLE)
+    if encoding == "target":  # the category's row, NULL's, or the prior for unseen values
+        target = spec["target"]
+        values = np.asarray(target["values"], dtype=np.float64).reshape(k, -1)
+        prior = np.asarray(target["prior"], dtype=np.float64).reshape(1, -1)
+        null_row = (
+            prior if target.get("null") is None else np.asarray(target["null"]).reshape(1, -1)
+        )
+        seen = b.op("MatMul", [onehot, b.const(np.ones((k, 1)), "ones")])
+        one = b.const(np.array([[1.0]]), "one")
+        unseen = b.op("Sub", [b.op("Sub", [one, seen]), null])
+        known = b.op("MatMul", [onehot, b.const(values, "target")])
+        nulls = b.op("MatMul", [null, b.const(null_row, "target_null")])
+        others = b.op("MatMul", [unseen, b.const(prior, "target_prior")])
+        return b.op("Add", [b.op("Add", [known, nulls]), others])
     if encoding == "label":
         ranks = b.const(np.arange(1, k + 1, dtype=np.float64).reshape(-1, 1), "ranks")
         rank = b.op("MatMul", [onehot, ranks])
@@ -566,6 +582,14 @@ def preprocessing_graph(
 
     b = _Builder()
     specs = preprocessing.get("columns") or []
+    # A timestamp's calendar components (LINEAR_REG / LOGISTIC_REG) are computed from it.
+    inputs = [s for s in specs if s.get("source") is None]
+    odd = [s["name"] for s in inputs if s["kind"] in ("bytes", "string_array")]
+    if odd:  # automatic preprocessing's BYTES one-hot and ARRAY<STRING> multi-hot
+        raise NotConvertible(
+            f"the BYTES or ARRAY<STRING> feature {odd[0]!r} (the graph's inputs are numbers and "
+            "strings)"
+        )
     if transform:
         raw = {
             c["name"]: Value(
@@ -573,14 +597,26 @@ def preprocessing_graph(
             )
             for c in _feature_inputs(transform)
         }
-        values = _transform_values(b, transform, {s["name"] for s in specs}, raw)
+        values = _transform_values(b, transform, {s["name"] for s in inputs}, raw)
     else:
         values = {
             s["name"]: b.input(s["name"], "string" if s["kind"] == "string" else "double")
-            for s in specs
+            for s in inputs
         }
+    calendars: dict[str, dict[str, str]] = {}
     pieces = []
     for spec in specs:
+        if feature_width(spec) == 0:  # DUMMY_ENCODING of one category (and no NULL)
+            continue
+        source = spec.get("source")
+        if source is not None:
+            if source not in calendars and source in values:
+                calendars[source] = onnx_calendar.timestamp_parts(b, b.double(values[source]))
+            part = calendars.get(source, {}).get(spec.get("part", ""))
+            if part is None:
+                raise NotConvertible(f"the timestamp component {spec['name']!r}")
+            pieces.append(_categorical(b, spec, Value(part, "double")))
+            continue
         value = values.get(spec["name"])
         if value is None:
             raise NotConvertible(f"the feature {spec['name']!r}, which the TRANSFORM does not make")
@@ -588,6 +624,8 @@ def preprocessing_graph(
             pieces.append(_numeric(b, spec, value))
         else:
             pieces.append(_categorical(b, spec, value))
+    if not pieces:
+        raise NotConvertible("a model whose features encode to no column")
     out = pieces[0] if len(pieces) == 1 else b.op("Concat", pieces, axis=1)
     if not double:
         out = b.op("Cast", [out], to=b.tp.FLOAT)
@@ -633,6 +671,8 @@ def feature_width(spec: dict[str, Any]) -> int:
     """How many feature columns one FeaturePreprocessor column spec becomes."""
     if spec["kind"] in ("numeric", "timestamp") or spec.get("encoding") == "label":
         return 1
+    if spec.get("encoding") == "target":
+        return len(spec["target"]["prior"])
     k = len(spec["categories"])
     dropped = 1 if spec.get("encoding") == "dummy" and k else 0
     return k - dropped + (1 if spec.get("null_category") else 0)

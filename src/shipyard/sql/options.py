@@ -436,6 +436,7 @@ CATEGORY_ENCODINGS: dict[str, str] = {
     "ONE_HOT_ENCODING": "one_hot",
     "DUMMY_ENCODING": "dummy",
     "LABEL_ENCODING": "label",
+    "TARGET_ENCODING": "target",  # boosted trees and random forests
 }
 
 _NOT_YET_COMMON = {
@@ -504,13 +505,5 @@ def validate_options(
         options = options_class.model_validate(values)
     except ValidationError as exc:
         raise _validation_error(options_class, model_type, exc, values) from None
-    _check_supported(model_type, options)
     return options
 
-
-def _check_supported(model_type: str, options: Any) -> None:
-    if getattr(options, "category_encoding_method", None) == "TARGET_ENCODING":
-        raise Unsupported(
-            f"category_encoding_method 'TARGET_ENCODING' is not supported for {model_type}; "
-            "valid: ONE_HOT_ENCODING, LABEL_ENCODING"
-        )
