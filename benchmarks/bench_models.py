@@ -715,8 +715,9 @@ def build_cases(ws: Any, quick: bool, log: Log) -> list[Case]:
                 '"bench"."pairs"',
                 implicit_predict,
                 "factor dot products (NumPy)",
-                note="Shipyard calls fit() once per sweep with calculate_training_loss=True "
-                "(ML.TRAINING_INFO's loss per sweep).",
+                note="Shipyard calls fit() once with calculate_training_loss=True and reads "
+                "each sweep's loss through its callback (ML.TRAINING_INFO's loss per sweep); "
+                "the library side computes no loss.",
             )
         )
 

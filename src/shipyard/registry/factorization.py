@@ -17,7 +17,6 @@ intercept and feedback type in the flavor's manifest entry.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,13 +204,6 @@ def predict_pairs(model: FactorModel, users: pa.Array, items: pa.Array) -> pa.Ar
         rows = np.flatnonzero(known_np)[start : start + CHUNK_PAIRS]
         values[rows] = model.score(u[start : start + CHUNK_PAIRS], i[start : start + CHUNK_PAIRS])
     return pa.array(values, type=pa.float64(), mask=~known_np)
-
-
-def user_chunks(model: FactorModel, users: np.ndarray) -> Iterator[np.ndarray]:
-    """``users`` (rows) in slices whose (users, items) blocks hold about CHUNK_PAIRS scores."""
-    step = max(1, CHUNK_PAIRS // max(1, len(model.item_ids)))
-    for start in range(0, len(users), step):
-        yield users[start : start + step]
 
 
 # -- the ``factorization`` flavor --------------------------------------------------------------

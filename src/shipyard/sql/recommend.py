@@ -58,11 +58,9 @@ ML functions (user and item columns keep their training names and types):
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -71,17 +69,13 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from shipyard.errors import InvalidArgument, Unsupported
-from shipyard.registry.factorization import (
-    CHUNK_PAIRS,
-    FactorModel,
-    predict_pairs,
-    user_chunks,
-)
+from shipyard.registry.factorization import CHUNK_PAIRS, FactorModel, predict_pairs
 from shipyard.registry.predictor import Predictor
 from shipyard.registry.preprocessing import FeaturePreprocessor
 from shipyard.sql.clustering import require_model_type
 from shipyard.sql.evaluation import REGRESSION_METRICS, evaluate
 from shipyard.sql.options import GLM_UNSUPPORTED_OPTIONS, CommonOptions
+from shipyard.sql.recommend_ranks import ranks_and_squared_error
 from shipyard.sql.training import Progress, UnsupervisedFit, split_rows
 
 if TYPE_CHECKING:
@@ -112,8 +106,6 @@ IMPLICIT_METRICS: tuple[str, ...] = (
 )
 #: ML.RECOMMEND refuses to build more rows than this in one call.
 MAX_RECOMMEND_ROWS = 200_000_000
-# Threads for the implicit ranking metrics' blocks of users (each holds a block of scores).
-_METRIC_THREADS = 4
 _SEED = 20240101
 
 #: BigQuery ML options of MATRIX_FACTORIZATION that Shipyard refuses: name → what.
@@ -360,6 +352,10 @@ def _info_row(sweep: int, loss: float, eval_loss: float | None, start: float) ->
 # implicit ALS (the ``implicit`` library)
 
 
+class _EarlyStop(Exception):
+    """Raised from implicit's per-sweep callback to end fit() early (early_stop)."""
+
+
 def _implicit_als(
     users: np.ndarray,
     items: np.ndarray,
@@ -368,7 +364,9 @@ def _implicit_als(
     options: MatrixFactorizationOptions,
     factors: int,
     report: Progress,
-) -> tuple[FactorModel, list[dict[str, Any]]]:
+) -> tuple[FactorModel, list[dict[str, Any]], Any]:
+    """Weighted ALS with the implicit library; also returns the (users, items) CSR matrix of
+    the summed ratings it trained on."""
     import scipy.sparse as sp
 
     try:
@@ -385,33 +383,36 @@ def _implicit_als(
     confidence = summed.astype(np.float32)
     confidence.data = (1.0 + options.wals_alpha * summed.data).astype(np.float32)
     rows: list[dict[str, Any]] = []
-    losses: list[float] = []
-    previous: float | None = None
-    # implicit runs one sweep per fit() and continues from the factors it holds, so each sweep
-    # is a training-info row; its BLAS calls are small, one thread each is its advice.
+    state: dict[str, Any] = {"previous": None, "start": time.perf_counter()}
+
+    def after_sweep(sweep: int, _elapsed: float, loss: float) -> None:
+        # implicit calls this after each sweep (both half-steps and the training loss): a
+        # training-info row; raising _EarlyStop ends fit() with the factors of this sweep.
+        loss = float(loss)
+        rows.append(_info_row(sweep, loss, None, state["start"]))
+        report((sweep + 1) / options.max_iterations, f"sweep {sweep + 1}: loss {loss:.6g}")
+        if _stalled(options.early_stop, state["previous"], loss, options.min_rel_progress):
+            raise _EarlyStop
+        state["previous"] = loss
+        state["start"] = time.perf_counter()
+
+    # One fit() of max_iterations sweeps: the item-major copy of the matrix is built once (a
+    # fit() per sweep built it every sweep; the sweeps and losses are the same). Its BLAS calls
+    # are small, one thread each is its advice.
     with threadpool_limits(1, "blas"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         model = AlternatingLeastSquares(
             factors=factors,
             regularization=options.l2_reg,
             alpha=1.0,  # the confidence 1 + wals_alpha·r is already in the matrix
-            iterations=1,
+            iterations=options.max_iterations,
             calculate_training_loss=True,
             random_state=_SEED,
         )
-        for sweep in range(options.max_iterations):
-            start = time.perf_counter()
-            model.fit(
-                confidence,
-                show_progress=False,
-                callback=lambda _it, _elapsed, loss: losses.append(float(loss)),
-            )
-            loss = losses[-1]
-            rows.append(_info_row(sweep, loss, None, start))
-            report((sweep + 1) / options.max_iterations, f"sweep {sweep + 1}: loss {loss:.6g}")
-            if _stalled(options.early_stop, previous, loss, options.min_rel_progress):
-                break
-            previous = loss
+        try:
+            model.fit(confidence, show_progress=False, callback=after_sweep)
+        except _EarlyStop:
+            model._check_fit_errors()  # what fit() checks last (NaN factors)
     n_users, n_items = shape
     fitted = FactorModel(
         feedback_type="IMPLICIT",
@@ -423,7 +424,7 @@ def _implicit_als(
         item_bias=np.zeros(n_items),
         intercept=0.0,
     )
-    return fitted, rows
+    return fitted, rows, summed
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,6 +449,7 @@ def train_matrix_factorization(
     shape = (len(user_ids), len(item_ids))
     factors = options.num_factors or default_num_factors(train.num_rows)
     evaluation_rows = None if eval_idx is None else table.take(pa.array(eval_idx))
+    summed = None
     if options.feedback_type == "EXPLICIT":
         known = None
         if evaluation_rows is not None:
@@ -466,10 +468,23 @@ def train_matrix_factorization(
             evaluation=known,
         )
     else:
-        model, info = _implicit_als(users, items, ratings, shape, options, factors, report)
+        model, info, summed = _implicit_als(users, items, ratings, shape, options, factors, report)
     model.user_ids, model.item_ids = user_ids, item_ids
-    metric_rows = evaluation_rows if evaluation_rows is not None else train
-    metrics = _metrics(model, options, metric_rows)
+    if evaluation_rows is not None:
+        metrics = _metrics(model, options, evaluation_rows)
+    else:  # the training rows: their factor rows are at hand (no second id lookup)
+        finite = np.isfinite(ratings)
+        if summed is not None and summed.nnz == len(ratings) and finite.all():
+            # No (user, item) pair repeats: the implicit matrix's entries are the metrics'
+            # pairs, sorted by (user, item), each with its own rating (no second sort).
+            metrics = _ranking_metrics_of_pairs(
+                model,
+                np.repeat(np.arange(shape[0], dtype=np.int64), np.diff(summed.indptr)),
+                summed.indices.astype(np.int64),
+                summed.data,
+            )
+        else:
+            metrics = _pair_metrics(model, users[finite], items[finite], ratings[finite])
     implicit = model.feedback_type == "IMPLICIT"
     output = f"predicted_{rating_col}" + ("_confidence" if implicit else "")
     config: dict[str, Any] = {
@@ -544,7 +559,13 @@ def _known_pairs(
 
 
 def _metrics(model: FactorModel, options: Any, rows: pa.Table) -> dict[str, float | None]:
-    users, items, ratings = _known_pairs(rows, options, model.user_ids, model.item_ids)
+    return _pair_metrics(model, *_known_pairs(rows, options, model.user_ids, model.item_ids))
+
+
+def _pair_metrics(
+    model: FactorModel, users: np.ndarray, items: np.ndarray, ratings: np.ndarray
+) -> dict[str, float | None]:
+    """ML.EVALUATE's metrics on (user row, item row, rating) triples of known ids."""
     if model.feedback_type == "EXPLICIT":
         if len(ratings) == 0:
             return dict.fromkeys(REGRESSION_METRICS)
@@ -586,42 +607,17 @@ def ranking_metrics(
     key = users * n_items + items
     pairs, inverse = np.unique(key, return_inverse=True)
     gains = np.bincount(inverse, weights=ratings)
-    pair_users, pair_items = pairs // n_items, pairs % n_items
-    ranks = np.empty(len(pairs), dtype=np.int64)
-    distinct = np.unique(pair_users)
+    return _ranking_metrics_of_pairs(model, pairs // n_items, pairs % n_items, gains)
 
-    def block(block_users: np.ndarray) -> tuple[float, float]:
-        """Ranks of one block of users' pairs (written in place); its squared-error sums."""
-        scores = model.score_block(block_users)
-        total = float(np.sum(scores**2))
-        lo = np.searchsorted(pair_users, block_users[0], side="left")
-        hi = np.searchsorted(pair_users, block_users[-1], side="right")
-        local = np.searchsorted(block_users, pair_users[lo:hi])
-        own = scores[local, pair_items[lo:hi]]
-        correction = float(np.sum((own - 1.0) ** 2 - own**2))
-        # Rank = 1 + the items scored strictly higher: each user's scores sorted once, then
-        # counted by binary search (n log n per user, not one comparison per pair and item).
-        scores.sort(axis=1)
-        bounds = np.searchsorted(local, np.arange(len(block_users) + 1))
-        for row in range(len(block_users)):
-            first, last = bounds[row], bounds[row + 1]
-            at_most = np.searchsorted(scores[row], own[first:last], side="right")
-            ranks[lo + first : lo + last] = 1 + n_items - at_most
-        return total, correction
 
-    # Blocks on a few threads (NumPy's scoring and sorting release the GIL); their sums are
-    # added in block order, so the result does not depend on the threads.
-    blocks = list(user_chunks(model, distinct))
-    workers = min(len(blocks), os.cpu_count() or 1, _METRIC_THREADS)
-    if workers > 1:
-        with ThreadPoolExecutor(workers, thread_name_prefix="shipyard-ranking") as pool:
-            sums = list(pool.map(block, blocks))
-    else:
-        sums = [block(b) for b in blocks]
-    squared = 0.0
-    for total, correction in sums:
-        squared += total
-        squared += correction
+def _ranking_metrics_of_pairs(
+    model: FactorModel, pair_users: np.ndarray, pair_items: np.ndarray, gains: np.ndarray
+) -> dict[str, float | None]:
+    """:func:`ranking_metrics` of distinct (user row, item row) pairs sorted by (user, item),
+    with their gains (summed ratings, above 0)."""
+    n_items = len(model.item_factors)
+    distinct = pair_users[np.flatnonzero(np.diff(pair_users, prepend=-1))]  # sorted already
+    ranks, squared = ranks_and_squared_error(model, pair_users, pair_items, distinct)
     mse = squared / (len(distinct) * n_items)
     precision, ndcg = _per_user_precision_ndcg(pair_users, ranks, gains)
     percentile = (ranks - 1) / max(n_items - 1, 1)
@@ -638,10 +634,16 @@ def _per_user_precision_ndcg(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Average precision and NDCG of each user (``pair_users`` sorted), without a Python loop:
     the pairs ordered by (user, rank) — ties in item order — and summed per user."""
-    _, group, counts = np.unique(pair_users, return_inverse=True, return_counts=True)
-    starts = np.repeat(np.cumsum(counts) - counts, counts)
-    position = np.arange(len(ranks)) - starts + 1  # 1-based place among the user's items
-    order = np.lexsort((ranks, group))
+    n = len(ranks)
+    new_user = np.empty(n, dtype=bool)
+    new_user[:1] = True
+    np.not_equal(pair_users[1:], pair_users[:-1], out=new_user[1:])
+    firsts = np.flatnonzero(new_user)
+    counts = np.diff(np.append(firsts, n))
+    group = np.cumsum(new_user) - 1  # 0, 1, … per user
+    position = np.arange(n) - np.repeat(firsts, counts) + 1  # 1-based place among the user's items
+    # One stable sort of (user, rank) as a single integer: ties keep the item order.
+    order = np.argsort(group * (int(ranks.max()) + 1) + ranks, kind="stable")
     by_rank = ranks[order]
     precision = np.bincount(group, weights=position / by_rank) / counts
     dcg = np.bincount(group, weights=gains[order] / np.log2(by_rank + 1))
