@@ -22,6 +22,8 @@ load batches grow by themselves to what the model can absorb.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import threading
 import time
 from collections import deque
@@ -43,6 +45,12 @@ __all__ = ["AsyncMicroBatcher", "InstanceSchema", "MicroBatcher"]
 
 def _kind(type_string: str) -> str:
     """The feature kind of an Arrow type string in a model signature."""
+    if type_string.startswith("struct<"):
+        return "struct"
+    if type_string.startswith(("list<", "large_list<")):
+        return "string_array"  # the only arrays automatic preprocessing takes: ARRAY<STRING>
+    if type_string in ("binary", "large_binary"):
+        return "bytes"
     if type_string.startswith("timestamp"):
         return "timestamp"
     if type_string.startswith("date"):
@@ -63,6 +71,9 @@ _JSON_TYPE = {
     "timestamp": "an ISO 8601 timestamp string",
     "date": "an ISO 8601 date string",
     "time": "an ISO 8601 time string",
+    "struct": "an object of the STRUCT's fields",
+    "string_array": "an array of strings",
+    "bytes": "a base64 string",
 }
 
 
@@ -73,7 +84,21 @@ def _valid(kind: str, value: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if kind == "bool":
         return isinstance(value, bool)
+    if kind == "struct":
+        return isinstance(value, dict)
+    if kind == "string_array":
+        return isinstance(value, list) and all(v is None or isinstance(v, str) for v in value)
+    if kind == "bytes":
+        return isinstance(value, str) and _base64(value) is not None
     return isinstance(value, str)
+
+
+def _base64(text: str) -> bytes | None:
+    """BYTES as JSON carries them (BigQuery's convention): base64 text; None if it is not."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 _NUMBERS = frozenset({int, float, type(None)})  # bool is not int here: type() is exact
@@ -97,6 +122,12 @@ class _Field:
             self.arrow = pa.date32()
         elif self.kind == "time":
             self.arrow = pa.time64("us")
+        elif self.kind == "string_array":
+            self.arrow = pa.list_(pa.string())
+        elif self.kind == "bytes":
+            self.arrow = pa.binary()
+        elif self.kind == "struct":
+            self.arrow = pa.null()  # the fields' types come from the values
         else:
             self.arrow = pa.string()
 
@@ -105,8 +136,24 @@ class _Field:
             if any(type(v) is bool for v in values):  # Arrow would take True as 1.0
                 raise TypeError("a bool where a number belongs")
             return pa.array(values, type=self.arrow)
+        if self.kind == "string_array":
+            if not all(v is None or type(v) is list for v in values):  # Arrow splits a str
+                raise TypeError("an ARRAY value that is not a JSON array")
+            return pa.array(values, type=self.arrow)
         if self.kind in ("bool", "string"):
             return pa.array(values, type=self.arrow)
+        if self.kind == "struct":
+            if not all(v is None or type(v) is dict for v in values):
+                raise TypeError("a STRUCT value that is not an object")
+            return pa.array(values)  # a StructArray (NullArray if every value is null)
+        if self.kind == "bytes":
+            decoded = [None if v is None else _base64(v) if type(v) is str else v for v in values]
+            if any(
+                (d is None and v is not None) or type(d) not in (bytes, type(None))
+                for d, v in zip(decoded, values, strict=True)
+            ):
+                raise TypeError("a BYTES value that is not base64 text")
+            return pa.array(decoded, type=self.arrow)
         return pc.cast(pa.array(values, type=pa.string()), self.arrow)
 
 
@@ -123,7 +170,12 @@ class InstanceSchema:
         self.fields = [_Field(c["name"], c["type"], _kind(c["type"])) for c in inputs]
         self.names = [f.name for f in self.fields]
         self._known = frozenset(self.names) | frozenset(allowed_extra)
-        self._schema = pa.schema([(f.name, f.arrow) for f in self.fields])
+        # a STRUCT's Arrow type comes from its values: then the columns name the table
+        self._schema = (
+            None
+            if any(f.kind == "struct" for f in self.fields)
+            else pa.schema([(f.name, f.arrow) for f in self.fields])
+        )
         self._numeric = all(f.kind == "numeric" for f in self.fields)
         self._faithful = self._numeric and not (frozenset(allowed_extra) - frozenset(self.names))
         self._getter = itemgetter(*self.names)
@@ -162,6 +214,8 @@ class InstanceSchema:
                 columns.append(f.column(values))
             except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
                 raise self._bad_value(f, values) from None
+        if self._schema is None:
+            return pa.Table.from_arrays(columns, names=self.names)
         return pa.Table.from_arrays(columns, schema=self._schema)
 
     def _numeric_table(self, instances: Sequence[Any]) -> pa.Table | None:
@@ -219,7 +273,7 @@ class InstanceSchema:
     def _bad_value(self, f: _Field, values: list[Any]) -> InvalidArgument:
         for index, value in enumerate(values):
             bad = not _valid(f.kind, value)
-            if not bad and value is not None and f.kind not in ("numeric", "bool", "string"):
+            if not bad and value is not None and f.kind in ("timestamp", "date", "time"):
                 try:
                     pc.cast(pa.array([value], type=pa.string()), f.arrow)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
