@@ -506,4 +506,3 @@ def validate_options(
     except ValidationError as exc:
         raise _validation_error(options_class, model_type, exc, values) from None
     return options
-
