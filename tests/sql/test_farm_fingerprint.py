@@ -152,6 +152,25 @@ def test_every_shipyard_connection_knows_farm_fingerprint(tmp_path: Path) -> Non
         assert table.column("f").to_pylist() == [-1541654101129638711, None]
 
 
+def test_two_warehouses_on_one_file_in_one_process(tmp_path: Path) -> None:
+    # DuckDB shares one catalog between the connections to a file in a process: the second
+    # registration finds the function there, and both connections can call it.
+    first = Warehouse(tmp_path / "w.duckdb")
+    try:
+        second = Warehouse(tmp_path / "w.duckdb")
+        try:
+            for warehouse in (first, second):
+                cursor = warehouse.cursor()
+                assert cursor.execute("SELECT farm_fingerprint('1footrue')").fetchall() == [
+                    (-1541654101129638711,)
+                ]
+                cursor.close()
+        finally:
+            second.close()
+    finally:
+        first.close()
+
+
 def _duckdb_hash_bucketize(fn: str, args: list[exp.Expression]) -> pf.Built:
     """ML.HASH_BUCKETIZE as Shipyard wrote it before FARM_FINGERPRINT: DuckDB's hash()."""
     x = pf._string(args)

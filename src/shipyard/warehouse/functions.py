@@ -76,7 +76,13 @@ def register_functions(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnect
     # (strings: DuckDB's enum spellings differ between releases)
     udf: dict[str, Any] = {"type": "arrow", "null_handling": "special", "side_effects": False}
     # parameters None: any argument types (STRING and BYTES; the function refuses others)
-    con.create_function("farm_fingerprint", farm_fingerprint, None, "BIGINT", **udf)
+    try:
+        con.create_function("farm_fingerprint", farm_fingerprint, None, "BIGINT", **udf)
+    except duckdb.CatalogException as exc:
+        # Connections to one database file in one process share its catalog: a second
+        # connection (a second workspace on the same home) finds the function there already.
+        if "already exists" not in str(exc):
+            raise
     with _lock:
         _registered.add(con)
     return con
