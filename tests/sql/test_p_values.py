@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,11 +79,18 @@ def test_logistic_regression_separates_signal_from_noise(ws: Any) -> None:
     assert rows["x"]["p_value"] < 1e-6  # the label depends on x
     assert rows["noise"]["p_value"] > 0.01
     categories = [r for r in out if r["processed_input"] == "c"]
-    assert len(categories) == 2  # dummy: one level dropped; one row per remaining category
+    # one row per category; DUMMY_ENCODING's dropped one first, with weight 0.0 and NaN
+    # statistics (BigQuery ML's rule), the others with their own
+    assert len(categories) == 3
+    dropped, *kept = categories
+    assert dropped["weight"] == 0.0
+    assert math.isnan(dropped["standard_error"]) and math.isnan(dropped["p_value"])
     assert all(c["category"] is not None and c["weight"] is not None for c in categories)
-    assert all(0.0 <= c["p_value"] <= 1.0 and c["standard_error"] > 0 for c in categories)
+    assert all(0.0 <= c["p_value"] <= 1.0 and c["standard_error"] > 0 for c in kept)
     assert rows["x"]["category"] is None
-    assert all(r["standard_error"] is None or r["standard_error"] > 0 for r in out)
+    assert all(
+        r["standard_error"] is None or r["standard_error"] > 0 for r in out if r is not dropped
+    )
 
 
 @pytest.mark.parametrize(
@@ -130,3 +138,17 @@ def test_advanced_weights_applies_to_linear_models_only(ws: Any) -> None:
     assert schema.field("category").type == pa.string()
     assert "category_weights" not in schema.names
     assert schema.field("p_value").type == pa.float64()
+
+
+def test_ml_weights_lists_the_dropped_dummy_category_with_weight_zero(ws: Any) -> None:
+    # BigQuery ML: "The final set of weights from ML.WEIGHTS still includes the dropped
+    # category, but its weight is always 0.0."
+    rows = ws.sql("SELECT * FROM ML.WEIGHTS(MODEL demo.logit)").to_pylist()
+    (c,) = [r for r in rows if r["processed_input"] == "c"]
+    categories = {w["category"]: w["weight"] for w in c["category_weights"]}
+    advanced = ws.sql(
+        "SELECT category, weight FROM ML.ADVANCED_WEIGHTS(MODEL demo.logit) "
+        "WHERE processed_input = 'c'"
+    ).to_pylist()
+    assert categories == {r["category"]: r["weight"] for r in advanced}
+    assert sum(w == 0.0 for w in categories.values()) == 1 and len(categories) == 3

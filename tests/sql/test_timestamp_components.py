@@ -4,6 +4,7 @@ components (_TS_DOM_<col> …), through every ML function that reads the preproc
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,14 @@ def test_advanced_weights_with_dummy_encoding(ws: Any) -> None:
     inputs = {r["processed_input"] for r in rows}
     assert {"x", "ts", "_TS_DOW_ts", "__INTERCEPT__"} <= inputs
     dow = [r for r in rows if r["processed_input"] == "_TS_DOW_ts"]
-    assert {r["category"] for r in dow} >= {"2", "3", "4", "5", "6", "7"}  # "1" dropped (dummy)
-    assert all(r["standard_error"] is None or r["standard_error"] >= 0 for r in rows)
+    assert {r["category"] for r in dow} >= {"1", "2", "3", "4", "5", "6", "7"}
+    # "1" (Sunday) is the category DUMMY_ENCODING dropped: weight 0.0, NaN statistics
+    (sunday,) = [r for r in dow if r["category"] == "1"]
+    assert sunday["weight"] == 0.0 and math.isnan(sunday["standard_error"])
+    assert all(
+        r["standard_error"] is None or math.isnan(r["standard_error"]) or r["standard_error"] >= 0
+        for r in rows
+    )
 
 
 def test_p_values_with_one_hot_components_are_refused_as_for_categories(ws: Any) -> None:

@@ -354,6 +354,11 @@ class _CategoricalSpec:
             return len(self.target_prior)
         return len(self.categories) - self._dropped + (1 if self.null_category else 0)
 
+    def dropped_names(self) -> list[str]:
+        """The categories DUMMY_ENCODING left out of the matrix (``names_out``'s spelling): the
+        most frequent one, whose weight is 0 by construction; empty for other encodings."""
+        return [f"{self.name}={_display(v)}" for v in self.categories.to_pylist()[: self._dropped]]
+
     def names_out(self) -> list[str]:
         if self.encoding == "label":
             return [self.name]

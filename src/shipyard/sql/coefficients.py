@@ -24,6 +24,7 @@ numeric feature (``category`` NULL), one row per category of a categorical featu
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -189,9 +190,15 @@ def ml_advanced_weights(service: SqlService, call: MLCall) -> pa.Table:
                 )
             )
         elif row["category_weights"] is not None:  # one row per category, as BigQuery ML
+            # DUMMY_ENCODING's dropped category comes first: NaN statistics, as BigQuery ML
+            dropped = int(row.get("_dropped", 0))
             for i, c in enumerate(row["category_weights"]):
-                out.append(_row(name, c["category"], c["weight"], se[offset + i], pv[offset + i]))
-            offset += len(row["category_weights"])
+                if i < dropped:
+                    out.append(_row(name, c["category"], c["weight"], math.nan, math.nan))
+                else:
+                    j = offset + i - dropped
+                    out.append(_row(name, c["category"], c["weight"], se[j], pv[j]))
+            offset += len(row["category_weights"]) - dropped
         else:
             out.append(_row(name, None, row["weight"], se[offset], pv[offset]))
             offset += 1

@@ -187,11 +187,15 @@ def weights_rows(predictor: Predictor, *, standardize: bool) -> list[dict[str, A
                 entry["weight"], entry["category_weights"] = float(w[0]), None
             else:
                 prefix = len(spec.name) + 1
+                # BigQuery ML lists DUMMY_ENCODING's dropped category too, with weight 0.0
+                # (first here; ``_dropped`` tells ML.ADVANCED_WEIGHTS it has no statistics)
+                dropped = [n[prefix:] for n in spec.dropped_names()]
                 names = [n[prefix:] for n in spec.names_out()]
                 entry["weight"] = None
-                entry["category_weights"] = [
+                entry["category_weights"] = [{"category": n, "weight": 0.0} for n in dropped] + [
                     {"category": n, "weight": float(v)} for n, v in zip(names, w, strict=True)
                 ]
+                entry["_dropped"] = len(dropped)
             if label is not None:
                 entry["class_label"] = label
             rows.append(entry)
