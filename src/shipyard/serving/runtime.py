@@ -147,11 +147,8 @@ class _Field:
                 raise TypeError("a STRUCT value that is not an object")
             return pa.array(values)  # a StructArray (NullArray if every value is null)
         if self.kind == "bytes":
-            decoded = [None if v is None else _base64(v) if type(v) is str else v for v in values]
-            if any(
-                (d is None and v is not None) or type(d) not in (bytes, type(None))
-                for d, v in zip(decoded, values, strict=True)
-            ):
+            decoded = [_base64(v) if type(v) is str else None for v in values]
+            if any(d is None and v is not None for d, v in zip(decoded, values, strict=True)):
                 raise TypeError("a BYTES value that is not base64 text")
             return pa.array(decoded, type=self.arrow)
         return pc.cast(pa.array(values, type=pa.string()), self.arrow)

@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from shipyard.sql.service import SqlService
 
 
-_KEEP_EXPIRATION: Any = object()  # register_created: leave the model's expiration as it is
+# register_created: leave the model's expiration as it is (ModelService.register's "unset")
+_KEEP_EXPIRATION: Any = ...
 
 
 def model_options(statement: exp.Create) -> dict[str, Any]:
@@ -220,7 +221,7 @@ def register_created(
         replace=replace,
         if_not_exists=if_not_exists,
         description=description,
-        expiration_time=... if expires is _KEEP_EXPIRATION else expires,
+        expiration_time=expires,
     )
     if version is None:  # created concurrently by someone else while we trained
         return QueryResult(pa.table({}), statement_type="CREATE_MODEL", message="model exists")
