@@ -125,8 +125,12 @@ def test_binary_linear_scores_are_predict_probas_values_in_one_buffer() -> None:
     model = LogisticRegression().fit(x, y)
     got = _linear_scores(model, x, classifier=True)
     assert got is not None
-    decision = np.einsum("ij,kj->ik", x, np.atleast_2d(model.coef_)) + model.intercept_
-    positive = expit(decision[:, 0])
+    # the products summed from the first feature to the last, then the intercept
+    coef = model.coef_[0]
+    decision = x[:, 0] * coef[0]
+    for j in range(1, x.shape[1]):
+        decision = decision + x[:, j] * coef[j]
+    positive = expit(decision + model.intercept_[0])
     assert np.array_equal(got, np.column_stack([1.0 - positive, positive]))
     np.testing.assert_allclose(got, model.predict_proba(x), rtol=1e-12)
     # row by row: a row alone scores as it does in any batch

@@ -84,7 +84,7 @@ import base64
 import functools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -692,6 +692,21 @@ def _imputed(values: np.ndarray, impute: float) -> np.ndarray:
     return values
 
 
+def _block_columns(
+    parts: list[tuple[int, np.ndarray, float, float | None, float, bool]], start: int, stop: int
+) -> Iterator[tuple[int, np.ndarray, float, float | None]]:
+    """Each column's ``(offset, values, center, inverse)`` in rows ``start:stop`` of a batch,
+    NaN and ±inf imputed where the column may hold them."""
+    for offset, values, center, inv, impute, check in parts:
+        v = values[start:stop]
+        # One cheap sum tells whether any NaN/±inf needs imputing (einsum's plain sum is
+        # faster than np.sum's pairwise one). It also reads the block in order, so the
+        # consumer's strided write reads from cache.
+        if check and not math.isfinite(np.einsum("i->", v)):
+            v = _imputed(v, impute)
+        yield offset, v, center, inv
+
+
 # --------------------------------------------------------------------------------------------
 # the preprocessor
 
@@ -1106,15 +1121,10 @@ class FeaturePreprocessor:
             raise InvalidArgument(f"order must be 'C' or 'F', got {order!r}")
         if self._structs:
             table = _expand_structs(table, self._structs)
-        schema = table.schema
-        checked = self._checked
-        if checked is None or not checked[0].equals(schema):
-            self._check_input(table)  # once per input schema: serving sends the same one
-            checked = (schema, self._dense_plan(schema))
-            self._checked = checked
+        plan = self._plan(table)
         n = table.num_rows
-        if checked[1] is not None and 0 < n <= _DENSE_ROWS:
-            return checked[1].matrix(table, dtype, order)
+        if plan is not None and 0 < n <= _DENSE_ROWS:
+            return plan.matrix(table, dtype, order)
         # calloc: untouched zeros cost nothing
         out = np.zeros((n, self._width), dtype=dtype, order=order)
         numeric: list[tuple[_NumericSpec, int, NumericSource]] = []
@@ -1134,6 +1144,17 @@ class FeaturePreprocessor:
         if numeric:
             self._write_numeric(out, numeric)
         return out
+
+    def _plan(self, table: pa.Table) -> _DensePlan | None:
+        """Check ``table``'s columns against the training schema (once per input schema:
+        serving sends the same one); its fast plan when every feature is FLOAT64 there."""
+        schema = table.schema
+        checked = self._checked
+        if checked is None or not checked[0].equals(schema):
+            self._check_input(table)
+            checked = (schema, self._dense_plan(schema))
+            self._checked = checked
+        return checked[1]
 
     def _dense_plan(self, schema: pa.Schema) -> _DensePlan | None:
         """The plan of a fast path for ``schema``: every feature numeric and FLOAT64 there."""
@@ -1160,24 +1181,38 @@ class FeaturePreprocessor:
             identity=all(s.center == 0.0 and s.scale == 1.0 for s in numeric),
         )
 
+    def numeric_blocks(
+        self, table: pa.Table, *, rows: int
+    ) -> Iterator[tuple[int, int, Iterator[tuple[int, np.ndarray, float, float | None]]]] | None:
+        """The model matrix of ``table`` without building it, when every feature is numeric:
+        ``(start, stop, columns)`` per block of at most ``rows`` rows, where ``columns`` gives
+        each feature's ``(offset, values, center, inverse)`` in matrix column order: the
+        block's values in float64 with NULL, NaN and ±inf imputed, and the matrix column is
+        ``(values - center) * inverse`` (``inverse`` None: ``values`` as they are), exactly as
+        :meth:`transform` writes it. None when a feature is not numeric (the caller then
+        builds the matrix). Checks ``table`` as :meth:`transform` does.
+        """
+        if self._structs or not all(isinstance(s, _NumericSpec) for s in self._specs):
+            return None
+        self._plan(table)
+        columns = [
+            (spec, offset, numeric_source(table.column(spec.name), spec.kind))
+            for spec, offset in zip(self._specs, self._offsets, strict=True)
+            if isinstance(spec, _NumericSpec)
+        ]
+        return self._numeric_blocks(columns, rows)
+
     @staticmethod
-    def _write_numeric(
-        out: np.ndarray, columns: list[tuple[_NumericSpec, int, NumericSource]]
-    ) -> None:
-        """Fill the numeric columns of ``out``, imputing NULL, NaN and ±inf.
+    def _numeric_blocks(
+        columns: list[tuple[_NumericSpec, int, NumericSource]], block: int
+    ) -> Iterator[tuple[int, int, Iterator[tuple[int, np.ndarray, float, float | None]]]]:
+        """The numeric columns' values, block by block (see :meth:`numeric_blocks`).
 
         Chunks are never combined: the rows go batch by batch (row ranges where every column is
-        one chunk), and inside a batch in blocks of rows whose output stays in cache while all
-        columns are written (a column-major ``out`` takes each batch whole: its columns are
-        contiguous). Only chunks with NULLs, or float chunks whose block sum is not finite, are
-        checked element by element.
+        one chunk), and inside a batch in equal blocks of at most ``block`` rows. Only chunks
+        with NULLs, or float chunks whose block sum is not finite, are checked element by
+        element.
         """
-        n, width = out.shape
-        if out.flags.f_contiguous and width > 1:
-            block = _F_BLOCK_ROWS
-        else:
-            block = max(1024, _BLOCK_BYTES // max(1, width * out.itemsize))
-        tmp = np.empty(min(block, n), dtype=np.float64)
         aligned = pa.Table.from_arrays(
             [source.data for _, _, source in columns], names=[str(i) for i in range(len(columns))]
         )
@@ -1201,22 +1236,34 @@ class FeaturePreprocessor:
             size = -(-m // -(-m // block))  # equal blocks of at most ``block`` rows
             for start in range(0, m, size):
                 stop = min(m, start + size)
-                rows = out[row + start : row + stop]
-                t = tmp[: stop - start]
-                for offset, values, center, inv, impute, check in parts:
-                    v = values[start:stop]
-                    # One cheap sum tells whether any NaN/±inf needs imputing (einsum's plain
-                    # sum is faster than np.sum's pairwise one). It also reads the block in
-                    # order, so the strided write below reads from cache.
-                    if check and not math.isfinite(np.einsum("i->", v)):
-                        v = _imputed(v, impute)
-                    target = rows[:, offset]
-                    if inv is None:
-                        target[...] = v
-                    else:
-                        np.subtract(v, center, out=t)
-                        np.multiply(t, inv, out=target, casting="same_kind")
+                yield row + start, row + stop, _block_columns(parts, start, stop)
             row += m
+
+    @classmethod
+    def _write_numeric(
+        cls, out: np.ndarray, columns: list[tuple[_NumericSpec, int, NumericSource]]
+    ) -> None:
+        """Fill the numeric columns of ``out``, imputing NULL, NaN and ±inf.
+
+        A block of rows is as many as keep their output in cache while all columns are written
+        (a column-major ``out`` takes each batch whole: its columns are contiguous).
+        """
+        n, width = out.shape
+        if out.flags.f_contiguous and width > 1:
+            block = _F_BLOCK_ROWS
+        else:
+            block = max(1024, _BLOCK_BYTES // max(1, width * out.itemsize))
+        tmp = np.empty(min(block, n), dtype=np.float64)
+        for start, stop, block_columns in cls._numeric_blocks(columns, block):
+            rows = out[start:stop]
+            t = tmp[: stop - start]
+            for offset, v, center, inv in block_columns:
+                target = rows[:, offset]
+                if inv is None:
+                    target[...] = v
+                else:
+                    np.subtract(v, center, out=t)
+                    np.multiply(t, inv, out=target, casting="same_kind")
 
     @staticmethod
     def _write_multi_hot(
