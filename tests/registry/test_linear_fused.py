@@ -123,3 +123,21 @@ def test_a_missing_column_is_refused_by_the_fused_path(ws: Any) -> None:
     table = _input(ws).drop_columns(["x2"])
     with pytest.raises(shipyard.errors.InvalidArgument, match="x2"):
         predictor.predict(table)
+
+
+@pytest.mark.parametrize("model", ["reg", "multi"])
+def test_finite_inputs_take_the_pass_without_checks_and_agree(ws: Any, model: str) -> None:
+    predictor = ws.services.models.load(f"d.{model}")
+    table = (
+        ws.ctx.warehouse.cursor()
+        .sql("SELECT * FROM d.t WHERE isfinite(x1) AND isfinite(x3) AND xi IS NOT NULL")
+        .to_arrow_table()
+    )
+    assert table.num_rows >= _FUSED_LINEAR_ROWS
+    blocks = predictor.preprocessor.numeric_blocks(table, rows=1000, impute_nonfinite=False)
+    assert blocks is not None
+    fused = predictor._fused_linear_scores(table)
+    assert np.array_equal(fused, _scores(predictor, table))
+    # one row with a huge value overflows its sum: the imputing pass runs, with the same result
+    huge = table.set_column(0, "x0", pa.array(np.r_[1e308, table["x0"].to_numpy()[1:]]))
+    assert np.array_equal(predictor._fused_linear_scores(huge), _scores(predictor, huge))

@@ -664,17 +664,33 @@ class Predictor:
         found = _linear_coefficients(self.model, classifier=classifier)
         if found is None:
             return None
-        blocks = self.preprocessor.numeric_blocks(table, rows=_LINEAR_BLOCK_ROWS)
+        coef, intercept = found
+        # First without looking for NaN/±inf in the inputs: such a value makes its row's sum
+        # NaN or ±inf, and one sum over the result finds it; only then the pass that imputes.
+        decision = self._fused_decision(table, coef, impute_nonfinite=False)
+        if decision is None:
+            return None
+        if not math.isfinite(np.einsum("ij->", decision)):
+            decision = self._fused_decision(table, coef, impute_nonfinite=True)
+            assert decision is not None
+        scores = _linear_output(decision, intercept, classifier=classifier)
+        return self._in_class_order(scores) if classifier else scores
+
+    def _fused_decision(
+        self, table: pa.Table, coef: np.ndarray, *, impute_nonfinite: bool
+    ) -> np.ndarray | None:
+        """(K, rows): :func:`_linear_decision` of ``table``'s matrix, from its columns."""
+        blocks = self.preprocessor.numeric_blocks(
+            table, rows=_LINEAR_BLOCK_ROWS, impute_nonfinite=impute_nonfinite
+        )
         if blocks is None:
             return None
-        coef, intercept = found
         n = table.num_rows
         decision = np.empty((len(coef), n))
         scratch = np.empty(min(n, _LINEAR_BLOCK_ROWS))
         for start, stop, columns in blocks:
             _accumulate(decision, start, stop, columns, coef, scratch)
-        scores = _linear_output(decision, intercept, classifier=classifier)
-        return self._in_class_order(scores) if classifier else scores
+        return decision
 
     def _predicted_table(
         self,

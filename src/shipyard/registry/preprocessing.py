@@ -1182,7 +1182,7 @@ class FeaturePreprocessor:
         )
 
     def numeric_blocks(
-        self, table: pa.Table, *, rows: int
+        self, table: pa.Table, *, rows: int, impute_nonfinite: bool = True
     ) -> Iterator[tuple[int, int, Iterator[tuple[int, np.ndarray, float, float | None]]]] | None:
         """The model matrix of ``table`` without building it, when every feature is numeric:
         ``(start, stop, columns)`` per block of at most ``rows`` rows, where ``columns`` gives
@@ -1191,6 +1191,10 @@ class FeaturePreprocessor:
         ``(values - center) * inverse`` (``inverse`` None: ``values`` as they are), exactly as
         :meth:`transform` writes it. None when a feature is not numeric (the caller then
         builds the matrix). Checks ``table`` as :meth:`transform` does.
+
+        ``impute_nonfinite=False`` imputes NULLs only, and leaves NaN and ±inf in float
+        columns as they are (no check per block): for a caller whose result is NaN or ±inf
+        whenever an input is, and which then asks again with the imputation.
         """
         if self._structs or not all(isinstance(s, _NumericSpec) for s in self._specs):
             return None
@@ -1200,11 +1204,14 @@ class FeaturePreprocessor:
             for spec, offset in zip(self._specs, self._offsets, strict=True)
             if isinstance(spec, _NumericSpec)
         ]
-        return self._numeric_blocks(columns, rows)
+        return self._numeric_blocks(columns, rows, impute_nonfinite=impute_nonfinite)
 
     @staticmethod
     def _numeric_blocks(
-        columns: list[tuple[_NumericSpec, int, NumericSource]], block: int
+        columns: list[tuple[_NumericSpec, int, NumericSource]],
+        block: int,
+        *,
+        impute_nonfinite: bool = True,
     ) -> Iterator[tuple[int, int, Iterator[tuple[int, np.ndarray, float, float | None]]]]:
         """The numeric columns' values, block by block (see :meth:`numeric_blocks`).
 
@@ -1225,7 +1232,7 @@ class FeaturePreprocessor:
             for i, (spec, offset, source) in enumerate(columns):
                 arr = batch.column(i)
                 values = source.values(arr)
-                check = source.nonfinite_possible
+                check = source.nonfinite_possible and impute_nonfinite
                 if spec.passthrough:
                     check = False  # NULL is NaN by now; nothing else changes
                 elif arr.null_count:
