@@ -141,3 +141,32 @@ def test_finite_inputs_take_the_pass_without_checks_and_agree(ws: Any, model: st
     # one row with a huge value overflows its sum: the imputing pass runs, with the same result
     huge = table.set_column(0, "x0", pa.array(np.r_[1e308, table["x0"].to_numpy()[1:]]))
     assert np.array_equal(predictor._fused_linear_scores(huge), _scores(predictor, huge))
+
+
+@pytest.mark.parametrize(
+    ("model_type", "output"), [("linear_reg", "predicted_y"), ("kmeans", "CENTROID_ID")]
+)
+def test_a_transform_clause_applies_on_the_fast_paths(
+    ws: Any, model_type: str, output: str
+) -> None:
+    options = (
+        "input_label_cols=['y'], data_split_method='no_split'"
+        if model_type == "linear_reg"
+        else "num_clusters=3"
+    )
+    label = ", y" if model_type == "linear_reg" else ""
+    ws.sql(
+        f"CREATE OR REPLACE MODEL d.tf OPTIONS(model_type='{model_type}', {options}) "
+        f"TRANSFORM(x0 * 10 AS x0, x2{label}) "
+        "AS SELECT x0, x2, y FROM d.t WHERE isfinite(x2)"
+    )
+    whole = ws.sql(
+        f"SELECT x0, {output} FROM ML.PREDICT(MODEL d.tf, (SELECT x0, x2 FROM d.t))"
+    ).to_arrow()
+    few = ws.sql(
+        f"SELECT x0, {output} FROM ML.PREDICT(MODEL d.tf, (SELECT x0, x2 FROM d.t LIMIT 50))"
+    ).to_arrow()
+    assert whole.num_rows >= _FUSED_LINEAR_ROWS > few.num_rows
+    by_x0 = dict(zip(whole["x0"].to_pylist(), whole[output].to_pylist(), strict=True))
+    pairs = zip(few["x0"].to_pylist(), few[output].to_pylist(), strict=True)
+    assert all(by_x0[x] == v for x, v in pairs)

@@ -155,7 +155,9 @@ class TransformedPreprocessor:
     """A fitted FeaturePreprocessor behind a TRANSFORM: ``transform`` takes raw rows.
 
     Everything else (feature names, ``to_dict``, feature info …) is the inner preprocessor's,
-    which describes the transformed features; ``input_schema`` is the raw input columns.
+    which describes the transformed features; ``input_schema`` is the raw input columns. A
+    method that reads rows (``transform``, ``numeric_blocks``) must be defined here, so that
+    the rows go through the TRANSFORM first.
     """
 
     def __init__(self, inner: Any, sql_transform: SqlTransform) -> None:
@@ -167,6 +169,10 @@ class TransformedPreprocessor:
     ) -> np.ndarray:
         rows = self.sql_transform.apply(table)
         return self.inner.transform(rows, dtype=dtype, order=order)  # type: ignore[no-any-return]
+
+    def numeric_blocks(self, table: pa.Table, **kwargs: Any) -> Any:
+        """The inner preprocessor's :meth:`numeric_blocks` of the TRANSFORM's output rows."""
+        return self.inner.numeric_blocks(self.sql_transform.apply(table), **kwargs)
 
     @property
     def input_schema(self) -> list[dict[str, str]]:
