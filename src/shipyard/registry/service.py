@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Integer, String, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from shipyard.context import Context
@@ -56,6 +56,48 @@ _PREDICTOR_CACHE_SIZE = 16
 _SUMMARY_CACHE_SIZE = 256
 # Every column of a version row but the manifest (its summary comes from the cache above).
 _ROW_COLUMNS = [c for c in model_versions.c if c.name != "manifest"]
+
+
+def _lookup_statement() -> Any:
+    """One query for a version lookup: the model's row (exists? expired?), each of its aliases
+    (one row per alias, or one row with none) and, beside each, the version asked for, by
+    number (``:version``) or by alias (``:alias``) -- NULLs where it does not exist. Built once:
+    SQLAlchemy keeps its cache key and compiled form, so a lookup costs one round trip."""
+    wanted = model_aliases.alias("wanted")
+    by_alias = (
+        select(wanted.c.version)
+        .where(
+            wanted.c.model_name == models.c.name,
+            wanted.c.alias == bindparam("alias", type_=String),
+        )
+        .scalar_subquery()
+    )
+    number = func.coalesce(bindparam("version", type_=Integer), by_alias)
+    source = models.outerjoin(model_aliases, model_aliases.c.model_name == models.c.name).outerjoin(
+        model_versions,
+        and_(model_versions.c.model_name == models.c.name, model_versions.c.version == number),
+    )
+    return (
+        select(
+            models.c.expiration_time.label("model_expiration_time_"),
+            model_aliases.c.alias.label("alias_"),
+            model_aliases.c.version.label("alias_version_"),
+            *_ROW_COLUMNS,
+        )
+        .select_from(source)
+        .where(models.c.name == bindparam("name", type_=String))
+    )
+
+
+_LOOKUP = _lookup_statement()
+_EXPIRATION = select(models.c.expiration_time).where(models.c.name == bindparam("name"))
+_ALIASES = select(model_aliases.c.alias, model_aliases.c.version).where(
+    model_aliases.c.model_name == bindparam("name")
+)
+_MANIFEST = select(model_versions.c.manifest).where(
+    model_versions.c.model_name == bindparam("name"),
+    model_versions.c.version == bindparam("version"),
+)
 
 
 @dataclass
@@ -477,26 +519,35 @@ class ModelService:
         return found
 
     def _get_version(self, name: str, version: int | None, alias: str | None) -> ModelVersion:
-        qname = self._require(name)
+        """One query (see ``_LOOKUP``); the errors, in the order :meth:`_require` and
+        :meth:`_resolve` give them."""
+        qname = QualifiedName.parse(name, kind="model")
+        key = str(qname)
+        wanted_version, wanted_alias = _lookup_keys(version, alias)
+        params = {"name": key, "version": wanted_version, "alias": wanted_alias}
         with self.ctx.metadata.connect() as conn:
-            aliases = self._aliases(conn, str(qname))
-            number = self._resolve(str(qname), version, alias, aliases)
-            where = (model_versions.c.model_name == str(qname)) & (
-                model_versions.c.version == number
+            rows = conn.execute(_LOOKUP, params).mappings().all()
+        if not rows:
+            raise NotFound(f"model {qname} not found", resource=f"models/{qname}")
+        self._check_not_expired(qname, rows[0]["model_expiration_time_"])
+        aliases = {r["alias_"]: r["alias_version_"] for r in rows if r["alias_"] is not None}
+        number = self._resolve(key, version, alias, aliases)
+        row = rows[0]
+        if row["version"] is None:
+            raise NotFound(
+                f"model {qname} has no version {number}",
+                resource=f"models/{qname}/versions/{number}",
             )
-            row = conn.execute(select(*_ROW_COLUMNS).where(where)).mappings().first()
-            if row is None:
-                raise NotFound(
-                    f"model {qname} has no version {number}",
-                    resource=f"models/{qname}/versions/{number}",
-                )
-            digest = row["manifest_digest"]
-            with self._summaries_lock:
-                summary = self._summaries.get(digest)
-            if summary is None:  # the digest names the manifest's bytes: never stale
-                manifest = conn.execute(select(model_versions.c.manifest).where(where)).scalar_one()
-                summary = _summary(manifest)
-                self._remember(digest, summary)
+        digest = row["manifest_digest"]
+        with self._summaries_lock:
+            summary = self._summaries.get(digest)
+        if summary is None:  # the digest names the manifest's bytes: never stale
+            with self.ctx.metadata.connect() as conn:
+                manifest = conn.execute(_MANIFEST, {"name": key, "version": number}).scalar()
+            if manifest is None:  # dropped since the lookup above
+                raise NotFound(f"model {qname} not found", resource=f"models/{qname}")
+            summary = _summary(manifest)
+            self._remember(digest, summary)
         return _version(row, aliases, summary)
 
     def _remember(self, digest: str, summary: tuple[str, Signature]) -> None:
@@ -648,18 +699,20 @@ class ModelService:
     def _require(self, name: str) -> QualifiedName:
         qname = QualifiedName.parse(name, kind="model")
         with self.ctx.metadata.connect() as conn:
-            row = conn.execute(
-                select(models.c.expiration_time).where(models.c.name == str(qname))
-            ).first()
+            row = conn.execute(_EXPIRATION, {"name": str(qname)}).first()
         if row is None:
             raise NotFound(f"model {qname} not found", resource=f"models/{qname}")
-        if self._expire_if_due(str(qname), row.expiration_time):
+        self._check_not_expired(qname, row.expiration_time)
+        return qname
+
+    def _check_not_expired(self, qname: QualifiedName, expiration_time: datetime | None) -> None:
+        """NotFound (and the model deleted) once its expiration time has passed."""
+        if expiration_time is not None and self._expire_if_due(str(qname), expiration_time):
             raise NotFound(
-                f"model {qname} not found: it expired at {row.expiration_time.isoformat()} "
+                f"model {qname} not found: it expired at {expiration_time.isoformat()} "
                 "and was deleted",
                 resource=f"models/{qname}",
             )
-        return qname
 
     def _resolve(
         self, name: str, version: int | None, alias: str | None, aliases: dict[str, int]
@@ -680,12 +733,7 @@ class ModelService:
 
     @staticmethod
     def _aliases(conn: Any, name: str) -> dict[str, int]:
-        rows = conn.execute(
-            select(model_aliases.c.alias, model_aliases.c.version).where(
-                model_aliases.c.model_name == name
-            )
-        )
-        return {a: v for a, v in rows}
+        return {a: v for a, v in conn.execute(_ALIASES, {"name": name})}
 
     def _model(self, conn: Any, row: Any) -> Model:
         aliases = self._aliases(conn, row["name"])
@@ -818,6 +866,18 @@ def _summary(manifest: dict[str, Any]) -> tuple[str, Signature]:
     third of a lookup): treat ``ModelVersion.signature`` as read-only.
     """
     return manifest.get("task", ""), Signature.model_validate(manifest["signature"])
+
+
+def _lookup_keys(version: Any, alias: Any) -> tuple[int | None, str | None]:
+    """The ``:version`` and ``:alias`` a lookup binds: what ``_resolve`` would accept, else
+    NULL (the version columns come back NULL, and ``_resolve`` then gives its error)."""
+    if version is not None:
+        ok = isinstance(version, int) and not isinstance(version, bool) and version >= 1
+        return (int(version) if ok and alias is None else None), None
+    try:
+        return None, _check_alias(alias or DEFAULT_ALIAS)
+    except InvalidArgument:
+        return None, None
 
 
 def _memo_key_ok(name: Any, version: Any, alias: Any) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import duckdb
@@ -85,19 +85,29 @@ class SqlService:
         self._lock = threading.Lock()
         self._names = itertools.count()
         self._parsed: OrderedDict[str, list[exp.Expression]] = OrderedDict()
+        # DuckDB SQL of one-statement scripts, by their text (see _duckdb_text); bounded alike.
+        self._duckdb_texts: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     # -- entry points ---------------------------------------------------------------------
 
     def execute(self, sql: str) -> QueryResult:
         """Run a script and return the last statement's result (waits)."""
         statements = self._parse(sql)
-        job, result = self.ctx.engine.run(
+
+        def run(job: JobContext) -> QueryResult:
+            result = self._run_script(job, sql, statements)
+            result.job_id = job.job_id
+            return result
+
+        # The job's record keeps what submit's keeps: the result's info (never its repr, which
+        # formats rows).
+        _, result = self.ctx.engine.run(
             "query",
-            lambda job: self._run_script(job, sql, statements),
+            run,
             description=_describe(sql),
             params={"sql": sql},
+            summary=QueryResult.info,
         )
-        result.job_id = job.id
         return result
 
     def submit(self, sql: str) -> Job:
@@ -163,7 +173,8 @@ class SqlService:
                 job.check_cancelled()
                 statement = temp.rewrite(statement)
                 text = sql if len(statements) == 1 else statement.sql(dialect=ShipyardBigQuery)
-                result = self._run_statement(job, statement, text)
+                whole = len(statements) == 1  # the statement is the script, as parsed
+                result = self._run_statement(job, statement, text, script=sql if whole else None)
                 if len(statements) > 1:
                     job.log(f"statement {i + 1}/{len(statements)}: {result.statement_type}")
         finally:
@@ -171,7 +182,9 @@ class SqlService:
                 job.log(f"dropped TEMP model {name}")
         return result
 
-    def _run_statement(self, job: JobContext, statement: exp.Expression, text: str) -> QueryResult:
+    def _run_statement(
+        self, job: JobContext, statement: exp.Expression, text: str, script: str | None = None
+    ) -> QueryResult:
         if isinstance(statement, exp.Create) and statement.kind == "MODEL":
             return create_model(self, job, statement, text)
         if isinstance(statement, exp.Drop) and statement.kind == "MODEL":
@@ -181,7 +194,7 @@ class SqlService:
         if isinstance(statement, ExportModel):
             return export_model(self, statement)
         with self.models.statement_scope():  # each model looked up once in the statement
-            return self._run_query(statement, job, text)
+            return self._run_query(statement, job, text, script=script)
 
     def _drop_model(self, statement: exp.Drop) -> QueryResult:
         names = [table_name(t) for t in statement.args.get("tables") or [statement.this]]
@@ -198,16 +211,26 @@ class SqlService:
         return QueryResult(pa.table({}), statement_type="DROP_MODEL", message=message)
 
     def _run_query(
-        self, statement: exp.Expression, job: JobContext | None = None, text: str | None = None
+        self,
+        statement: exp.Expression,
+        job: JobContext | None = None,
+        text: str | None = None,
+        *,
+        script: str | None = None,
     ) -> QueryResult:
+        """Run a DuckDB statement (ML functions included). ``statement`` is the caller's own
+        tree: its ML functions are replaced in place, without a copy. ``script``: the text
+        ``statement`` was parsed from, when it is the whole script (see :meth:`_duckdb_text`)."""
         statement_type, written = _statement_type(statement)
         # What the statement reads, resolved before it runs (cheap: metadata lookups, no hashing).
         reads = self._reads(statement, written) if written is not None else None
+        if written is not None and text is None:
+            text = statement.sql(dialect=ShipyardBigQuery)  # before the rewrite
         writes = statement_type != "SELECT"
         if writes:
             self.tables.forget()  # DDL and DML may touch any table
         try:
-            rows = self.query_arrow(statement)
+            rows = self._query_arrow(statement, script)
         finally:
             if writes:  # again: a concurrent read may have looked while this one wrote
                 self.tables.forget()
@@ -225,7 +248,7 @@ class SqlService:
                         "sql_statement",
                         statement_type,
                         {
-                            "statement": text or statement.sql(dialect=ShipyardBigQuery),
+                            "statement": text,
                             "statement_type": statement_type,
                             "job_id": job.job_id if job is not None else None,
                         },
@@ -268,23 +291,52 @@ class SqlService:
 
     def query_arrow(self, statement: exp.Expression) -> pa.Table:
         """Run one statement (ML functions included) on a private cursor; rows as Arrow."""
-        tree = statement.copy()
+        return self._query_arrow(statement.copy())  # ML functions are replaced in the copy
+
+    def _query_arrow(self, tree: exp.Expression, script: str | None = None) -> pa.Table:
         cur = self.ctx.warehouse.cursor()
         try:
             with self.models.statement_scope():  # each model looked up once
-                results = self.materialise_ml_functions(cur, tree, register_last=False)
+                results = self.materialise_ml_functions(
+                    cur, tree, register_last=False, script=script
+                )
             direct = _passthrough(tree, results)
             if direct is not None:  # the last result is the answer: DuckDB never reads it
                 return direct
             if results:
                 name = next(reversed(results))
                 cur.register(name, results[name])
-            return fetch_arrow(cur, to_duckdb(tree))
+            key = None if results or script is None else ("statement", script)
+            return fetch_arrow(cur, self._duckdb_text(key, lambda: to_duckdb(tree)))
         finally:
             cur.close()  # and with it every table registered on it
 
+    def _duckdb_text(self, key: tuple[str, str] | None, write: Callable[[], str]) -> str:
+        """``write()``: DuckDB SQL written from a tree that is a pure function of ``key``'s
+        script text (``parse(script)`` unchanged, or the input of its only ML function), so
+        from a cache keyed by that text: writing it copies and walks the tree (~0.1 ms of a
+        1 ms statement). No key, no cache."""
+        if key is None or len(key[1]) > _PARSE_CACHE_CHARS:
+            return write()
+        with self._lock:
+            text = self._duckdb_texts.get(key)
+            if text is not None:
+                self._duckdb_texts.move_to_end(key)
+                return text
+        text = write()
+        with self._lock:
+            self._duckdb_texts[key] = text
+            while len(self._duckdb_texts) > _PARSE_CACHE_SIZE:
+                self._duckdb_texts.popitem(last=False)
+        return text
+
     def materialise_ml_functions(
-        self, cur: duckdb.DuckDBPyConnection, tree: exp.Expression, *, register_last: bool = True
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        tree: exp.Expression,
+        *,
+        register_last: bool = True,
+        script: str | None = None,
     ) -> dict[str, pa.Table]:
         """Replace every ML.* call in ``tree`` (in place) by a table registered on ``cur``.
 
@@ -292,26 +344,33 @@ class SqlService:
         pending call, so nested calls and calls inside CTEs resolve inner first. Returns the
         tables by name, in the order they ran. ``register_last=False`` leaves the last one off
         ``cur`` (registering costs ~0.3 ms, and ``SELECT * FROM ML.PREDICT(…)`` never reads it):
-        the caller registers it before DuckDB runs ``tree``.
+        the caller registers it before DuckDB runs ``tree``. ``script``: the text ``tree`` was
+        parsed from, unchanged; with one ML function, its input's DuckDB SQL is kept by it.
         """
         registered: dict[str, pa.Table] = {}
         pending = [
             n for n in tree.find_all(exp.Predict, MLFunction) if isinstance(n, exp.Expression)
         ]
+        # One call: its input holds no replaced call (whose name changes every time)
+        key = ("input", script) if script is not None and len(pending) == 1 else None
         ctes = _ctes(tree)
         while pending:
             ready = next((n for n in pending if not _blocked(n, pending, ctes)), None)
             if ready is None:  # pragma: no cover - a cycle cannot be written in SQL
                 raise SQLError("ML functions depend on each other in a cycle")
             pending.remove(ready)
-            name, table = self._materialise(cur, ready, ctes)
+            name, table = self._materialise(cur, ready, ctes, key)
             if pending or register_last:
                 cur.register(name, table)
             registered[name] = table
         return registered
 
     def _materialise(
-        self, cur: duckdb.DuckDBPyConnection, node: exp.Expression, ctes: dict[str, exp.CTE]
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        node: exp.Expression,
+        ctes: dict[str, exp.CTE],
+        key: tuple[str, str] | None = None,
     ) -> tuple[str, pa.Table]:
         function = node.function if isinstance(node, MLFunction) else "PREDICT"
         handler = ML_HANDLERS.get(function)
@@ -326,8 +385,8 @@ class SqlService:
         relation = node.args.get("expression")
         rows = None
         if relation is not None:
-            query = _relation_query(relation, ctes)
-            rows = fetch_arrow(cur, to_duckdb(query))
+            text = self._duckdb_text(key, lambda: to_duckdb(_relation_query(relation, ctes)))
+            rows = fetch_arrow(cur, text)
         call = MLCall(
             function=function,
             model=model_name,
@@ -336,7 +395,7 @@ class SqlService:
         )
         out = handler(self, call)
         name = f"__shipyard_ml_{next(self._names)}"
-        replacement: exp.Expression = exp.to_table(name)
+        replacement: exp.Expression = exp.Table(this=exp.to_identifier(name))  # no parse
         target = node.parent if isinstance(node.parent, exp.Table) else node
         alias = target.args.get("alias") if isinstance(target, exp.Table) else None
         if alias is not None:
@@ -415,7 +474,7 @@ def _relation_query(relation: exp.Expression, ctes: dict[str, exp.CTE]) -> exp.E
     if isinstance(relation, exp.Subquery):
         query = relation.this.copy()
     elif isinstance(relation, exp.Table):
-        query = exp.select("*").from_(relation.copy())
+        query = exp.Select(expressions=[exp.Star()]).from_(relation.copy(), copy=False)
     else:
         query = relation.copy()
     needed = _referenced_ctes(relation, ctes)
