@@ -37,6 +37,7 @@ is assembled from flat numpy buffers.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections import OrderedDict
@@ -46,6 +47,7 @@ import numpy as np
 import pyarrow as pa
 
 from shipyard.errors import InvalidArgument
+from shipyard.registry import projection
 from shipyard.registry.preprocessing import FeaturePreprocessor, LabelInfo
 
 __all__ = ["TASKS", "UNSUPERVISED_TASKS", "Predictor"]
@@ -274,56 +276,20 @@ def _linear_scores(model: Any, matrix: np.ndarray, *, classifier: bool) -> np.nd
 
 #: Flavors whose models read a row-major or a column-major matrix alike (same results).
 _EITHER_LAYOUT = ("xgboost", "lightgbm")
+#: From this many rows, KMEANS' ML.PREDICT builds its matrix a block at a time from the input
+#: columns (smaller batches: the matrix of FeaturePreprocessor.transform's small-batch path).
+_FUSED_CLUSTERING_ROWS = 4096
 #: From this many rows, those flavors get a column-major matrix (Predictor.matrix).
 _COLUMN_MAJOR_ROWS = 4096
 
-#: Up to this many clusters, _nearest ranks by pairwise comparisons instead of argsort.
-_RANK_BY_COMPARISON = 16
-_RANK_BLOCK_ROWS = 32768
-
 
 def _nearest(distances: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """(1-based ids, distances) of each row's ``m`` nearest centroids, nearest first.
+    """(1-based ids, distances) of each row's ``m`` nearest centroids, nearest first: a stable
+    argsort's order (ties: the lower id first), found a block of rows at a time (see
+    :mod:`shipyard.registry.clustering_output`)."""
+    from shipyard.registry.clustering_output import nearest_from_distances
 
-    The order of a stable argsort (ties: the lower id first). For a few clusters it is found
-    column-wise, a block of rows at a time: centroid j's rank in a row is the number of
-    centroids before it at most as far plus those after it strictly nearer, k*(k-1)/2 vector
-    comparisons instead of a sort per row (numpy's per-row sort costs ~100 ns a row; this is
-    40 % of it at k = 8): without NaN, "i after j" is "not i before j", so one comparison per
-    pair ranks both. NaN, which argsort puts last, takes the sort.
-    """
-    n, k = distances.shape
-    # The sum is NaN when a distance is (or +inf and -inf meet): then the sort decides.
-    if k > _RANK_BY_COMPARISON or n == 0 or math.isnan(np.einsum("ij->", distances)):
-        order = np.argsort(distances, axis=1, kind="stable")[:, :m]
-        return order + 1, np.take_along_axis(distances, order, axis=1)
-    ids = np.empty((n, m), dtype=np.int64)
-    nearest = np.empty((n, m), dtype=np.float64)
-    after = np.arange(k - 1, -1, -1, dtype=np.int8)[:, None]  # centroids after each one
-    for start in range(0, n, _RANK_BLOCK_ROWS):
-        part = distances[start : start + _RANK_BLOCK_ROWS]
-        columns = np.ascontiguousarray(part.T)  # (k, rows): each centroid's distances
-        # Centroid i starts ranked behind every later centroid and moves ahead of each one
-        # that it is at most as far as; a later centroid j moves behind it then.
-        rank = np.empty(columns.shape, dtype=np.int8)
-        rank[:] = after
-        for i in range(k):
-            ri, ci = rank[i], columns[i]
-            for j in range(i + 1, k):
-                before = ci <= columns[j]
-                ri -= before
-                rank[j] += before
-        owner = np.zeros((m, len(part)), dtype=np.int8)  # owner[r]: the centroid of rank r
-        for j in range(1, k):
-            for r in range(m):
-                owner[r] += (rank[j] == r) * np.int8(j)
-        rows = slice(start, start + len(part))
-        ids[rows] = owner.T
-        ids[rows] += 1
-        # each row's distances at its owners: a flat take (take_along_axis costs ~1.5x)
-        index = owner.T + (np.arange(len(part), dtype=np.intp) * k)[:, None]
-        nearest[rows] = part.reshape(-1)[index]
-    return ids, nearest
+    return nearest_from_distances(distances, m)
 
 
 class Predictor:
@@ -635,14 +601,17 @@ class Predictor:
             return self._predicted_table(
                 table, predictions, probabilities, names, keep_original_columns
             )
-        matrix = self.matrix(table)
         if self.task in UNSUPERVISED_TASKS:
             self._threshold(threshold)  # refuses a threshold
-            columns = self._unsupervised_columns(matrix)
+            if self.task == "clustering":  # KMEANS: from the table, a block at a time
+                columns = self._clustering_columns(table)
+            else:  # PCA (from the table, a block at a time) and AUTOENCODER
+                columns = self._reduction_columns(table)
             if keep_original_columns:
                 columns.extend(table.columns)
                 names = names + table.column_names
             return pa.Table.from_arrays(columns, names=names)
+        matrix = self.matrix(table)
         predictions, probabilities = self.predict_raw(matrix, threshold=threshold)
         return self._predicted_table(
             table, predictions, probabilities, names, keep_original_columns
@@ -785,30 +754,18 @@ class Predictor:
     def _centroid_distances(
         self, matrix: np.ndarray, squared_norms: np.ndarray | None
     ) -> np.ndarray:
-        centers = np.asarray(self.model.cluster_centers_, dtype=np.float64)
-        x = np.asarray(matrix, dtype=np.float64)
-        if self.config.get("distance_type") == "COSINE":
-            # BigQuery ML's cosine distance, sqrt(1 - cosine similarity); an all-zero row or
-            # centroid is at distance 1 from all.
-            xn = np.linalg.norm(x, axis=1, keepdims=True)
-            cn = np.linalg.norm(centers, axis=1, keepdims=True)
-            sim = (x / np.where(xn == 0, 1, xn)) @ (centers / np.where(cn == 0, 1, cn)).T
-            return np.sqrt(np.maximum(1.0 - sim, 0.0))  # type: ignore[no-any-return]
-        # |x|^2 - 2 x.c + |c|^2, in place on the (rows, clusters) product. Doubling is exact
-        # (short of overflow or subnormal products), so 2 * (x @ c) has the bits of the former
-        # (2 * x) @ c without its temporary copy of the whole matrix.
-        sq = x @ centers.T
-        sq *= 2.0
-        if squared_norms is None:
-            squared_norms = np.einsum("ij,ij->i", x, x)
-        np.subtract(squared_norms[:, None], sq, out=sq)
-        sq += np.einsum("ij,ij->i", centers, centers)[None, :]
-        np.maximum(sq, 0.0, out=sq)
-        return np.sqrt(sq, out=sq)  # type: ignore[no-any-return]
+        """The distances, a block of rows at a time (``clustering_output.distances``):
+        EUCLIDEAN ``sqrt(max(|x|² - 2 x·c + |c|², 0))`` on BLAS' product; COSINE BigQuery ML's
+        ``sqrt(1 - cosine similarity)`` (an all-zero row or centroid is at distance 1)."""
+        from shipyard.registry.clustering_output import distances
+
+        cosine = self.config.get("distance_type") == "COSINE"
+        return distances(matrix, self.model.cluster_centers_, cosine, squared_norms)
 
     def principal_components(self, matrix: np.ndarray) -> np.ndarray:
-        """(rows, components): the projection of preprocessed rows on the components (PCA), or
-        the latent layer's activations (AUTOENCODER).
+        """(rows, components): the projection of preprocessed rows on the components (PCA;
+        column-major, so each component's values are contiguous), or the latent layer's
+        activations (AUTOENCODER).
 
         The products are thin (rows x a few columns): from ``_FEW_ROWS`` rows BLAS runs on one
         thread (see ``one_blas_thread``); a row's values do not depend on the thread count.
@@ -821,23 +778,51 @@ class Predictor:
         with one_blas_thread():
             return _latent(self.model, x)
 
+    def _reduction_columns(self, table: pa.Table) -> list[pa.Array | pa.ChunkedArray]:
+        """ML.PREDICT's PCA / AUTOENCODER columns of ``table``. A PCA model on numeric
+        features projects a large table a block of rows at a time from its columns, without
+        the whole matrix (see :mod:`shipyard.registry.projection`; the same bits). Not behind a
+        TRANSFORM: the block path reads the input columns as they come."""
+        if (
+            table.num_rows >= 8192  # two blocks at least (see projection.block_rows)
+            and self.config.get("model_type") == "PCA"
+            and not self.config.get("transform")
+            and self._dtype == np.float64
+        ):
+            with one_blas_thread():
+                projected = projection.project_table(self.model, self.preprocessor, table)
+            if projected is not None:
+                return [pa.array(projected[:, i]) for i in range(projected.shape[1])]
+        return self._unsupervised_columns(self.matrix(table))
+
     def _unsupervised_columns(self, matrix: np.ndarray) -> list[pa.Array | pa.ChunkedArray]:
         if self.task == "dimensionality_reduction":
             projected = self.principal_components(matrix)
             return [pa.array(projected[:, i], type=pa.float64()) for i in range(projected.shape[1])]
-        distances = self.centroid_distances(matrix)
-        n, k = distances.shape
-        m = min(k, MAX_NEAREST_CENTROIDS)
-        ids, nearest = _nearest(distances, m)
-        entries = pa.StructArray.from_arrays(
-            [pa.array(ids.reshape(-1), type=pa.int64()), pa.array(nearest.reshape(-1))],
-            names=["CENTROID_ID", "DISTANCE"],
-        )
-        offsets = pa.array(np.arange(0, n * m + 1, m, dtype=np.int32))
-        return [
-            pa.array(ids[:, 0], type=pa.int64()),
-            pa.ListArray.from_arrays(offsets, entries),
-        ]
+        return self._clustering_columns(matrix=matrix)
+
+    def _clustering_columns(
+        self, table: pa.Table | None = None, *, matrix: np.ndarray | None = None
+    ) -> list[pa.Array | pa.ChunkedArray]:
+        """KMEANS' ``CENTROID_ID`` and ``NEAREST_CENTROIDS_DISTANCE`` of ``table`` (or of its
+        model ``matrix``): distances and ranking a block of rows at a time, the blocks of a
+        large all-numeric table built from its columns without the whole matrix (see
+        :mod:`shipyard.registry.clustering_output`); the same values either way."""
+        from shipyard.registry import clustering_output as co
+
+        centers = self.model.cluster_centers_
+        cosine = self.config.get("distance_type") == "COSINE"
+        m = min(len(centers), MAX_NEAREST_CENTROIDS)
+        n = len(matrix) if matrix is not None else table.num_rows  # type: ignore[union-attr]
+        with one_blas_thread() if n > _FEW_ROWS else contextlib.nullcontext():
+            found = None
+            if matrix is None and n >= _FUSED_CLUSTERING_ROWS and self._dtype == np.float64:
+                found = co.nearest_from_table(self.preprocessor, table, centers, cosine, m)
+            if found is None:
+                if matrix is None:
+                    matrix = self.matrix(table)  # type: ignore[arg-type]
+                found = co.nearest_from_matrix(matrix, centers, cosine, m)
+        return co.nearest_columns(*found)
 
 
 def _latent(model: Any, x: np.ndarray) -> np.ndarray:
@@ -848,11 +833,16 @@ def _latent(model: Any, x: np.ndarray) -> np.ndarray:
     components = getattr(model, "components_", None)
     if components is None or getattr(model, "whiten", True):
         return np.asarray(model.transform(x))
-    projected = x @ components.T  # scikit-learn's PCA.transform: the centring after the product
-    projected -= np.reshape(model.mean_, (1, -1)) @ components.T
-    if not np.isfinite(np.sum(projected)):
+    product = x @ components.T  # scikit-learn's PCA.transform: the centring after the product
+    shift = np.reshape(model.mean_, (1, -1)) @ components.T
+    # The centring written component by component: one pass instead of an in-place one and
+    # then a strided copy per output column (300k x 5: ~1 ms less); the result is the
+    # column-major (rows, components) view, whose columns Arrow takes without copying.
+    projected = np.empty((product.shape[1], len(x)))
+    np.subtract(product.T, shift.T, out=projected)
+    if not math.isfinite(np.einsum("ij->", projected)):  # einsum: a plain, cheap sum
         return np.asarray(model.transform(x))
-    return projected  # type: ignore[no-any-return]
+    return projected.T
 
 
 _BLAS_CONTROLLER: Any = None

@@ -49,6 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shipyard.errors import InvalidArgument
+from shipyard.registry.clustering_output import distances_with_nearest, own_products
 from shipyard.registry.predictor import Predictor
 from shipyard.registry.preprocessing import FeaturePreprocessor
 from shipyard.sql.training import Progress, UnsupervisedFit, check_warm_start, one_blas_thread
@@ -249,14 +250,17 @@ def train_kmeans(
         "distance_type": options.distance_type,
         "num_clusters": k,
     }
-    predictor = Predictor("clustering", model, "sklearn", preprocessor, None, "", config)
     with one_blas_thread():  # (rows x features) @ (features x clusters): thin products
         # EUCLIDEAN: the distances and Davies-Bouldin share the rows' squared norms
         norms = None
         if not cosine:
             norms = np.einsum("ij,ij->i", x, x) if x_norms is None else x_norms
-        distances = predictor.centroid_distances(x, squared_norms=norms)
-        assigned = _assignments(distances)  # for the metrics and the anomaly statistics
+        # Predictor.centroid_distances, with each row's nearest centroid found in the same
+        # blocks (_assignments' values: argmin's first of equal distances)
+        distances, labels, nearest = distances_with_nearest(
+            x, model.cluster_centers_, cosine, norms
+        )
+        assigned = (labels, nearest)  # for the metrics and the anomaly statistics
         # The last Lloyd step's update is the mean of each cluster's rows: Davies-Bouldin's
         # centroids, when its assignment is this one (it can differ on a near tie).
         means = None
@@ -333,7 +337,7 @@ def _lloyd_steps(
         )
         for iteration in range(iterations):
             centers, centers_new = centers_new, centers  # centers: this iteration's result
-            moved = not np.allclose(centers, centers_new, rtol=0.0, atol=1e-12)
+            moved = _moved(centers, centers_new)
             # The assignment to this iteration's centroids gives its loss and cluster sizes;
             # it is also the next iteration's step (after the last one, only its update is
             # used: the cluster radii).
@@ -395,6 +399,15 @@ def _lloyd_steps(
     return model, rows, update
 
 
+def _moved(centers: np.ndarray, previous: np.ndarray) -> bool:
+    """``not np.allclose(centers, previous, rtol=0, atol=1e-12)``: whether a centroid moved.
+    Its test on finite values, without allclose's ~0.2 ms of temporaries and error-state
+    contexts per iteration; a NaN or infinite centroid takes allclose itself."""
+    if not (np.isfinite(centers).all() and np.isfinite(previous).all()):
+        return not np.allclose(centers, previous, rtol=0.0, atol=1e-12)
+    return not bool((np.abs(centers - previous) <= 1e-12).all())
+
+
 def _assignments(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(each row's nearest centroid, its distance to it): the first of equal distances."""
     labels = np.argmin(distances, axis=1)
@@ -446,9 +459,12 @@ def _davies_bouldin(
     n = len(x)
     counts = np.bincount(labels, minlength=k)
     present = np.flatnonzero(counts)  # scikit-learn counts only the clusters that have rows
-    position = np.zeros(k, dtype=np.int64)
-    position[present] = np.arange(len(present))
-    own = position[labels]
+    if len(present) == k:
+        own = labels
+    else:
+        position = np.zeros(k, dtype=np.int64)
+        position[present] = np.arange(len(present))
+        own = position[labels]
     if cluster_means is not None:
         centroids = np.ascontiguousarray(cluster_means[present], dtype=np.float64)
     else:
@@ -456,8 +472,9 @@ def _davies_bouldin(
         indicator[np.arange(n), own] = 1.0
         centroids = (indicator.T @ x) / counts[present][:, None]
         del indicator
-    products = x @ centroids.T
-    squared = -2.0 * products[np.arange(n), own]
+    # each row's product with its own centroid: (x @ centroids.T)[arange, own], a block of
+    # rows at a time
+    squared = -2.0 * own_products(x, centroids, own)
     squared += np.einsum("ij,ij->i", x, x) if norms is None else norms
     squared += np.einsum("ij,ij->i", centroids, centroids)[own]
     intra = np.bincount(own, weights=np.sqrt(np.maximum(squared, 0.0))) / counts[present]
