@@ -73,7 +73,12 @@ def train_pca(
     preprocessor = FeaturePreprocessor.fit(
         table, features, standardize=options.scale_features, categorical_encoding="one_hot"
     )
-    x = preprocessor.transform(table, dtype=np.float64)
+    # Column-major: each numeric column is one contiguous copy (300k x 20: 12 ms of CPU against
+    # 20 row-major), scikit-learn's column means are then pairwise sums down contiguous columns
+    # (10 ms less than running sums down strided ones, and more accurate), and the
+    # reconstruction errors read each feature's values contiguously (_column_major_errors).
+    # PCA.fit: 14 ms against 24; the model moves in the last bits (mean_ by ~1e-17 here).
+    x = preprocessor.transform(table, dtype=np.float64, order="F")
     limit = min(n, x.shape[1])
     components: int | float
     solver = _SOLVERS[options.pca_solver]
@@ -123,23 +128,29 @@ def train_pca(
 def _reconstruction_errors(model: Any, x: np.ndarray) -> np.ndarray:
     """Each row's mean squared error between ``x`` and ``inverse_transform(transform(x))``.
 
-    scikit-learn's arithmetic (a projection centred after the product, then back), without its
-    input checks and in place: the (rows, features) temporaries were most of the time.
+    scikit-learn's arithmetic (a projection centred after the product, then back) on the same
+    matrix, bit for bit, without its input checks and in place: the (rows, features)
+    temporaries were most of the time. The two products run on the whole matrix (BLAS may
+    treat a block of rows differently from the same rows inside a larger matrix); the
+    element-wise rest goes in row blocks that stay in the CPU cache.
     """
     if model.whiten:
         restored = model.inverse_transform(model.transform(x))
         return np.mean((x - restored) ** 2, axis=1)  # type: ignore[no-any-return]
     components = model.components_
-    n = len(x)
+    n, width = x.shape
     if n == 0:
         return np.zeros(0)
     with one_blas_thread():  # thin products: see training.one_blas_thread
         projected = x @ components.T
         projected -= model.mean_.reshape(1, -1) @ components.T
         restored = projected @ components
-    # The element-wise rest in row blocks that stay in the CPU cache, and the mean added as a
-    # (block, features) tile rather than broadcast from one row: the same operations on the
-    # same values (a row's error never depends on the block), 19 ms down to 15 at 300k x 20.
+    del projected
+    if x.flags.f_contiguous and width > 1:
+        return _column_major_errors(restored, x, model.mean_)
+    # The mean added as a (block, features) tile rather than broadcast from one row: the same
+    # operations on the same values (a row's error never depends on the block), 19 ms down to
+    # 15 at 300k x 20.
     rows = min(_BLOCK_ROWS, n)
     mean = np.tile(model.mean_, (rows, 1))
     errors = np.empty(n)
@@ -151,6 +162,69 @@ def _reconstruction_errors(model: Any, x: np.ndarray) -> np.ndarray:
         np.square(block, out=block)
         np.mean(block, axis=1, out=errors[lo:hi])
     return errors
+
+
+def _column_major_errors(restored: np.ndarray, x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """The row-major path's values for a column-major ``x``, a block of rows at a time with
+    the features as rows of a scratch block: ``restored + mean`` lands there transposed, then
+    each feature's values subtract one contiguous run of ``x`` (not a strided one) and the
+    rows' means are numpy's own pairwise sums (:func:`_pairwise_column_sums`) as vector
+    operations down the block: 300k x 20, 36 ms of CPU against 40 for the row-major path on
+    this layout (np.mean over 20 values per row costs ~25 ns a row; these sums 6).
+    """
+    n, width = x.shape
+    rows = min(_BLOCK_ROWS, n)
+    column = mean.reshape(-1, 1)
+    scratch = np.empty((width, rows))
+    errors = np.empty(n)
+    for lo in range(0, n, rows):
+        hi = min(n, lo + rows)
+        block = scratch[:, : hi - lo]
+        np.add(restored[lo:hi].T, column, out=block)
+        block -= x[lo:hi].T
+        np.square(block, out=block)
+        _pairwise_column_sums(block, errors[lo:hi])
+    errors /= width  # np.mean's division of the sums by the count
+    return errors
+
+
+def _pairwise_column_sums(block: np.ndarray, out: np.ndarray) -> None:
+    """``out[j]`` = the sum of ``block[:, j]`` as numpy's ``add.reduce`` sums a contiguous row
+    of ``len(block)`` values: 0.0 (the reduction's start) plus the values' pairwise sum, where
+    below 8 values they are added one after the other to 0.0; up to 128, eight running sums
+    over steps of 8 are combined as ``((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))``, then
+    the remainder is added one by one; beyond, the two halves (the first a multiple of 8 long)
+    are summed so and added. Here each value is a row of the block, a column's worth of
+    operands, so each step is one vector operation. ``block`` is overwritten.
+    """
+    _pairwise_sums(block, out)
+    out += 0.0  # the reduction's start: a sum of -0.0 values is +0.0, as numpy's
+
+
+def _pairwise_sums(block: np.ndarray, out: np.ndarray) -> None:
+    n = len(block)
+    if n < 8:
+        out[...] = 0.0
+        for row in block:
+            out += row
+        return
+    if n <= 128:
+        sums = block[:8]
+        stop = n - n % 8
+        for i in range(8, stop, 8):
+            sums += block[i : i + 8]
+        np.add(sums[0::2], sums[1::2], out=sums[0::2])  # r0+r1, r2+r3, r4+r5, r6+r7
+        np.add(sums[0::4], sums[2::4], out=sums[0::4])  # (r0+r1)+(r2+r3), (r4+r5)+(r6+r7)
+        np.add(sums[0], sums[4], out=out)
+        for i in range(stop, n):
+            out += block[i]
+        return
+    half = n // 2
+    half -= half % 8
+    _pairwise_sums(block[:half], out)
+    right = np.empty_like(out)
+    _pairwise_sums(block[half:], right)
+    out += right
 
 
 def evaluate_pca_rows(predictor: Predictor, rows: pa.Table) -> dict[str, float | None]:
@@ -168,7 +242,9 @@ def evaluate_pca_rows(predictor: Predictor, rows: pa.Table) -> dict[str, float |
 def detect_pca_anomalies(predictor: Predictor, rows: pa.Table, contamination: float) -> pa.Table:
     from shipyard.sql.clustering import anomaly_threshold
 
-    x = predictor.preprocessor.transform(rows, dtype=np.float64)
+    # column-major, as in training: the same matrix, so the training rows' errors here are
+    # the ones training ranked (and a cheaper transform)
+    x = predictor.preprocessor.transform(rows, dtype=np.float64, order="F")
     errors = _reconstruction_errors(predictor.model, x) if len(rows) else np.zeros(0)
     threshold = anomaly_threshold(predictor.config, contamination)
     out = {
