@@ -260,3 +260,41 @@ def test_training_metrics_equal_ml_evaluate_on_the_training_rows(repeats: bool) 
     items = pc.index_in(table.column("item"), value_set=model.item_ids).to_numpy()
     ratings = table.column("rating").to_numpy()
     assert fit.metrics == ranking_metrics(model, users, items, ratings)
+
+
+def test_a_narrow_rated_range_among_spread_scores_ranks_by_the_bins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each user's rated range is what the bins cover: two rated items whose scores differ by
+    about 1e-11 (relative) among items spread far above and below them (which fall into the
+    end bins) still get exact ranks, without the sort."""
+    model = _model(6, 300, 5, seed=11)
+    model.item_factors[1] = model.item_factors[0] * (1.0 + 1e-11)
+    model.item_factors[2] = model.item_factors[0]  # an exact tie with item 0
+    pair_users = np.repeat(np.arange(6), 2)
+    pair_items = np.tile([0, 1], 6)
+    fallbacks: list[int] = []
+    sorted_block = recommend_ranks._sorted_block
+    monkeypatch.setattr(
+        recommend_ranks, "_sorted_block", lambda *a: fallbacks.append(1) or sorted_block(*a)
+    )
+    ranks, squared = recommend_ranks.ranks_and_squared_error(
+        model, pair_users, pair_items, np.arange(6)
+    )
+    assert not fallbacks
+    assert np.array_equal(ranks, _brute_force(model, pair_users, pair_items))
+    assert squared == pytest.approx(_squared(model, pair_users, pair_items), rel=1e-12)
+
+
+def test_the_squared_error_when_the_items_gram_matrix_overflows() -> None:
+    """Zero user factors with huge item factors: every score is 0 (all tied at rank 1), and the
+    items' Gram matrix overflows, so the squared error comes from the scores themselves."""
+    model = _model(4, 50, 3)
+    model.user_factors[:] = 0.0
+    model.item_factors[:] = 1e200
+    pair_users, pair_items = np.array([0, 0, 3]), np.array([4, 9, 0])
+    ranks, squared = recommend_ranks.ranks_and_squared_error(
+        model, pair_users, pair_items, np.array([0, 3])
+    )
+    assert np.array_equal(ranks, [1, 1, 1])
+    assert squared == 3.0  # (0 - 1)² for each rated pair, 0 elsewhere
