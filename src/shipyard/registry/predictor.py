@@ -163,6 +163,9 @@ def _probs_column(
 #: larger ones column by column, in blocks of ``_LINEAR_BLOCK_ROWS`` rows (the same arithmetic).
 _SMALL_LINEAR_ROWS = 256
 _LINEAR_BLOCK_ROWS = 8192
+#: Rows per block of the fused path (no transposed copy to keep in cache: larger blocks, fewer
+#: NumPy calls; 300k x 20: 8.6 ms of CPU against 9.9 at 8,192 rows).
+_FUSED_BLOCK_ROWS = 32768
 #: From this many rows ML.PREDICT scores a linear model straight from its input columns.
 _FUSED_LINEAR_ROWS = 4096
 
@@ -194,9 +197,11 @@ def _accumulate(
 
     ``columns``: ``(offset, values, center, inverse)`` per column in order, the column being
     ``(values - center) * inverse`` (``inverse`` None: ``values``), as
-    :meth:`FeaturePreprocessor.numeric_blocks` gives them.
+    :meth:`FeaturePreprocessor.numeric_blocks` gives them. ``scratch``: two float64 rows of at
+    least ``stop - start`` values.
     """
-    t = scratch[: stop - start]
+    t, product = scratch[:, : stop - start]
+    targets = [decision[k, start:stop] for k in range(len(coef))]
     first = True
     for offset, values, center, inv in columns:
         if inv is None:
@@ -204,12 +209,12 @@ def _accumulate(
         else:
             z = np.subtract(values, center, out=t)
             np.multiply(t, inv, out=t)
-        for k in range(len(coef)):
-            target = decision[k, start:stop]
+        for k, target in enumerate(targets):
             if first:
                 np.multiply(z, coef[k, offset], out=target)
             else:
-                target += z * coef[k, offset]
+                np.multiply(z, coef[k, offset], out=product)
+                target += product
         first = False
 
 
@@ -229,7 +234,7 @@ def _linear_decision(matrix: np.ndarray, coef: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(np.cumsum(products, axis=2)[:, :, -1].T)
     decision = np.empty((len(coef), n))
     rows = min(n, _LINEAR_BLOCK_ROWS)
-    scratch = np.empty(rows)
+    scratch = np.empty((2, rows))
     # a row-major block is first copied column by column (in cache): strided columns cost ~2x
     transposed = None if matrix.flags.f_contiguous else np.empty((width, rows))
     for start in range(0, n, _LINEAR_BLOCK_ROWS):
@@ -650,13 +655,13 @@ class Predictor:
     ) -> np.ndarray | None:
         """(K, rows): :func:`_linear_decision` of ``table``'s matrix, from its columns."""
         blocks = self.preprocessor.numeric_blocks(
-            table, rows=_LINEAR_BLOCK_ROWS, impute_nonfinite=impute_nonfinite
+            table, rows=_FUSED_BLOCK_ROWS, impute_nonfinite=impute_nonfinite
         )
         if blocks is None:
             return None
         n = table.num_rows
         decision = np.empty((len(coef), n))
-        scratch = np.empty(min(n, _LINEAR_BLOCK_ROWS))
+        scratch = np.empty((2, min(n, _FUSED_BLOCK_ROWS)))
         for start, stop, columns in blocks:
             _accumulate(decision, start, stop, columns, coef, scratch)
         return decision
