@@ -52,6 +52,7 @@ from shipyard.errors import InvalidArgument
 from shipyard.registry.clustering_output import distances_with_nearest, own_products
 from shipyard.registry.predictor import Predictor
 from shipyard.registry.preprocessing import FeaturePreprocessor
+from shipyard.sql.evaluation import sorted_quantiles
 from shipyard.sql.training import Progress, UnsupervisedFit, check_warm_start, one_blas_thread
 
 if TYPE_CHECKING:
@@ -501,8 +502,23 @@ def anomaly_statistics(
         rms = float(np.sqrt(squared[j] / counts[j])) if counts[j] else 0.0
         scales.append(rms if rms > 0 else 1.0)
     normalized = _scaled_minimum(distances, scales)
-    quantiles = np.quantile(normalized, np.linspace(0.0, 1.0, _QUANTILES))
+    quantiles = training_quantiles(normalized)
     return {"distance_scales": scales, "anomaly_quantiles": [float(q) for q in quantiles]}
+
+
+def training_quantiles(values: np.ndarray, count: int = _QUANTILES) -> np.ndarray:
+    """``np.quantile(values, np.linspace(0, 1, count))`` bit for bit, from one sort.
+
+    ``np.quantile`` selects its ~2 x ``count`` order statistics with a multi-pivot partition
+    that costs more than a full sort (18 ms against 14 ms at 300k rows); the sorted array holds
+    the same order statistics, interpolated as NumPy does by
+    :func:`~shipyard.sql.evaluation.sorted_quantiles` (which declines NaN and zeros of both
+    signs: then ``np.quantile`` itself runs).
+    """
+    result = sorted_quantiles(np.sort(values), count)
+    if result is None:
+        return np.quantile(values, np.linspace(0.0, 1.0, count))  # type: ignore[no-any-return]
+    return result
 
 
 def _scaled_minimum(distances: np.ndarray, scales: list[float]) -> np.ndarray:

@@ -37,7 +37,12 @@ import pyarrow as pa
 from shipyard.errors import InvalidArgument
 from shipyard.registry.predictor import Predictor
 from shipyard.registry.preprocessing import FeaturePreprocessor
-from shipyard.sql.clustering import _QUANTILES, _with_inputs, feature_rows, require_model_type
+from shipyard.sql.clustering import (
+    _with_inputs,
+    feature_rows,
+    require_model_type,
+    training_quantiles,
+)
 from shipyard.sql.training import Progress, UnsupervisedFit, one_blas_thread
 
 if TYPE_CHECKING:
@@ -99,7 +104,7 @@ def train_pca(
     errors = _reconstruction_errors(model, x)
     ratio = float(np.sum(model.explained_variance_ratio_))
     report(1.0, f"fitted PCA: {k} components explain {ratio:.4g} of the variance")
-    quantiles = np.quantile(errors, np.linspace(0.0, 1.0, _QUANTILES))
+    quantiles = training_quantiles(errors)  # np.quantile's 1,001 values, from one sort
     return UnsupervisedFit(
         task="dimensionality_reduction",
         model=model,

@@ -41,7 +41,14 @@ import numpy as np
 
 from shipyard.errors import InvalidArgument
 
-__all__ = ["CLASSIFICATION_METRICS", "REGRESSION_METRICS", "ScoreOrder", "evaluate"]
+__all__ = [
+    "CLASSIFICATION_METRICS",
+    "REGRESSION_METRICS",
+    "ScoreOrder",
+    "evaluate",
+    "merged_quantiles",
+    "sorted_quantiles",
+]
 
 REGRESSION_METRICS: tuple[str, ...] = (
     "mean_absolute_error",
@@ -71,6 +78,9 @@ class ScoreOrder:
 
     positives: np.ndarray | None = None
     negatives: np.ndarray | None = None
+    #: ``np.searchsorted(negatives, positives, side="left")``: each positive's place among the
+    #: negatives, which also places it in the merged order (:func:`merged_quantiles`)
+    below: np.ndarray | None = None
 
 
 def _clean(value: Any) -> float | None:
@@ -150,13 +160,12 @@ def _binary_auc(positive: np.ndarray, scores: np.ndarray, order: ScoreOrder | No
         from sklearn.metrics import roc_auc_score
 
         return float(roc_auc_score(positive, scores))
-    pos = scores[positive]  # fresh copies: sorted in place
-    neg = scores[~positive]
-    pos.sort()
-    neg.sort()
+    pos, neg = _sorted_by_class(positive, scores)
     if order is not None:
         order.positives, order.negatives = pos, neg
     below = np.searchsorted(neg, pos, side="left")
+    if order is not None:
+        order.below = below
     tied = 0
     # A positive ties with negatives only if the first negative at or above it equals it: one
     # gather tells whether the second binary search (the ties' right ends) is needed at all.
@@ -165,6 +174,109 @@ def _binary_auc(positive: np.ndarray, scores: np.ndarray, order: ScoreOrder | No
         tied = int(np.sum(ties, dtype=np.int64))
     wins = 2 * int(np.sum(below, dtype=np.int64)) + tied
     return wins / (2.0 * len(pos) * len(neg))  # wins: twice the Mann-Whitney U
+
+
+def _sorted_by_class(positive: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The finite ``scores`` of the positive rows and of the others, each sorted (float64).
+
+    Scores that are all float32 values (XGBoost's probabilities, widened) are sorted as float32:
+    widening is exact and keeps the order, so the sorted arrays hold the same values (a zero's
+    sign aside, whose place among equal zeros no sort promises), in ~70% of the time.
+    """
+    if len(scores) and _float32_exact(scores):
+        narrow = scores.astype(np.float32)
+        pos32, neg32 = narrow[positive], narrow[~positive]
+        pos32.sort()
+        neg32.sort()
+        return pos32.astype(np.float64), neg32.astype(np.float64)
+    pos = scores[positive]  # fresh copies: sorted in place
+    neg = scores[~positive]
+    pos.sort()
+    neg.sort()
+    return pos, neg
+
+
+def _float32_exact(scores: np.ndarray) -> bool:
+    """Whether every (finite) float64 score is a float32 value: a cheap look at the first 64,
+    then all of them."""
+    head = scores[:64]
+    if not np.array_equal(head.astype(np.float32), head):
+        return False
+    return bool(np.array_equal(scores.astype(np.float32), scores))
+
+
+def sorted_quantiles(ordered: np.ndarray, count: int) -> np.ndarray | None:
+    """``np.quantile(values, np.linspace(0, 1, count))`` bit for bit, given ``ordered``, the
+    sorted ``values``; None where a sort and ``np.quantile``'s partition may disagree on bits
+    (no values, NaN: NumPy returns the NaN its partition puts last; zeros of both signs, which
+    compare equal and so may sit in either order).
+
+    The order statistics are the same values; :func:`_linear_quantiles` interpolates them as
+    NumPy does. ~0.05 ms, where ``np.quantile`` re-partitions the sorted array (2 ms for 101
+    points at 300k rows) and on unsorted values costs more than a sort (1,001 points: 18 ms
+    against 14 ms at 300k).
+    """
+    n = len(ordered)
+    if n == 0 or np.isnan(ordered[-1]):
+        return None
+    lo = int(np.searchsorted(ordered, 0.0, side="left"))
+    hi = int(np.searchsorted(ordered, 0.0, side="right"))
+    signs = np.signbit(ordered[lo:hi])
+    if signs.any() and not signs.all():
+        return None
+    return _linear_quantiles(n, ordered.__getitem__, count)
+
+
+def merged_quantiles(order: ScoreOrder, count: int) -> np.ndarray | None:
+    """``np.quantile`` of all the scores of ``order`` (positives and negatives together), bit
+    for bit, without merging them: positive ``i`` sits at ``i + below[i]`` in the merged order
+    (ahead of the negatives it ties with, as a stable merge puts it), so each order statistic
+    is one binary search among those places. None when a zero is within the scores' range
+    (its sign could differ from the rows'), a score is NaN, or a class has no rows.
+    """
+    pos, neg = order.positives, order.negatives
+    if pos is None or neg is None or len(pos) == 0 or len(neg) == 0:
+        return None
+    low, high = min(pos[0], neg[0]), max(pos[-1], neg[-1])
+    if np.isnan(pos[-1]) or np.isnan(neg[-1]) or low <= 0.0 <= high:
+        return None
+    below = order.below
+    if below is None or len(below) != len(pos):
+        below = np.searchsorted(neg, pos, side="left")
+    places = np.arange(len(pos)) + below  # strictly increasing
+    n = len(pos) + len(neg)
+
+    def take(ranks: np.ndarray) -> np.ndarray:
+        ranks = ranks % n  # -1: the last
+        ahead = np.searchsorted(places, ranks, side="left")  # positives before each rank
+        found = np.minimum(ahead, len(pos) - 1)
+        is_positive = places[found] == ranks
+        return np.where(is_positive, pos[found], neg[np.minimum(ranks - ahead, len(neg) - 1)])
+
+    return _linear_quantiles(n, take, count)
+
+
+def _linear_quantiles(n: int, take: Any, count: int) -> np.ndarray:
+    """NumPy's "linear" quantiles at ``np.linspace(0, 1, count)`` of ``n`` values whose order
+    statistics ``take(indexes)`` returns (index -1: the largest), step for step as
+    ``numpy.lib._function_base_impl._quantile``, ``_get_indexes`` and ``_lerp`` compute them:
+    the virtual index ``(n - 1) * q``, its floor, -1 from the last index on, ``gamma`` the
+    virtual index less that, then ``a + (b - a) * gamma``, or ``b - (b - a) * (1 - gamma)``
+    where ``gamma >= 0.5``. tests/sql/test_sorted_quantiles.py pins the equality."""
+    virtual = (n - 1) * np.linspace(0.0, 1.0, count)
+    previous = np.floor(virtual)
+    following = previous + 1
+    last = virtual >= n - 1
+    previous[last] = -1
+    following[last] = -1
+    previous_indexes = previous.astype(np.intp)
+    gamma = virtual - previous_indexes
+    a = take(previous_indexes)
+    b = take(following.astype(np.intp))
+    diff = b - a
+    out = np.add(a, diff * gamma)
+    np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5)
+    return out  # type: ignore[no-any-return]
 
 
 def _macro_log_loss(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from shipyard.errors import InvalidArgument
 from shipyard.registry.preprocessing import LabelInfo
-from shipyard.sql.evaluation import ScoreOrder
+from shipyard.sql.evaluation import ScoreOrder, merged_quantiles
 from shipyard.sql.explanation import not_applicable
 
 if TYPE_CHECKING:
@@ -246,17 +246,24 @@ def default_thresholds(positive: np.ndarray, order: ScoreOrder | None = None) ->
 
     ``order``: the same probabilities sorted per class (:class:`ScoreOrder`); their merge is
     the sorted column, whose quantiles are the same values (the same order statistics),
-    found without a selection over the unsorted rows.
+    found without a selection over the unsorted rows (or a merge:
+    :func:`~shipyard.sql.evaluation.merged_quantiles`).
     """
     if len(positive) == 0:
         return np.array([0.5])
-    values = positive
-    if order is not None and order.positives is not None and order.negatives is not None:
-        merged = np.sort(np.concatenate([order.positives, order.negatives]), kind="stable")
-        # Zeros of both signs sort as equals and could swap places: keep the rows then.
-        if len(merged) == len(positive) and not (merged[0] <= 0.0 <= merged[-1]):
-            values = merged
-    return np.unique(np.quantile(values, np.linspace(0.0, 1.0, 101)))
+    if (
+        order is not None
+        and order.positives is not None
+        and order.negatives is not None
+        and len(order.positives) + len(order.negatives) == len(positive)
+    ):
+        # the order statistics of the two sorted halves: no merge, no partition (6 ms at
+        # 300k rows); None when a zero is in range (zeros of both signs sort as equals and
+        # could swap places): the rows decide then
+        found = merged_quantiles(order, 101)
+        if found is not None:
+            return np.unique(found)
+    return np.unique(np.quantile(positive, np.linspace(0.0, 1.0, 101)))
 
 
 def roc_curve(
