@@ -601,6 +601,8 @@ class Predictor:
             return pa.Table.from_arrays(scored, names=names)
         columns: list[pa.Array | pa.ChunkedArray]
         scores = self._fused_linear_scores(table)
+        if scores is None:
+            scores = self._network_scores(table)
         if scores is not None:
             predictions, probabilities = self.interpret_scores(scores, threshold=threshold)
             return self._predicted_table(
@@ -798,7 +800,29 @@ class Predictor:
                 projected = projection.project_table(self.model, self.preprocessor, table)
             if projected is not None:
                 return [pa.array(projected[:, i]) for i in range(projected.shape[1])]
+        if (
+            self.flavor == "torch"
+            and self.task == "dimensionality_reduction"
+            and self._dtype == np.float64
+        ):
+            # The latent layer from the columns, a block at a time (NeuralNet.output_table)
+            with one_blas_thread():
+                latent = self.model.output_table(self.preprocessor, table, latent=True)
+            if latent is not None:
+                return [pa.array(latent[:, i]) for i in range(latent.shape[1])]
         return self._unsupervised_columns(self.matrix(table))
+
+    def _network_scores(self, table: pa.Table) -> np.ndarray | None:
+        """A DNN's values or class probabilities on a large ``table`` straight from its
+        columns, a block of rows at a time (:meth:`NeuralNet.predict_proba_table`,
+        :meth:`NeuralNet.predict_table`): :meth:`_scores`' bits without the model matrix.
+        None for other models, or where that does not apply."""
+        if self.flavor != "torch" or self._dtype != np.float64 or self.task in UNSUPERVISED_TASKS:
+            return None
+        if self.label_info is None:
+            return self.model.predict_table(self.preprocessor, table)  # type: ignore[no-any-return]
+        proba = self.model.predict_proba_table(self.preprocessor, table)
+        return None if proba is None else self._in_class_order(proba)
 
     def _unsupervised_columns(self, matrix: np.ndarray) -> list[pa.Array | pa.ChunkedArray]:
         if self.task == "dimensionality_reduction":
