@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from shipyard.registry.preprocessing import write_rows
+
 __all__ = [
     "BLOCK_ROWS",
     "RANK_BY_COMPARISON",
@@ -416,14 +418,7 @@ def _table_blocks(
     scratch = np.empty(rows)
     for start, stop, columns in blocks:
         x = buffer[: stop - start]
-        t = scratch[: stop - start]
-        for offset, values, center, inverse in columns:
-            target = x[:, offset]
-            if inverse is None:
-                target[...] = values
-            else:  # FeaturePreprocessor.transform's arithmetic
-                np.subtract(values, center, out=t)
-                np.multiply(t, inverse, out=target, casting="same_kind")
+        write_rows(x, columns, 0, scratch)
         yield start, stop, x
 
 

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from shipyard.errors import ArtifactCorrupted, InvalidArgument
+from shipyard.registry.preprocessing import write_rows
 
 __all__ = [
     "ACTIVATIONS",
@@ -242,16 +243,7 @@ class _Blocked:
             while pos < stop:
                 take = min(stop, end) - pos
                 lo, at = pos - start, pos - base
-                rows = x[at : at + take]
-                t = scratch[:take]
-                for offset, values, center, inverse in parts:
-                    target = rows[:, offset]
-                    v = values[lo : lo + take]
-                    if inverse is None:
-                        target[...] = v
-                    else:  # FeaturePreprocessor.transform's arithmetic
-                        np.subtract(v, center, out=t)
-                        np.multiply(t, inverse, out=target, casting="same_kind")
+                write_rows(x[at : at + take], parts, lo, scratch)
                 pos += take
                 if pos == end:
                     self._block(x[: end - base], out[base:end], buffers)

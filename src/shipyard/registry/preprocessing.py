@@ -83,7 +83,7 @@ from __future__ import annotations
 import base64
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -687,6 +687,31 @@ def _imputed(values: np.ndarray, impute: float) -> np.ndarray:
     return values
 
 
+def write_rows(
+    rows: np.ndarray,
+    columns: Iterable[tuple[int, np.ndarray, float, float | None]],
+    first: int,
+    scratch: np.ndarray,
+) -> None:
+    """Write ``len(rows)`` rows of a block's ``columns`` (from row ``first`` of the block, as
+    :meth:`FeaturePreprocessor.numeric_blocks` gives them) into ``rows``, a slice of a model
+    matrix or of a block buffer: each column ``(values - center) * inverse`` computed in float64
+    and cast on the write, or ``values`` as they are. The one place this arithmetic is written:
+    :meth:`FeaturePreprocessor.transform` and every path that builds the matrix a block at a
+    time use it, so they hold the same bits. ``scratch``: float64, at least ``len(rows)`` long.
+    """
+    m = len(rows)
+    t = scratch[:m]
+    for offset, values, center, inverse in columns:
+        target = rows[:, offset]
+        v = values[first : first + m]
+        if inverse is None:
+            target[...] = v
+        else:
+            np.subtract(v, center, out=t)
+            np.multiply(t, inverse, out=target, casting="same_kind")
+
+
 def _block_columns(
     parts: list[tuple[int, np.ndarray, float, float | None, float, bool]], start: int, stop: int
 ) -> Iterator[tuple[int, np.ndarray, float, float | None]]:
@@ -1257,15 +1282,7 @@ class FeaturePreprocessor:
             block = max(1024, _BLOCK_BYTES // max(1, width * out.itemsize))
         tmp = np.empty(min(block, n), dtype=np.float64)
         for start, stop, block_columns in cls._numeric_blocks(columns, block):
-            rows = out[start:stop]
-            t = tmp[: stop - start]
-            for offset, v, center, inv in block_columns:
-                target = rows[:, offset]
-                if inv is None:
-                    target[...] = v
-                else:
-                    np.subtract(v, center, out=t)
-                    np.multiply(t, inv, out=target, casting="same_kind")
+            write_rows(out[start:stop], block_columns, 0, tmp)
 
     @staticmethod
     def _write_multi_hot(

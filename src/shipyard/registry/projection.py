@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from shipyard.registry.preprocessing import write_rows
+
 __all__ = ["MAX_COMPONENTS", "MAX_FEATURES", "block_rows", "project_table"]
 
 #: The block path projects on at most this many components, from at most this many features
@@ -109,16 +111,7 @@ class _Blocks:
         while pos < stop:
             take = min(stop, self.end) - pos
             lo, at = pos - start, pos - self.base
-            x = self.matrix[at : at + take]
-            t = self.scratch[:take]
-            for offset, values, center, inverse in columns:
-                target = x[:, offset]
-                v = values[lo : lo + take]
-                if inverse is None:
-                    target[...] = v
-                else:  # FeaturePreprocessor.transform's arithmetic
-                    np.subtract(v, center, out=t)
-                    np.multiply(t, inverse, out=target, casting="same_kind")
+            write_rows(self.matrix[at : at + take], columns, lo, self.scratch)
             pos += take
             if pos == self.end:
                 self._project()
