@@ -40,6 +40,7 @@ from pydantic import Field
 from shipyard.errors import InvalidArgument, Unsupported
 from shipyard.registry.predictor import Predictor
 from shipyard.registry.preprocessing import FeaturePreprocessor
+from shipyard.sql.clustering import training_quantiles
 from shipyard.sql.dnn import (
     DNN_UNSUPPORTED_OPTIONS,
     _NeuralOptions,
@@ -246,7 +247,8 @@ def train_autoencoder(
             else reconstruction_errors(net, np.asarray(x_eval, dtype=np.float64))
         )
     metrics = _mean_metrics(metric_errors)
-    quantiles = np.quantile(train_errors["mean_squared_error"], np.linspace(0.0, 1.0, _QUANTILES))
+    # np.quantile's values, from one sort (see clustering.training_quantiles)
+    quantiles = training_quantiles(train_errors["mean_squared_error"], _QUANTILES)
     report(1.0, f"trained in {time.perf_counter() - start:.1f} s")
     return UnsupervisedFit(
         task="dimensionality_reduction",
