@@ -45,7 +45,6 @@ from typing import Any
 import numpy as np
 
 from shipyard.errors import ArtifactCorrupted, InvalidArgument
-from shipyard.registry.preprocessing import write_rows
 
 __all__ = [
     "ACTIVATIONS",
@@ -221,34 +220,17 @@ class _Blocked:
 
     def run_table(self, preprocessor: Any, table: Any) -> np.ndarray | None:
         """(rows, outputs), C-contiguous: the pass over ``table``'s model matrix without
-        building it: each block's rows are written from the input columns
-        (:meth:`FeaturePreprocessor.numeric_blocks`, exactly as
-        :meth:`FeaturePreprocessor.transform` writes them) into one block buffer. None when a
-        feature is not numeric."""
+        building it, each block's rows written from the input columns
+        (:meth:`FeaturePreprocessor.matrix_blocks`). None when a feature is not numeric."""
         n = table.num_rows
-        blocks = max(1, n // self.block)
-        cap = -(-n // blocks)
-        size = min(cap, 1 << 16)
-        columns = preprocessor.numeric_blocks(table, rows=size)
-        if columns is None:
+        blocks = max(1, n // self.block)  # equal blocks, as run() takes them
+        assembled = preprocessor.matrix_blocks(table, [j * n // blocks for j in range(blocks + 1)])
+        if assembled is None:
             return None
         out = np.empty((n, self.steps[-1][0].shape[1]))
-        buffers = self._buffers(cap)
-        x = np.empty((cap, self.steps[0][0].shape[0]))
-        scratch = np.empty(size)
-        j, base, end = 0, 0, n // blocks
-        for start, stop, parts in columns:
-            parts = list(parts)
-            pos = start
-            while pos < stop:
-                take = min(stop, end) - pos
-                lo, at = pos - start, pos - base
-                write_rows(x[at : at + take], parts, lo, scratch)
-                pos += take
-                if pos == end:
-                    self._block(x[: end - base], out[base:end], buffers)
-                    j += 1
-                    base, end = end, (j + 1) * n // blocks
+        buffers = self._buffers(-(-n // blocks))
+        for lo, hi, x in assembled:
+            self._block(x, out[lo:hi], buffers)
         return out
 
     def _buffers(self, cap: int) -> dict[Any, np.ndarray]:

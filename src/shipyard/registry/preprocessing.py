@@ -81,6 +81,7 @@ timestamp column), laid out right after the timestamp's Unix seconds: :attr:`fea
 from __future__ import annotations
 
 import base64
+import itertools
 import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -712,6 +713,28 @@ def write_rows(
             np.multiply(t, inverse, out=target, casting="same_kind")
 
 
+def _assembled(
+    columns: Iterable[tuple[int, int, Iterable[tuple[int, np.ndarray, float, float | None]]]],
+    edges: list[tuple[int, int]],
+    buffer: np.ndarray,
+    scratch: np.ndarray,
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """:meth:`FeaturePreprocessor.matrix_blocks`' blocks: the rows of each ``(lo, hi)`` edge
+    pair written into ``buffer`` from the column blocks, across their boundaries."""
+    pending = iter(edges)
+    base, end = next(pending)
+    for start, stop, parts in columns:
+        listed = list(parts)
+        pos = start
+        while pos < stop:
+            take = min(stop, end) - pos
+            write_rows(buffer[pos - base : pos - base + take], listed, pos - start, scratch)
+            pos += take
+            if pos == end:
+                yield base, end, buffer[: end - base]
+                base, end = next(pending, (end, end))
+
+
 def _block_columns(
     parts: list[tuple[int, np.ndarray, float, float | None, float, bool]], start: int, stop: int
 ) -> Iterator[tuple[int, np.ndarray, float, float | None]]:
@@ -1225,6 +1248,29 @@ class FeaturePreprocessor:
             if isinstance(spec, _NumericSpec)
         ]
         return self._numeric_blocks(columns, rows, impute_nonfinite=impute_nonfinite)
+
+    def matrix_blocks(
+        self, table: pa.Table, bounds: Sequence[int], *, impute_nonfinite: bool = True
+    ) -> Iterator[tuple[int, int, np.ndarray]] | None:
+        """The model matrix of ``table`` a block of rows at a time, without the whole matrix,
+        when every feature is numeric: ``(lo, hi, rows)`` for each pair of consecutive
+        ``bounds`` (0 first, the row count last), whatever the input's chunks. ``rows`` is a
+        C-contiguous float64 ``(hi - lo, width)`` view of one buffer, which the next block
+        overwrites; its values are :meth:`transform`'s (:func:`write_rows`). None when a
+        feature is not numeric. ``impute_nonfinite``: as in :meth:`numeric_blocks`.
+        """
+        n = table.num_rows
+        edges = list(itertools.pairwise(bounds))
+        if not edges or bounds[0] != 0 or bounds[-1] != n or any(a >= b for a, b in edges):
+            raise InvalidArgument(
+                f"bounds must rise strictly from 0 to the row count {n}, got {list(bounds)}"
+            )
+        largest = max(b - a for a, b in edges)
+        size = min(largest, 1 << 16)
+        columns = self.numeric_blocks(table, rows=size, impute_nonfinite=impute_nonfinite)
+        if columns is None:
+            return None
+        return _assembled(columns, edges, np.empty((largest, self._width)), np.empty(size))
 
     @staticmethod
     def _numeric_blocks(

@@ -28,8 +28,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from shipyard.registry.preprocessing import write_rows
-
 __all__ = ["MAX_COMPONENTS", "MAX_FEATURES", "block_rows", "project_table"]
 
 #: The block path projects on at most this many components, from at most this many features
@@ -65,60 +63,22 @@ def project_table(model: Any, preprocessor: Any, table: pa.Table) -> np.ndarray 
     if k > MAX_COMPONENTS or width > MAX_FEATURES or n < 2 * size:
         return None
     out = np.empty((k, n))
+    # every block ``size`` rows from a multiple of it, the last one to the end (size to
+    # 2 * size - 1 rows): the whole matrix's row alignment, and no small product
+    bounds = [i * size for i in range(n // size)] + [n]
+    operand = components.T  # the transposed view the whole-matrix product had
+    shift = (np.reshape(model.mean_, (1, -1)) @ components.T).reshape(-1, 1)
+    product = np.empty((min(n, 2 * size - 1), k))
     # First without looking for NaN/±inf in the inputs (a pass per block): such a value makes
     # its row's projection NaN or ±inf, and one sum over the result finds it; only then the
     # pass that imputes them.
     for impute in (False, True):
-        blocks = preprocessor.numeric_blocks(table, rows=size, impute_nonfinite=impute)
+        blocks = preprocessor.matrix_blocks(table, bounds, impute_nonfinite=impute)
         if blocks is None:
             return None
-        buffer = _Blocks(n, width, size, components, model.mean_, out)
-        for start, stop, columns in blocks:
-            buffer.write(start, stop, list(columns))
+        for lo, hi, x in blocks:
+            p = np.matmul(x, operand, out=product[: hi - lo])
+            np.subtract(p.T, shift, out=out[:, lo:hi])
         if math.isfinite(np.einsum("ij->", out)):
             return out.T
     return None
-
-
-class _Blocks:
-    """The aligned blocks: rows come in as the input's chunks give them, and each block is
-    projected once it is full."""
-
-    def __init__(
-        self,
-        n: int,
-        width: int,
-        size: int,
-        components: np.ndarray,
-        mean: np.ndarray,
-        out: np.ndarray,
-    ) -> None:
-        self.n, self.size, self.out = n, size, out
-        self.operand = components.T  # the transposed view the whole-matrix product had
-        self.shift = (np.reshape(mean, (1, -1)) @ components.T).reshape(-1, 1)
-        capacity = min(n, 2 * size - 1)
-        self.matrix = np.zeros((capacity, width))
-        self.product = np.empty((capacity, len(components)))
-        self.scratch = np.empty(capacity)
-        self.base = 0
-        self.end = self._end(0)
-
-    def _end(self, base: int) -> int:
-        return self.n if self.n - base < 2 * self.size else base + self.size
-
-    def write(self, start: int, stop: int, columns: list[tuple[int, np.ndarray, Any, Any]]) -> None:
-        pos = start
-        while pos < stop:
-            take = min(stop, self.end) - pos
-            lo, at = pos - start, pos - self.base
-            write_rows(self.matrix[at : at + take], columns, lo, self.scratch)
-            pos += take
-            if pos == self.end:
-                self._project()
-
-    def _project(self) -> None:
-        m = self.end - self.base
-        p = np.matmul(self.matrix[:m], self.operand, out=self.product[:m])
-        np.subtract(p.T, self.shift, out=self.out[:, self.base : self.end])
-        self.base = self.end
-        self.end = self._end(self.base)

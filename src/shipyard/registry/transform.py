@@ -156,8 +156,8 @@ class TransformedPreprocessor:
 
     Everything else (feature names, ``to_dict``, feature info …) is the inner preprocessor's,
     which describes the transformed features; ``input_schema`` is the raw input columns. A
-    method that reads rows (``transform``, ``numeric_blocks``) must be defined here, so that
-    the rows go through the TRANSFORM first.
+    method that reads rows (``transform``, ``numeric_blocks``, ``matrix_blocks``) must be
+    defined here, so that the rows go through the TRANSFORM first.
     """
 
     def __init__(self, inner: Any, sql_transform: SqlTransform) -> None:
@@ -173,6 +173,10 @@ class TransformedPreprocessor:
     def numeric_blocks(self, table: pa.Table, **kwargs: Any) -> Any:
         """The inner preprocessor's :meth:`numeric_blocks` of the TRANSFORM's output rows."""
         return self.inner.numeric_blocks(self.sql_transform.apply(table), **kwargs)
+
+    def matrix_blocks(self, table: pa.Table, bounds: Any, **kwargs: Any) -> Any:
+        """The inner preprocessor's :meth:`matrix_blocks` of the TRANSFORM's output rows."""
+        return self.inner.matrix_blocks(self.sql_transform.apply(table), bounds, **kwargs)
 
     @property
     def input_schema(self) -> list[dict[str, str]]:
