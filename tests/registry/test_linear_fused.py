@@ -11,9 +11,9 @@ import pyarrow as pa
 import pytest
 
 import shipyard
-from shipyard.registry.predictor import _FUSED_LINEAR_ROWS, Predictor
+from shipyard.registry.predictor import _FROM_COLUMNS_ROWS, Predictor
 
-ROWS = 3 * _FUSED_LINEAR_ROWS + 17
+ROWS = 3 * _FROM_COLUMNS_ROWS + 17
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_ml_predict_agrees_with_small_batches_and_evaluate(ws: Any) -> None:
     small = ws.sql(
         "SELECT * FROM ML.PREDICT(MODEL d.reg, (SELECT * FROM d.t WHERE x0 < -2.5))"
     ).to_arrow()
-    assert 0 < small.num_rows < _FUSED_LINEAR_ROWS < part.num_rows  # one matrix, one fused
+    assert 0 < small.num_rows < _FROM_COLUMNS_ROWS < part.num_rows  # one matrix, one fused
     by_row = dict(zip(whole["x0"].to_pylist(), whole["predicted_y"].to_pylist(), strict=True))
     for table in (part, small):
         got = dict(zip(table["x0"].to_pylist(), table["predicted_y"].to_pylist(), strict=True))
@@ -133,7 +133,7 @@ def test_finite_inputs_take_the_pass_without_checks_and_agree(ws: Any, model: st
         .sql("SELECT * FROM d.t WHERE isfinite(x1) AND isfinite(x3) AND xi IS NOT NULL")
         .to_arrow_table()
     )
-    assert table.num_rows >= _FUSED_LINEAR_ROWS
+    assert table.num_rows >= _FROM_COLUMNS_ROWS
     blocks = predictor.preprocessor.numeric_blocks(table, rows=1000, impute_nonfinite=False)
     assert blocks is not None
     fused = predictor._fused_linear_scores(table)
@@ -166,7 +166,7 @@ def test_a_transform_clause_applies_on_the_fast_paths(
     few = ws.sql(
         f"SELECT x0, {output} FROM ML.PREDICT(MODEL d.tf, (SELECT x0, x2 FROM d.t LIMIT 50))"
     ).to_arrow()
-    assert whole.num_rows >= _FUSED_LINEAR_ROWS > few.num_rows
+    assert whole.num_rows >= _FROM_COLUMNS_ROWS > few.num_rows
     by_x0 = dict(zip(whole["x0"].to_pylist(), whole[output].to_pylist(), strict=True))
     pairs = zip(few["x0"].to_pylist(), few[output].to_pylist(), strict=True)
     assert all(by_x0[x] == v for x, v in pairs)

@@ -28,8 +28,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from shipyard.registry.preprocessing import write_rows
-
 __all__ = [
     "BLOCK_ROWS",
     "RANK_BY_COMPARISON",
@@ -381,9 +379,9 @@ def nearest_from_table(
     preprocessor: Any, table: pa.Table, centers: np.ndarray, cosine: bool, m: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """:func:`nearest_from_matrix` of ``preprocessor.transform(table, dtype=np.float64)``
-    without that matrix: each block of rows is written from the input columns (as
-    :meth:`FeaturePreprocessor.transform` writes it) into a buffer that stays in cache. None
-    when a feature is not numeric (the caller builds the matrix).
+    without that matrix: each block of rows is written from the input columns
+    (:meth:`FeaturePreprocessor.matrix_blocks`) into a buffer that stays in cache. None when a
+    feature is not numeric (the caller builds the matrix).
 
     The float columns' blocks are not searched for NaN and ±inf to impute: such a value makes
     its row's distances NaN or infinite (EUCLIDEAN: an infinite squared norm; COSINE: a NaN
@@ -391,35 +389,19 @@ def nearest_from_table(
     with the imputation (as does a finite row beyond float range, with the same result).
     """
     n = table.num_rows
-    width = np.shape(centers)[1]  # the matrix's: a centroid per row of it
-    rows = block_rows(width, len(centers))
-    blocks = preprocessor.numeric_blocks(table, rows=rows, impute_nonfinite=False)
+    rows = block_rows(np.shape(centers)[1], len(centers))
+    count = -(-n // rows)  # equal blocks of at most ``rows`` rows, whatever the input's chunks
+    bounds = [j * n // count for j in range(count + 1)]
+    blocks = preprocessor.matrix_blocks(table, bounds, impute_nonfinite=False)
     if blocks is None:
         return None
     try:
         # (such a value's arithmetic warns of the NaN it makes: those distances are not used)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            return _nearest_blocks(
-                _table_blocks(blocks, n, width, rows), n, centers, cosine, m, rows, finite_only=True
-            )
+            return _nearest_blocks(blocks, n, centers, cosine, m, rows, finite_only=True)
     except _NonFinite:
-        blocks = preprocessor.numeric_blocks(table, rows=rows)
-        return _nearest_blocks(_table_blocks(blocks, n, width, rows), n, centers, cosine, m, rows)
-
-
-def _table_blocks(
-    blocks: Iterable[tuple[int, int, Iterable[tuple[int, np.ndarray, float, float | None]]]],
-    n: int,
-    width: int,
-    block: int,
-) -> Iterator[tuple[int, int, np.ndarray]]:
-    rows = min(n, block)
-    buffer = np.zeros((rows, width))
-    scratch = np.empty(rows)
-    for start, stop, columns in blocks:
-        x = buffer[: stop - start]
-        write_rows(x, columns, 0, scratch)
-        yield start, stop, x
+        blocks = preprocessor.matrix_blocks(table, bounds)
+        return _nearest_blocks(blocks, n, centers, cosine, m, rows)
 
 
 def nearest_columns(ids: np.ndarray, nearest: np.ndarray) -> list[pa.Array]:

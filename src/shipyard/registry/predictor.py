@@ -166,8 +166,10 @@ _LINEAR_BLOCK_ROWS = 8192
 #: Rows per block of the fused path (no transposed copy to keep in cache: larger blocks, fewer
 #: NumPy calls; 300k x 20: 8.6 ms of CPU against 9.9 at 8,192 rows).
 _FUSED_BLOCK_ROWS = 32768
-#: From this many rows ML.PREDICT scores a linear model straight from its input columns.
-_FUSED_LINEAR_ROWS = 4096
+#: From this many rows ML.PREDICT reads a linear model's or KMEANS' input straight from its
+#: columns, a block at a time (smaller batches: the matrix of FeaturePreprocessor.transform's
+#: small-batch path).
+_FROM_COLUMNS_ROWS = 4096
 
 
 def _linear_coefficients(model: Any, *, classifier: bool) -> tuple[np.ndarray, np.ndarray] | None:
@@ -281,9 +283,6 @@ def _linear_scores(model: Any, matrix: np.ndarray, *, classifier: bool) -> np.nd
 
 #: Flavors whose models read a row-major or a column-major matrix alike (same results).
 _EITHER_LAYOUT = ("xgboost", "lightgbm")
-#: From this many rows, KMEANS' ML.PREDICT builds its matrix a block at a time from the input
-#: columns (smaller batches: the matrix of FeaturePreprocessor.transform's small-batch path).
-_FUSED_CLUSTERING_ROWS = 4096
 #: From this many rows, those flavors get a column-major matrix (Predictor.matrix).
 _COLUMN_MAJOR_ROWS = 4096
 
@@ -633,7 +632,7 @@ class Predictor:
         if (
             self.flavor != "sklearn"
             or self._dtype != np.float64
-            or table.num_rows < _FUSED_LINEAR_ROWS
+            or table.num_rows < _FROM_COLUMNS_ROWS
         ):
             return None
         classifier = self.label_info is not None
@@ -845,7 +844,7 @@ class Predictor:
         n = len(matrix) if matrix is not None else table.num_rows  # type: ignore[union-attr]
         with one_blas_thread() if n > _FEW_ROWS else contextlib.nullcontext():
             found = None
-            if matrix is None and n >= _FUSED_CLUSTERING_ROWS and self._dtype == np.float64:
+            if matrix is None and n >= _FROM_COLUMNS_ROWS and self._dtype == np.float64:
                 found = co.nearest_from_table(self.preprocessor, table, centers, cosine, m)
             if found is None:
                 if matrix is None:
