@@ -1250,7 +1250,12 @@ class FeaturePreprocessor:
         return self._numeric_blocks(columns, rows, impute_nonfinite=impute_nonfinite)
 
     def matrix_blocks(
-        self, table: pa.Table, bounds: Sequence[int], *, impute_nonfinite: bool = True
+        self,
+        table: pa.Table,
+        bounds: Sequence[int],
+        *,
+        impute_nonfinite: bool = True,
+        order: Literal["C", "F"] = "C",
     ) -> Iterator[tuple[int, int, np.ndarray]] | None:
         """The model matrix of ``table`` a block of rows at a time, without the whole matrix,
         when every feature is numeric: ``(lo, hi, rows)`` for each pair of consecutive
@@ -1258,6 +1263,8 @@ class FeaturePreprocessor:
         C-contiguous float64 ``(hi - lo, width)`` view of one buffer, which the next block
         overwrites; its values are :meth:`transform`'s (:func:`write_rows`). None when a
         feature is not numeric. ``impute_nonfinite``: as in :meth:`numeric_blocks`.
+        ``order="F"``: the buffer is column-major (``rows`` a view of its first ``hi - lo``
+        rows, each feature's values contiguous, so they are written without a stride).
         """
         n = table.num_rows
         edges = list(itertools.pairwise(bounds))
@@ -1270,7 +1277,8 @@ class FeaturePreprocessor:
         columns = self.numeric_blocks(table, rows=size, impute_nonfinite=impute_nonfinite)
         if columns is None:
             return None
-        return _assembled(columns, edges, np.empty((largest, self._width)), np.empty(size))
+        buffer = np.empty((largest, self._width), order=order)
+        return _assembled(columns, edges, buffer, np.empty(size))
 
     @staticmethod
     def _numeric_blocks(
