@@ -137,6 +137,30 @@ _SMALL_PRODUCT = 1_000_000
 #: of at least ``_PIECE_ROWS`` rows at a time whose activations stay in the CPU cache.
 _PIECE_ROWS = 2048
 _PIECE_MAX = 4096
+#: A row of values (a bias, ReLU's zeros) goes down a layer's output this many values at a
+#: time: NumPy broadcasts a row across a narrow output (2-64 wide) in short inner loops at
+#: about half the speed of one long loop over the same values.
+_SPAN = 8192
+
+
+def _rowwise(ufunc: np.ufunc, target: np.ndarray, row: np.ndarray, tiled: np.ndarray) -> None:
+    """``ufunc(target, row, out=target)`` for a C-contiguous (rows, width) ``target`` and a
+    ``row`` of ``width`` values, the same element-wise operations a span of rows at a time:
+    ``tiled`` is ``row`` repeated a whole number of times (see ``_SPAN``)."""
+    width = len(row)
+    assert target.flags.c_contiguous and len(tiled) % width == 0
+    whole = len(target) - len(target) % (len(tiled) // width)
+    if whole:
+        spans = target[:whole].reshape(-1, len(tiled))  # a view: target is contiguous
+        ufunc(spans, tiled, out=spans)
+    if whole < len(target):
+        rest = target[whole:]
+        ufunc(rest, row, out=rest)
+
+
+def _tiled(row: np.ndarray) -> np.ndarray:
+    """``row`` repeated to about ``_SPAN`` values (at least once)."""
+    return np.tile(row, max(1, _SPAN // len(row)))
 
 
 def _rows_needed(inputs: int, outputs: int) -> int | None:
@@ -156,6 +180,8 @@ class _Blocked:
     the row sits, tested). Runs of layers that need at most ``_PIECE_MAX`` rows go together
     a piece at a time (their activations stay in cache); a layer that needs more rows runs
     over the whole block. At 50k rows x 20-64-32-2 that skips ~40 MB of fresh activations.
+    Biases (and ReLU) go down each output a span of rows at a time (:func:`_rowwise`): at
+    50k rows, 20-64-32-2 ~3 ms and 20-16-5 ~1 ms less than NumPy's row-by-row broadcasting.
     A C-contiguous matrix only (another layout keeps the whole-matrix pass)."""
 
     def __init__(
@@ -165,9 +191,17 @@ class _Blocked:
         act: Callable[[np.ndarray], np.ndarray],
         in_place: bool,
         block: int,
+        relu: bool,
     ) -> None:
         self.steps, self.wide, self.block = steps, wide, block
         self.act, self.in_place = act, in_place
+        # Each layer's bias tiled for _rowwise. ReLU is np.maximum against zeros the same
+        # way: an array of zeros also takes NumPy's fast contiguous loop, where the scalar 0.0
+        # does not (the same values: NaN stays NaN, -0.0 becomes 0.0 either way).
+        self.biases = [_tiled(b) for _, b, _ in steps]
+        self.wide_bias = None if wide is None else _tiled(wide[1])
+        widths = [len(b) for _, b, _ in steps]
+        self.zeros = np.zeros(max(_SPAN, *widths)) if relu else None  # sliced to each layer
         # segments: (first, stop, piece rows) — layers first..stop-1, a piece of at least
         # that many rows at a time (0: the whole block at once)
         self.segments: list[tuple[int, int, int]] = []
@@ -204,7 +238,7 @@ class _Blocked:
         block = max([_PIECE_ROWS, *(r for r in needed if r is not None)])
         if rows < block:
             return None
-        return cls(steps, wide, net._act_fresh, name in _IN_PLACE, block)
+        return cls(steps, wide, net._act_fresh, name in _IN_PLACE, block, name == "RELU")
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """(rows, outputs), C-contiguous: the pass over the matrix ``x``."""
@@ -221,10 +255,17 @@ class _Blocked:
     def run_table(self, preprocessor: Any, table: Any) -> np.ndarray | None:
         """(rows, outputs), C-contiguous: the pass over ``table``'s model matrix without
         building it, each block's rows written from the input columns
-        (:meth:`FeaturePreprocessor.matrix_blocks`). None when a feature is not numeric."""
+        (:meth:`FeaturePreprocessor.matrix_blocks`). None when a feature is not numeric.
+
+        The blocks are column-major: each feature is written contiguously, not with a stride
+        of the row width (50k x 20 into a 20-16-5 encoder: ~1.5 ms less), and a product over
+        more than 10^6 multiply-adds gives a column-major left matrix the bits of a row-major
+        one (tested)."""
         n = table.num_rows
         blocks = max(1, n // self.block)  # equal blocks, as run() takes them
-        assembled = preprocessor.matrix_blocks(table, [j * n // blocks for j in range(blocks + 1)])
+        assembled = preprocessor.matrix_blocks(
+            table, [j * n // blocks for j in range(blocks + 1)], order="F"
+        )
         if assembled is None:
             return None
         out = np.empty((n, self.steps[-1][0].shape[1]))
@@ -251,14 +292,17 @@ class _Blocked:
         weight, bias, activate = self.steps[i]
         if not activate or self.in_place:
             np.matmul(h, weight, out=target)
-            target += bias
-            if activate:
+            tiled = self.biases[i]
+            _rowwise(np.add, target, bias, tiled)
+            if activate and self.zeros is not None:  # ReLU
+                _rowwise(np.maximum, target, self.zeros[: len(bias)], self.zeros[: len(tiled)])
+            elif activate:
                 self.act(target)
             return
         assert z is not None
         width = weight.shape[1]
         zz = np.matmul(h, weight, out=z[: len(h) * width].reshape(len(h), width))
-        zz += bias
+        _rowwise(np.add, zz, bias, self.biases[i])
         target[...] = self.act(zz)
 
     def _block(self, x: np.ndarray, out: np.ndarray, buffers: dict[Any, np.ndarray]) -> None:
@@ -280,21 +324,30 @@ class _Blocked:
         if self.wide is not None:
             weight, bias = self.wide
             extra = np.matmul(x, weight, out=buffers["wide"][:m])
-            extra += bias
+            assert self.wide_bias is not None
+            _rowwise(np.add, extra, bias, self.wide_bias)
             out += extra
 
 
 def _softmax_rows(out: np.ndarray) -> np.ndarray:
     """scipy's ``softmax(out, axis=1)`` in place on ``out`` (the caller's fresh logits):
     ``exp(x - max) / sum(exp(x - max))`` per row, the same operations without temporaries.
-    Two classes: the row's max and sum of two values are np.maximum and one addition (the
-    reductions over a 2-wide axis cost ~6x more; the same values, NaN and ±inf included)."""
-    two = out.shape[1] == 2
-    peak = np.maximum(out[:, 0], out[:, 1])[:, None] if two else out.max(1, keepdims=True)
-    np.subtract(out, peak, out=out)
+    Two classes: the row's max and sum of two values are np.maximum and one addition, and the
+    subtraction and division go a column at a time (reductions and broadcasts over a 2-wide
+    axis cost several times more; the same values, NaN and ±inf included)."""
+    if out.shape[1] == 2:
+        first, second = out[:, 0], out[:, 1]
+        peak = np.maximum(first, second)
+        np.subtract(first, peak, out=first)
+        np.subtract(second, peak, out=second)
+        np.exp(out, out=out)
+        total = np.add(first, second, out=peak)
+        np.divide(first, total, out=first)
+        np.divide(second, total, out=second)
+        return out
+    np.subtract(out, out.max(1, keepdims=True), out=out)
     np.exp(out, out=out)
-    total = np.add(out[:, 0], out[:, 1])[:, None] if two else out.sum(1, keepdims=True)
-    np.divide(out, total, out=out)
+    np.divide(out, out.sum(1, keepdims=True), out=out)
     return out
 
 
