@@ -13,9 +13,13 @@ more is multiplied as two rows. The values are the same bits; what goes is the p
 (:meth:`FeaturePreprocessor.numeric_blocks`), exactly as :meth:`FeaturePreprocessor.transform`
 writes it, and never holds the whole matrix.
 
-The ranking (:func:`rank_block`) is a stable argsort's: the nearest first, of equal distances
-the lower centroid id first; a block with a NaN (which argsort puts last) or more than
-``RANK_BY_COMPARISON`` clusters takes the argsort itself.
+The ranking is a stable argsort's: the nearest first, of equal distances the lower centroid
+id first. One sorting network carries each distance's centroid along (:class:`_Nearest`); a
+block where two of a row's ``m + 1`` nearest are equally far is ranked by comparisons
+(:func:`rank_block`, :func:`smallest_values`), and a block with a NaN (which argsort puts
+last) or more than ``RANK_BY_COMPARISON`` clusters takes the argsort itself. ML.PREDICT ranks
+the values before their clipping and square root, which keep their order, and takes the root
+of each row's ``m + 1`` nearest only; two of them equal after the root count as a tie.
 """
 
 from __future__ import annotations
@@ -79,9 +83,13 @@ def block_distances(
     out: np.ndarray,
     squared_norms: np.ndarray | None = None,
     product: np.ndarray | None = None,
+    *,
+    root: bool = True,
 ) -> None:
     """``out`` (clusters, rows) = the distances of the rows of ``x`` (C-contiguous float64) to
     the centroids, with :meth:`Predictor._centroid_distances`' arithmetic, element for element.
+    ``root=False`` stops before the clipping at 0 and the square root (:func:`_root`), for a
+    caller that ranks the values first and takes the root of those it keeps.
 
     EUCLIDEAN: ``|x|² - 2 x·c + |c|²`` on the product, clipped at 0, its square root (doubling
     is exact, so ``2 * (x @ c)`` has the bits of ``(2 * x) @ c``). COSINE: BigQuery ML's
@@ -102,14 +110,21 @@ def block_distances(
         np.subtract(1.0, out, out=out)
     else:
         _product(x, centers, product)
-        out[...] = product.T
-        out *= 2.0
+        np.multiply(product.T, 2.0, out=out)  # transposed and doubled in one pass
         if squared_norms is None:
             squared_norms = np.einsum("ij,ij->i", x, x)
         np.subtract(squared_norms[None, :], out, out=out)
         out += centers.squared
-    np.maximum(out, 0.0, out=out)
-    np.sqrt(out, out=out)
+    if root:
+        _root(out)
+
+
+def _root(values: np.ndarray) -> None:
+    """The distances from :func:`block_distances`' values before their root, in place: clipped
+    at 0, their square root. Non-decreasing: it keeps any order of the values (equal values
+    stay equal; unequal ones may become equal)."""
+    np.maximum(values, 0.0, out=values)
+    np.sqrt(values, out=values)
 
 
 def _product(x: np.ndarray, centers: _Centers, out: np.ndarray) -> None:
@@ -166,15 +181,18 @@ def distances_with_nearest(
     """(:func:`distances`, each row's nearest centroid, its distance to it): the nearest is
     ``np.argmin``'s (the first of equal distances), found with the distances, block by block:
     a running minimum over the centroids (the minimum is one of its operands, so the distance
-    has the matrix's bits; a block with a NaN takes ``argmin`` itself)."""
+    has the matrix's bits; a block with a NaN takes ``argmin`` itself).
+
+    The distances are the column-major (rows, clusters) view of a (clusters, rows) array: each
+    block's distances go in as they are computed (no transposed copy), and a centroid's
+    distances are contiguous for the anomaly statistics' pass over them."""
     n = len(matrix)
     c = _Centers(centers, cosine, n)
-    out = np.empty((n, c.k))
+    out = np.empty((c.k, n))
     labels = np.empty(n, dtype=np.intp)
     nearest = np.empty(n)
     size = block_rows(np.shape(matrix)[1], c.k)
     rows = min(n, size)
-    columns = np.empty((c.k, rows))
     product = np.empty((rows, c.k))
     better = np.empty(rows, dtype=bool)
     step = np.empty(rows, dtype=np.int8 if c.k <= 127 else np.intp)
@@ -182,13 +200,12 @@ def distances_with_nearest(
     for start, stop, x in _row_blocks(matrix, size):
         b = stop - start
         norms = None if squared_norms is None else squared_norms[start:stop]
-        block = columns[:, :b]
+        block = out[:, start:stop]
         block_distances(x, c, block, norms, product[:b])
-        out[start:stop] = block.T
         low = nearest[start:stop]
         if math.isnan(np.einsum("ij->", block)):
-            labels[start:stop] = np.argmin(out[start:stop], axis=1)
-            low[...] = out[start:stop][np.arange(b), labels[start:stop]]
+            labels[start:stop] = np.argmin(block, axis=0)
+            low[...] = block[labels[start:stop], np.arange(b)]
             continue
         low[...] = block[0]
         best, up, moved = label[:b], step[:b], better[:b]
@@ -200,7 +217,7 @@ def distances_with_nearest(
             np.multiply(up, moved, out=up)
             best += up
         labels[start:stop] = best
-    return out, labels, nearest
+    return out.T, labels, nearest
 
 
 def own_products(x: np.ndarray, vectors: np.ndarray, own: np.ndarray) -> np.ndarray:
@@ -309,38 +326,108 @@ class _NonFinite(Exception):
 
 class _Nearest:
     """The ``m`` nearest centroids of every row, filled a block at a time: ``ids`` (rows, m)
-    1-based int64, ``distances`` (rows, m) float64."""
+    1-based int64, ``distances`` (rows, m) float64.
 
-    def __init__(self, n: int, k: int, m: int, rows: int, *, finite_only: bool = False) -> None:
+    ``rooted=False``: the blocks hold :func:`block_distances`' values before :func:`_root`;
+    the ranking runs on them and the root is taken of the values it keeps (fewer square roots:
+    ``m + 1`` of ``k`` a row, when the sorting network ranks the block)."""
+
+    def __init__(
+        self,
+        n: int,
+        k: int,
+        m: int,
+        rows: int,
+        *,
+        finite_only: bool = False,
+        rooted: bool = True,
+    ) -> None:
         self.k, self.m = k, m
         self.finite_only = finite_only  # a block with a NaN or ±inf raises _NonFinite
+        self.rooted = rooted
         self.ids = np.empty((n, m), dtype=np.int64)
         self.distances = np.empty((n, m), dtype=np.float64)
-        self._values = np.empty((m, min(n, rows)))  # rows: the largest block
+        rows = min(n, rows)  # the largest block
+        self._values = np.empty((m, rows))
+        if k <= RANK_BY_COMPARISON:  # the sorting network's buffers (see _sort_with_ids)
+            self._work = np.empty((k + 1, rows))
+            self._owners = np.empty((k, rows), dtype=np.int8)
+            self._flags = np.empty(rows, dtype=bool)
+            self._swap = np.empty(rows, dtype=np.int8)
 
     def add(self, start: int, columns: np.ndarray) -> None:
         """Rank ``columns`` (clusters, rows), the distances of rows ``start:start + rows``."""
         b = columns.shape[1]
         rows = slice(start, start + b)
         ids, nearest = self.ids[rows], self.distances[rows]
-        # The sum is NaN when a distance is (or +inf and -inf meet): then the sort decides.
+        # The sum is NaN when a value is (or +inf and -inf meet): then the sort decides. (The
+        # root keeps NaN and makes no other value NaN.)
         total = np.einsum("ij->", columns)
         if self.finite_only and not math.isfinite(total):
             raise _NonFinite
         if self.k > RANK_BY_COMPARISON or math.isnan(total):
+            if not self.rooted:
+                _root(columns)
             block = columns.T
             order = np.argsort(block, axis=1, kind="stable")[:, : self.m]
             ids[...] = order
             ids += 1
             nearest[...] = np.take_along_axis(block, order, axis=1)
             return
-        owner = rank_block(columns, self.m)
-        values = self._values[:, :b]
-        smallest_values(columns, self.m, values)
+        found = self._sort_with_ids(columns)
+        if found is None:  # equal distances among a row's nearest: ranked by comparisons
+            if not self.rooted:
+                _root(columns)
+            owners: Any = rank_block(columns, self.m)
+            owners += 1
+            values: Any = self._values[:, :b]
+            smallest_values(columns, self.m, values)
+        else:
+            values, owners = found
         for r in range(self.m):
-            ids[:, r] = owner[r]
+            ids[:, r] = owners[r]
             nearest[:, r] = values[r]
-        ids += 1
+
+    def _sort_with_ids(
+        self, columns: np.ndarray
+    ) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+        """(the ``m`` smallest distances of each row, ascending; their 1-based centroids,
+        int8), by :func:`sorting_network` on ``columns`` (clusters, rows, NaN-free), each value's
+        centroid moving with it (then the root of the ``m + 1`` smallest when the blocks are
+        not rooted: it keeps their order). None when two of a row's ``m + 1`` smallest
+        distances are equal.
+
+        Without such a tie the ``m`` nearest are each strictly nearer than the next, so every
+        sort (and the stable argsort) puts the same centroids first: one network pass gives
+        the values and the ids, ~2.5 ms less than :func:`rank_block` and
+        :func:`smallest_values` at 300k rows and 8 clusters. A tie leaves the order of equal
+        values to the comparisons, which put the lower id first."""
+        k, b = columns.shape
+        outputs = min(self.m + 1, k)
+        work = self._work[:, :b]
+        np.copyto(work[:k], columns)  # (columns stays as it is: a tie ranks it again)
+        values = list(work[:k])  # rows that change places by reference
+        spare = work[k]
+        owners = self._owners[:, :b]
+        owners[...] = np.arange(1, k + 1, dtype=np.int8)[:, None]
+        nearer, swap = self._flags[:b], self._swap[:b]
+        for i, j in sorting_network(k, outputs):
+            np.less(values[j], values[i], out=nearer)  # the values change places
+            np.minimum(values[i], values[j], out=spare)
+            np.maximum(values[i], values[j], out=values[j])
+            values[i], spare = spare, values[i]
+            # the ids follow: swap = (a ^ b) where nearer, else 0; a ^= swap; b ^= swap
+            np.bitwise_xor(owners[i], owners[j], out=swap)
+            np.multiply(swap, nearer.view(np.int8), out=swap)
+            owners[i] ^= swap
+            owners[j] ^= swap
+        if not self.rooted:
+            for r in range(outputs):
+                _root(values[r])
+        for r in range(outputs - 1):
+            if np.equal(values[r], values[r + 1], out=nearer).any():
+                return None
+        return values[: self.m], list(owners[: self.m])
 
 
 def nearest_from_matrix(
@@ -365,12 +452,12 @@ def _nearest_blocks(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``blocks``: of at most ``rows`` rows."""
     c = _Centers(centers, cosine, n)
-    out = _Nearest(n, c.k, m, rows, finite_only=finite_only)
+    out = _Nearest(n, c.k, m, rows, finite_only=finite_only, rooted=False)
     columns = np.empty((c.k, min(n, rows)))
     product = np.empty((columns.shape[1], c.k))
     for start, stop, x in blocks:
         block = columns[:, : stop - start]
-        block_distances(x, c, block, product=product[: stop - start])
+        block_distances(x, c, block, product=product[: stop - start], root=False)
         out.add(start, block)
     return out.ids, out.distances
 
