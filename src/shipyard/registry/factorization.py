@@ -30,6 +30,7 @@ from shipyard.errors import ArtifactCorrupted, InvalidArgument
 __all__ = [
     "FLAVOR",
     "FactorModel",
+    "index_of",
     "load_factor_model",
     "predict_pairs",
     "save_factor_model",
@@ -41,6 +42,11 @@ _FILES = ("users.parquet", "items.parquet", "user_factors.npy", "item_factors.np
 CHUNK_PAIRS = 1_000_000
 # Block scores are built this many values at a time (fits a core's L2 cache).
 _SLICE_VALUES = 32_768
+# Integer ids are looked up in a table when their range is at most this many times their count
+# (or below _DENSE_SPAN_MIN), and at most _DENSE_SPAN_MAX entries (4 bytes each).
+_DENSE_SPAN_PER_ID = 8
+_DENSE_SPAN_MIN = 1 << 16
+_DENSE_SPAN_MAX = 1 << 26
 
 
 @dataclass
@@ -186,7 +192,52 @@ def _index_in(values: pa.Array | pa.ChunkedArray, ids: pa.Array, column: str) ->
                 type=str(values.type),
                 expected=str(ids.type),
             ) from None
-    return pc.index_in(values, value_set=ids)
+    return index_of(values, ids)
+
+
+def index_of(values: pa.Array | pa.ChunkedArray, ids: pa.Array) -> pa.Array:
+    """``pc.index_in(values, value_set=ids)`` for distinct ``ids`` of the values' type: each
+    value's position in ``ids`` (INT32), NULL where the value is NULL or not among them.
+
+    Integer ids that span a compact range (the usual 0…n or 1…n keys) are found through a
+    table of positions indexed by ``id - min``: a gather per value instead of a hash probe,
+    about three times faster; other ids go to Arrow's hash lookup.
+    """
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    table = _dense_table(ids) if values.type == ids.type else None
+    if table is None:
+        return pc.index_in(values, value_set=ids)
+    low, positions = table
+    valid = None
+    if values.null_count:
+        valid = np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        values = pc.fill_null(values, low)
+    # (value - low) modulo 2⁶⁴ is below the span exactly for the values in [low, low + span),
+    # whatever the value (int64 arithmetic wraps): one comparison finds those outside.
+    offset = np.asarray(values.to_numpy(), dtype=np.int64) - np.int64(low)
+    np.minimum(offset.view(np.uint64), len(positions) - 1, out=offset.view(np.uint64))
+    found = positions.take(offset)  # the table's last entry is -1: values outside its range
+    missing = found < 0
+    if valid is not None:
+        missing |= ~valid
+    return pa.array(found, type=pa.int32(), mask=missing if missing.any() else None)
+
+
+def _dense_table(ids: pa.Array) -> tuple[int, np.ndarray] | None:
+    """(smallest id, position of each id - smallest, then -1) for integer ids of a compact
+    range that fit in int64; None otherwise."""
+    t = ids.type
+    if not pa.types.is_integer(t) or t == pa.uint64() or len(ids) == 0 or ids.null_count:
+        return None
+    numbers = np.asarray(ids.to_numpy(), dtype=np.int64)
+    low, high = int(numbers.min()), int(numbers.max())
+    span = high - low + 1
+    if span > max(_DENSE_SPAN_PER_ID * len(ids), _DENSE_SPAN_MIN) or span > _DENSE_SPAN_MAX:
+        return None
+    positions = np.full(span + 1, -1, dtype=np.int32)
+    positions[numbers - low] = np.arange(len(ids), dtype=np.int32)
+    return low, positions
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -195,15 +246,24 @@ def _is_text(t: pa.DataType) -> bool:
 
 def predict_pairs(model: FactorModel, users: pa.Array, items: pa.Array) -> pa.Array:
     """FLOAT64 predictions for (user row, item row) index arrays; NULL where either is NULL."""
+    if users.null_count == 0 and items.null_count == 0:  # every pair known: no mask, no scatter
+        return pa.array(model.score(_numbers(users), _numbers(items)), type=pa.float64())
     known = pc.and_(pc.is_valid(users), pc.is_valid(items))
     known_np = np.asarray(known.to_numpy(zero_copy_only=False), dtype=bool)
     u = np.asarray(pc.fill_null(users, 0).to_numpy(), dtype=np.int64)[known_np]
     i = np.asarray(pc.fill_null(items, 0).to_numpy(), dtype=np.int64)[known_np]
     values = np.zeros(len(known_np))
+    where = np.flatnonzero(known_np)
     for start in range(0, len(u), CHUNK_PAIRS):
-        rows = np.flatnonzero(known_np)[start : start + CHUNK_PAIRS]
+        rows = where[start : start + CHUNK_PAIRS]
         values[rows] = model.score(u[start : start + CHUNK_PAIRS], i[start : start + CHUNK_PAIRS])
     return pa.array(values, type=pa.float64(), mask=~known_np)
+
+
+def _numbers(indices: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    if isinstance(indices, pa.ChunkedArray):
+        indices = indices.combine_chunks()
+    return np.asarray(indices.to_numpy())
 
 
 # -- the ``factorization`` flavor --------------------------------------------------------------

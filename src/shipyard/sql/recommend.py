@@ -69,7 +69,7 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from shipyard.errors import InvalidArgument, Unsupported
-from shipyard.registry.factorization import CHUNK_PAIRS, FactorModel, predict_pairs
+from shipyard.registry.factorization import CHUNK_PAIRS, FactorModel, index_of, predict_pairs
 from shipyard.registry.predictor import Predictor
 from shipyard.registry.preprocessing import FeaturePreprocessor
 from shipyard.sql.clustering import require_model_type
@@ -443,8 +443,8 @@ def train_matrix_factorization(
     user_col, item_col, rating_col = options.user_col, options.item_col, options.rating_col
     user_ids = pc.unique(train.column(user_col))
     item_ids = pc.unique(train.column(item_col))
-    users = _rows(pc.index_in(train.column(user_col), value_set=user_ids))
-    items = _rows(pc.index_in(train.column(item_col), value_set=item_ids))
+    users = _rows(index_of(train.column(user_col), user_ids))
+    items = _rows(index_of(train.column(item_col), item_ids))
     ratings = _ratings(train.column(rating_col).combine_chunks(), rating_col)
     shape = (len(user_ids), len(item_ids))
     factors = options.num_factors or default_num_factors(train.num_rows)
@@ -551,8 +551,8 @@ def _known_pairs(
     rows: pa.Table, options: Any, user_ids: pa.Array, item_ids: pa.Array
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(user rows, item rows, ratings) of the rows whose user and item have factors."""
-    users = _rows(pc.index_in(rows.column(options.user_col), value_set=user_ids))
-    items = _rows(pc.index_in(rows.column(options.item_col), value_set=item_ids))
+    users = _rows(index_of(rows.column(options.user_col), user_ids))
+    items = _rows(index_of(rows.column(options.item_col), item_ids))
     ratings = _ratings(rows.column(options.rating_col).combine_chunks(), options.rating_col)
     known = (users >= 0) & (items >= 0) & np.isfinite(ratings)
     return users[known], items[known], ratings[known]

@@ -50,6 +50,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shipyard.registry.predictor import one_blas_thread
+
 if TYPE_CHECKING:
     from shipyard.registry.factorization import FactorModel
 
@@ -115,12 +117,10 @@ def ranks_and_squared_error(
             total = _sorted_block(model, block_users, local, mine, out)
         return total, float(np.sum((mine - 1.0) ** 2 - mine**2))
 
-    from threadpoolctl import threadpool_limits
-
     # Each block's product on one BLAS thread; blocks on a few threads. Their sums are added in
     # block order, so the result does not depend on the threads.
     workers = min(len(blocks), os.cpu_count() or 1, _THREADS)
-    with threadpool_limits(1, "blas"):
+    with one_blas_thread():  # numpy's OpenBLAS, inspected once per process
         items = _items(model) if bounds is not None else None
         if workers > 1:
             with ThreadPoolExecutor(workers, thread_name_prefix="shipyard-ranking") as pool:
@@ -235,7 +235,7 @@ def _bounded_block(
     keys += (np.arange(rows, dtype=np.intp) * bins)[:, None]
     keys = keys.reshape(-1)
     counts = np.bincount(keys, minlength=rows * bins)
-    upto = np.cumsum(counts)  # items of the block whose key is at most K
+    upto = np.cumsum(counts, out=counts)  # items of the block whose key is at most K
 
     c, d, e, dl = scale[local], shift[local], eps[local], delta[local]
     high = c * (own + e) + d + dl  # v above: the exact score is above o
@@ -254,14 +254,14 @@ def _bounded_block(
         return False
     # Items in bins above k_hi are above the rated item; those in [k_lo, k_hi] are checked.
     ranks = 1 + (local.astype(np.int64) + 1) * n_items - upto[k_hi]
-    spans = upto[k_hi] - upto[k_lo] + counts[k_lo]
+    spans = upto[k_hi] - upto[k_lo - 1]  # items in bins k_lo … k_hi (k_lo > 0: low >= 1)
     check = np.flatnonzero(spans > 1)  # a range holding more than the rated item itself
     if len(check):
         c_lo, c_hi = k_lo[check], k_hi[check]
         marked = np.zeros(rows * bins, dtype=bool)
         marked[c_lo] = True
         marked[c_hi] = True
-        candidates = np.flatnonzero(marked[keys])  # row * n_items + item, in (row, item) order
+        candidates = np.flatnonzero(marked.take(keys))  # row * n_items + item, in (row, item) order
         by_key = np.argsort(keys[candidates], kind="stable")
         candidates = candidates[by_key]
         first = np.searchsorted(keys[candidates], c_lo, side="left")
