@@ -815,20 +815,14 @@ class Predictor:
         """A DNN's values or class probabilities on a large ``table`` straight from its
         columns, a block of rows at a time (:meth:`NeuralNet.predict_proba_table`,
         :meth:`NeuralNet.predict_table`): :meth:`_scores`' bits without the model matrix.
-        None for other models, or where that does not apply.
-
-        A classifier's products run on one BLAS thread, as the AUTOENCODER's latent layer (the
-        same bits; 50k rows x 20-64-32-2 on the busy 2-core machine: 24 ms against 42 ms on
-        two). A regressor keeps the default threads: its output layer is a matrix-vector
-        product, whose bits depend on the thread count, as :meth:`_scores` computes it."""
+        None for other models, or where that does not apply. On BLAS's default threads, as
+        the library's own forward pass (one thread is steadier on a busy machine but, quiet,
+        ~20% slower: 50k rows x 20-64-32-2, 24 ms against 20)."""
         if self.flavor != "torch" or self._dtype != np.float64 or self.task in UNSUPERVISED_TASKS:
             return None
         if self.label_info is None:
             return self.model.predict_table(self.preprocessor, table)  # type: ignore[no-any-return]
-        if table.num_rows <= _FEW_ROWS:  # fewer rows than a block (see NeuralNet.output_table)
-            return None
-        with one_blas_thread():
-            proba = self.model.predict_proba_table(self.preprocessor, table)
+        proba = self.model.predict_proba_table(self.preprocessor, table)
         return None if proba is None else self._in_class_order(proba)
 
     def _unsupervised_columns(self, matrix: np.ndarray) -> list[pa.Array | pa.ChunkedArray]:
