@@ -172,6 +172,16 @@ def test_predict_output(ws: Any) -> None:
     ]
 
 
+def test_the_package_carries_no_label_per_training_row(ws: Any) -> None:
+    # scikit-learn's KMeans keeps labels_ (one per training row); the stored model must not:
+    # at 300k rows it was 1.2 MB of a 1.25 MB package, and it is training data.
+    predictor = ws.models.load("demo.km")
+    assert not hasattr(predictor.model, "labels_")
+    assert predictor.model.cluster_centers_.shape == (3, len(_FEATURES))
+    served = predictor.predict(_iris(), keep_original_columns=False)
+    assert served.num_rows == 150
+
+
 def test_evaluate(ws: Any) -> None:
     stored = ws.sql("SELECT * FROM ML.EVALUATE(MODEL demo.km)").to_arrow()
     assert stored.column_names == ["davies_bouldin_index", "mean_squared_distance"]

@@ -269,6 +269,10 @@ def train_kmeans(
             means = update[0]
         metrics = kmeans_metrics(x_fit, distances, assigned, cluster_means=means, norms=norms)
     config.update(anomaly_statistics(distances, assigned))
+    # A label per training row is no part of the model (predict and transform never read it),
+    # and the package would carry it: 1.2 MB of its 1.25 MB at 300k rows.
+    if hasattr(model, "labels_"):
+        del model.labels_
     return UnsupervisedFit(
         task="clustering",
         model=model,
