@@ -1,4 +1,5 @@
-"""Golden results of every model type and ML function (tests/sql/fixtures/models.sql).
+"""Golden results of every model type and ML function (tests/sql/fixtures/models.sql, then
+each tests/sql/fixtures/golden_*.sql in name order: one feature's cases per file).
 
 Each case is one statement on small deterministic tables, with the output columns as BigQuery ML
 documents them (name and type) and, where the answer is determined by the data alone (an exact
@@ -25,7 +26,8 @@ import pytest
 
 import shipyard as sy
 
-FIXTURE = Path(__file__).parent / "fixtures" / "models.sql"
+_DIR = Path(__file__).parent / "fixtures"
+FIXTURES = [_DIR / "models.sql", *sorted(_DIR.glob("golden_*.sql"))]
 RTOL = 1e-6
 
 
@@ -77,7 +79,7 @@ def _setup_tables(ws: Any) -> None:
 def cases() -> list[tuple[str, str, str | None]]:
     """(statement, columns, rows JSON or None) for each case line."""
     out = []
-    for line in FIXTURE.read_text().splitlines():
+    for line in (line for fixture in FIXTURES for line in fixture.read_text().splitlines()):
         if not line.strip() or line.startswith("--"):
             continue
         statement, _, expected = line.partition(" => ")
@@ -166,30 +168,34 @@ def test_golden(ws: Any, statement: str, columns: str, rows: str | None) -> None
 def regenerate() -> None:  # pragma: no cover - a maintenance tool
     import tempfile
 
-    lines = FIXTURE.read_text().splitlines()
     with tempfile.TemporaryDirectory() as home, sy.connect(Path(home) / "home") as workspace:
         _setup_tables(workspace)
-        out = []
-        for line in lines:
-            if not line.strip() or line.startswith("--"):
-                out.append(line)
-                continue
-            statement, _, expected = line.partition(" => ")
-            _, _, rows = expected.partition(" | ")
-            try:
-                table = workspace.sql(statement.strip()).to_arrow()
-            except Exception as exc:
-                print(f"failed: {statement.strip()}\n  {type(exc).__name__}: {exc}")
-                out.append(line)
-                continue
-            new = f"{statement.strip()} => {columns_of(table)}"
-            if rows.strip():
-                got = rows_of(table)
-                if not close(got, json.loads(rows)):
-                    print(f"rows changed: {statement.strip()}\n  was {rows}\n  now {got}")
-                new += " | " + json.dumps(got)
-            out.append(new)
-    FIXTURE.write_text("\n".join(out) + "\n")
+        for fixture in FIXTURES:
+            fixture.write_text("\n".join(_regenerated(workspace, fixture)) + "\n")
+
+
+def _regenerated(workspace: Any, fixture: Path) -> list[str]:  # pragma: no cover
+    out = []
+    for line in fixture.read_text().splitlines():
+        if not line.strip() or line.startswith("--"):
+            out.append(line)
+            continue
+        statement, _, expected = line.partition(" => ")
+        _, _, rows = expected.partition(" | ")
+        try:
+            table = workspace.sql(statement.strip()).to_arrow()
+        except Exception as exc:
+            print(f"failed: {statement.strip()}\n  {type(exc).__name__}: {exc}")
+            out.append(line)
+            continue
+        new = f"{statement.strip()} => {columns_of(table)}"
+        if rows.strip():
+            got = rows_of(table)
+            if not close(got, json.loads(rows)):
+                print(f"rows changed: {statement.strip()}\n  was {rows}\n  now {got}")
+            new += " | " + json.dumps(got)
+        out.append(new)
+    return out
 
 
 if __name__ == "__main__":

@@ -43,7 +43,15 @@ ML_TABLE_FUNCTIONS = (
     "TRAINING_INFO",
     "TRANSFORM",
     "TRIAL_INFO",
+    "VALIDATE_DATA_SKEW",
     "WEIGHTS",
+)
+
+# The ML.* table functions over data, with no MODEL: one or two relations, then a STRUCT.
+ML_DATA_FUNCTIONS = (
+    "DESCRIBE_DATA",  # ML.DESCRIBE_DATA(TABLE t, STRUCT(…))
+    "TFDV_DESCRIBE",
+    "VALIDATE_DATA_DRIFT",  # ML.VALIDATE_DATA_DRIFT(TABLE base, TABLE study, STRUCT(…))
 )
 
 
@@ -63,14 +71,59 @@ class MLFunction(exp.Expression, exp.Func):
         return self.args["name"].name
 
 
+class MLDataFunction(exp.Expression, exp.Func):
+    """``ML.<name>({TABLE t | (query)}[, {TABLE t | (query)}] [, STRUCT(...)])``: a table
+    function over data alone (``ML_DATA_FUNCTIONS``). ``expressions``: the relations, in the
+    order written."""
+
+    arg_types = {"expressions": True, "params_struct": False, "name": True}
+
+    @property
+    def function(self) -> str:
+        return self.args["name"].name
+
+
+def _is_ml_call(self: Any) -> bool:
+    """Whether the function being parsed is spelt ``ML.<name>(``: a user function that happens
+    to share the name is not ours."""
+    token = seq_get(self._tokens, self._index - 4)
+    return bool(token and token.text.upper() == "ML")
+
+
+def _anonymous(self: Any, name: str) -> exp.Expression:
+    return self.expression(  # type: ignore[no-any-return]
+        exp.Anonymous(this=name, expressions=self._parse_csv(self._parse_lambda))
+    )
+
+
+def _ml_data_function_parser(name: str) -> Any:
+    def parse(self: ShipyardBigQuery.Parser) -> exp.Expression:
+        if not _is_ml_call(self):
+            return _anonymous(self, name)
+        relations: list[exp.Expression] = []
+        params = None
+        while True:
+            if self._match(TokenType.STRUCT, advance=False):
+                params = self._parse_bitwise()
+                break
+            self._match_text_seq("TABLE")
+            relation = self._parse_table()
+            if relation is None:
+                self.raise_error(f"ML.{name} expects TABLE dataset.table or (SELECT …)")
+            relations.append(relation)
+            if not self._match(TokenType.COMMA):
+                break
+        return self.expression(
+            MLDataFunction(expressions=relations, params_struct=params, name=exp.var(name))
+        )
+
+    return parse
+
+
 def _ml_function_parser(name: str) -> Any:
     def parse(self: ShipyardBigQuery.Parser) -> exp.Expression:
-        # Only ML.<name>(...) is ours; a user function that happens to share the name is not.
-        token = seq_get(self._tokens, self._index - 4)
-        if not (token and token.text.upper() == "ML"):
-            return self.expression(
-                exp.Anonymous(this=name, expressions=self._parse_csv(self._parse_lambda))
-            )
+        if not _is_ml_call(self):
+            return _anonymous(self, name)
         self._match_text_seq("MODEL")
         model = self._parse_table_parts()
         relation = params = struct_first = None
@@ -108,6 +161,16 @@ def _ml_function_sql(self: Any, e: MLFunction) -> str:
         struct = self.sql(e, "params_struct")
         args.insert(0, struct) if e.args.get("struct_first") else args.append(struct)
     args.insert(0, f"MODEL {self.sql(e, 'this')}")
+    return f"{e.function}({', '.join(args)})"
+
+
+def _ml_data_function_sql(self: Any, e: MLDataFunction) -> str:
+    args = [
+        self.sql(r) if isinstance(r, exp.Subquery) else f"TABLE {self.sql(r)}"
+        for r in e.expressions
+    ]
+    if e.args.get("params_struct") is not None:
+        args.append(self.sql(e, "params_struct"))
     return f"{e.function}({', '.join(args)})"
 
 
@@ -211,6 +274,7 @@ class ShipyardBigQuery(BigQuery):
         FUNCTION_PARSERS = {
             **BigQuery.Parser.FUNCTION_PARSERS,
             **{name: _ml_function_parser(name) for name in ML_TABLE_FUNCTIONS},
+            **{name: _ml_data_function_parser(name) for name in ML_DATA_FUNCTIONS},
         }
         STATEMENT_PARSERS = {
             **BigQuery.Parser.STATEMENT_PARSERS,
@@ -234,6 +298,7 @@ class ShipyardBigQuery(BigQuery):
         TRANSFORMS = {
             **BigQuery.Generator.TRANSFORMS,
             MLFunction: _ml_function_sql,
+            MLDataFunction: _ml_data_function_sql,
             AlterModel: _alter_model_sql,
             ExportModel: _export_model_sql,
             TrainingQueries: _training_queries_sql,

@@ -44,20 +44,7 @@ class MLCall:
     params: dict[str, Any] = field(default_factory=dict)
 
     def check_params(self, allowed: dict[str, type | tuple[type, ...]]) -> None:
-        for key, value in self.params.items():
-            if key not in allowed:
-                valid = ", ".join(sorted(allowed)) or "none"
-                raise InvalidArgument(
-                    f"ML.{self.function} has no parameter {key!r}; valid parameters: {valid}"
-                )
-            expected = allowed[key]
-            if value is not None and (
-                not isinstance(value, expected) or (isinstance(value, bool) and expected is float)
-            ):
-                raise InvalidArgument(
-                    f"ML.{self.function} parameter {key!r} must be "
-                    f"{_type_name(expected)}, got {value!r}"
-                )
+        check_params(self.function, self.params, allowed)
 
     def require_input(self) -> pa.Table:
         if self.input is None:
@@ -66,6 +53,51 @@ class MLCall:
                 "TABLE dataset.table) or (SELECT …)"
             )
         return self.input
+
+
+@dataclass
+class DataCall:
+    """One ML.<function>({TABLE t | (query)}[, …] [, STRUCT(params)]) call over data, with no
+    model (ML.DESCRIBE_DATA, ML.VALIDATE_DATA_DRIFT …): its relations already in Arrow, in the
+    order written."""
+
+    function: str
+    inputs: list[pa.Table]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def check_params(self, allowed: dict[str, type | tuple[type, ...]]) -> None:
+        check_params(self.function, self.params, allowed)
+
+    def require_inputs(self, *names: str) -> list[pa.Table]:
+        """The relations, one per name in ``names`` (``"base"``, ``"study"``): exactly that
+        many, or an error that spells the call."""
+        if len(self.inputs) != len(names):
+            spelt = ", ".join(f"TABLE {n} | (SELECT …)" for n in names)
+            raise InvalidArgument(
+                f"ML.{self.function} takes {len(names)} relation{'s' if len(names) > 1 else ''}"
+                f", got {len(self.inputs)}: ML.{self.function}({spelt}[, STRUCT(…)])"
+            )
+        return self.inputs
+
+
+def check_params(
+    function: str, params: dict[str, Any], allowed: dict[str, type | tuple[type, ...]]
+) -> None:
+    """Every STRUCT parameter of ``ML.<function>`` is one of ``allowed`` and of its type
+    (NULL passes: the function's default)."""
+    for key, value in params.items():
+        if key not in allowed:
+            valid = ", ".join(sorted(allowed)) or "none"
+            raise InvalidArgument(
+                f"ML.{function} has no parameter {key!r}; valid parameters: {valid}"
+            )
+        expected = allowed[key]
+        if value is not None and (
+            not isinstance(value, expected) or (isinstance(value, bool) and expected is float)
+        ):
+            raise InvalidArgument(
+                f"ML.{function} parameter {key!r} must be {_type_name(expected)}, got {value!r}"
+            )
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:
@@ -175,3 +207,7 @@ ML_HANDLERS.update(forecasting.handlers(ML_HANDLERS))
 # TRANSFORM_ONLY models (shipyard.sql.transform_only): every function but ML.TRANSFORM and
 # ML.FEATURE_INFO refuses them, naming those two
 ML_HANDLERS.update(transform_only.handlers(ML_HANDLERS))
+
+# Table functions over data, with no MODEL (dialect.ML_DATA_FUNCTIONS): a function name to its
+# handler, like ML_HANDLERS.
+DATA_HANDLERS: dict[str, Callable[[SqlService, DataCall], pa.Table]] = {}

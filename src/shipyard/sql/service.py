@@ -41,6 +41,7 @@ from shipyard.sql.create_model import create_model, tables_read
 from shipyard.sql.dialect import (
     AlterModel,
     ExportModel,
+    MLDataFunction,
     MLFunction,
     ShipyardBigQuery,
     parse,
@@ -50,7 +51,7 @@ from shipyard.sql.dialect import (
 )
 from shipyard.sql.entities import QueryResult
 from shipyard.sql.export import export_model
-from shipyard.sql.functions import ML_HANDLERS, MLCall
+from shipyard.sql.functions import DATA_HANDLERS, ML_HANDLERS, DataCall, MLCall
 from shipyard.sql.imported import refuse_imported
 from shipyard.sql.temp_models import TempModels
 from shipyard.warehouse import QualifiedName, fetch_arrow
@@ -349,7 +350,9 @@ class SqlService:
         """
         registered: dict[str, pa.Table] = {}
         pending = [
-            n for n in tree.find_all(exp.Predict, MLFunction) if isinstance(n, exp.Expression)
+            n
+            for n in tree.find_all(exp.Predict, MLFunction, MLDataFunction)
+            if isinstance(n, exp.Expression)
         ]
         # One call: its input holds no replaced call (whose name changes every time)
         key = ("input", script) if script is not None and len(pending) == 1 else None
@@ -372,12 +375,32 @@ class SqlService:
         ctes: dict[str, exp.CTE],
         key: tuple[str, str] | None = None,
     ) -> tuple[str, pa.Table]:
+        if isinstance(node, MLDataFunction):
+            out = self._run_data_function(cur, node, ctes)
+        else:
+            out = self._run_model_function(cur, node, ctes, key)
+        name = f"__shipyard_ml_{next(self._names)}"
+        replacement: exp.Expression = exp.Table(this=exp.to_identifier(name))  # no parse
+        target = node.parent if isinstance(node.parent, exp.Table) else node
+        alias = target.args.get("alias") if isinstance(target, exp.Table) else None
+        if alias is not None:
+            replacement.set("alias", alias)
+        target.replace(replacement)
+        return name, out
+
+    def _run_model_function(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        node: exp.Expression,
+        ctes: dict[str, exp.CTE],
+        key: tuple[str, str] | None,
+    ) -> pa.Table:
         function = node.function if isinstance(node, MLFunction) else "PREDICT"
         handler = ML_HANDLERS.get(function)
         if handler is None:
             raise Unsupported(
                 f"ML.{function} is not supported yet; supported: "
-                + ", ".join(f"ML.{f}" for f in sorted(ML_HANDLERS))
+                + ", ".join(f"ML.{f}" for f in sorted([*ML_HANDLERS, *DATA_HANDLERS]))
             )
         model_name = str(QualifiedName.parse(table_name(node.this), kind="model"))
         if function != "PREDICT":
@@ -393,15 +416,24 @@ class SqlService:
             input=rows,
             params=struct_values(node.args.get("params_struct")),
         )
-        out = handler(self, call)
-        name = f"__shipyard_ml_{next(self._names)}"
-        replacement: exp.Expression = exp.Table(this=exp.to_identifier(name))  # no parse
-        target = node.parent if isinstance(node.parent, exp.Table) else node
-        alias = target.args.get("alias") if isinstance(target, exp.Table) else None
-        if alias is not None:
-            replacement.set("alias", alias)
-        target.replace(replacement)
-        return name, out
+        return handler(self, call)
+
+    def _run_data_function(
+        self, cur: duckdb.DuckDBPyConnection, node: MLDataFunction, ctes: dict[str, exp.CTE]
+    ) -> pa.Table:
+        handler = DATA_HANDLERS.get(node.function)
+        if handler is None:
+            raise Unsupported(f"ML.{node.function} is not supported yet")
+        inputs = [
+            fetch_arrow(cur, to_duckdb(_relation_query(relation, ctes)))
+            for relation in node.expressions
+        ]
+        call = DataCall(
+            function=node.function,
+            inputs=inputs,
+            params=struct_values(node.args.get("params_struct")),
+        )
+        return handler(self, call)
 
 
 # Clauses that make a SELECT more than "all rows of one table".
@@ -452,10 +484,15 @@ def _referenced_ctes(node: exp.Expression, ctes: dict[str, exp.CTE]) -> list[exp
 def _blocked(
     node: exp.Expression, pending: Sequence[exp.Expression], ctes: dict[str, exp.CTE]
 ) -> bool:
-    relation = node.args.get("expression")
-    if relation is None:
-        return False
-    scopes = [relation, *(c.this for c in _referenced_ctes(relation, ctes))]
+    relations = (
+        node.expressions if isinstance(node, MLDataFunction) else [node.args.get("expression")]
+    )
+    scopes = [
+        scope
+        for relation in relations
+        if relation is not None
+        for scope in (relation, *(c.this for c in _referenced_ctes(relation, ctes)))
+    ]
     return any(other is not node and _inside(other, scope) for other in pending for scope in scopes)
 
 
