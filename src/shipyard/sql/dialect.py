@@ -328,6 +328,26 @@ def parse(sql: str) -> list[exp.Expression]:
     return out
 
 
+def _one_based_subscripts(tree: exp.Expr) -> None:
+    """``arr[OFFSET(i)]`` (and a bare ``arr[i]``) counts from 0 in BigQuery, from 1 in DuckDB.
+
+    sqlglot shifts a literal index but leaves an expression as it is (``arr[OFFSET(MOD(i, 3))]``
+    would read the wrong element, and ``OFFSET(0)`` NULL); here such an index becomes
+    ``(i) + 1``, marked as already one-based.
+    """
+    for bracket in list(tree.find_all(exp.Bracket)):
+        if bracket.args.get("offset") != 0 or len(bracket.expressions) != 1:
+            continue
+        index = bracket.expressions[0]
+        if isinstance(index, exp.Literal) or (
+            isinstance(index, exp.Neg) and isinstance(index.this, exp.Literal)
+        ):
+            continue  # sqlglot shifts literals itself (a string key is a map or JSON lookup)
+        base = index.copy() if isinstance(index, exp.Column) else exp.paren(index.copy())
+        index.replace(exp.Add(this=base, expression=exp.Literal.number(1)))
+        bracket.set("offset", 1)
+
+
 def to_duckdb(expression: exp.Expr) -> str:
     """DuckDB SQL for a statement whose ML functions were already replaced.
 
@@ -337,6 +357,7 @@ def to_duckdb(expression: exp.Expr) -> str:
     for table in tree.find_all(exp.Table):
         if table.args.get("catalog") is not None:
             table.set("catalog", None)
+    _one_based_subscripts(tree)
     # ML.BUCKETIZE(…), ML.MIN_MAX_SCALER(…) OVER () …: DuckDB expressions (a lazy import: that
     # module reads this one's literal helpers)
     from shipyard.sql.preprocessing_functions import rewrite_plain_query
