@@ -16,6 +16,10 @@ and an expression that uses them. :mod:`shipyard.sql.preprocessing_rewrite` join
 
 Each call also names the types its arguments must have (:data:`TYPE_KINDS`), checked there.
 
+BigQuery ML's mathematical functions ``ML.DISTANCE`` and ``ML.LP_NORM`` are scalar entries too
+(dense vectors through DuckDB's native list functions, sparse ones matched by identifier; see
+their section below).
+
 ``ML.HASH_BUCKETIZE`` hashes as BigQuery does, with ``FARM_FINGERPRINT``
 (:mod:`shipyard.warehouse.functions`), its 64 bits read as unsigned modulo the bucket count, so
 the buckets are BigQuery's and do not change with DuckDB's version. TRANSFORMs stored before
@@ -600,6 +604,241 @@ def _normalizer(fn: str, args: list[exp.Expression]) -> Built:
     return Built(lambda _: f"list_transform({values}, lambda __v: __v / {_nonzero(norm)})")
 
 
+# -- mathematical functions: ML.DISTANCE, ML.LP_NORM -------------------------------------------
+#
+# A vector is ARRAY<number> (dense) or, for ML.DISTANCE, ARRAY<STRUCT<STRING|INT64, number>>
+# (sparse: dimensions matched by identifier, a missing one is 0). Which form an argument has is
+# its type, known only when DuckDB plans the query (a plain query's rewrite sees no types), so
+# the SQL holds both forms behind ``CASE WHEN regexp_full_match(typeof(v), …)``, which DuckDB
+# folds: the other branch never runs. The dense form uses DuckDB's native list functions
+# (list_distance, list_cosine_distance, list_inner_product); the sparse one reads the STRUCT
+# fields by position through JSON, since their names are the user's.
+
+_STRUCT_FIELD = r'("(?:[^"]|"")*" |[^\s",()]+ )?'
+_INTEGER = r"U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)"
+
+
+def _sparse_type(identifier: str) -> str:
+    return (
+        rf"(STRUCT|TUPLE)\({_STRUCT_FIELD}({identifier}), {_STRUCT_FIELD}({_NUMBER}|{_NULL})\)"
+        r"\[\d*\]"
+    )
+
+
+_SPARSE_STRING = _sparse_type(rf"VARCHAR|{_NULL}")
+_SPARSE_INT64 = _sparse_type(_INTEGER)
+TYPE_KINDS["vector"] = (
+    rf"({_NUMBER}|{_NULL})\[\d*\]|{_SPARSE_STRING}|{_SPARSE_INT64}|{_NULL}",
+    "an ARRAY<numerical type>, ARRAY<STRUCT<STRING, numerical type>> or "
+    "ARRAY<STRUCT<INT64, numerical type>> expression",
+)
+_DISTANCE_TYPES = ("EUCLIDEAN", "MANHATTAN", "COSINE")
+
+
+def _form(v: str) -> str:
+    """The vector form of ``v`` in BigQuery's words (a constant once DuckDB plans the query)."""
+    return (
+        f"(CASE WHEN regexp_full_match(typeof({v}), '{_SPARSE_STRING}') "
+        "THEN 'ARRAY<STRUCT<STRING, numerical type>>' "
+        f"WHEN regexp_full_match(typeof({v}), '{_SPARSE_INT64}') "
+        "THEN 'ARRAY<STRUCT<INT64, numerical type>>' "
+        f"WHEN typeof({v}) = '\"NULL\"' THEN NULL ELSE 'ARRAY<numerical type>' END)"
+    )
+
+
+def _error(message: str) -> str:
+    """DuckDB's error() with ``message`` (SQL of a VARCHAR), typed as a DOUBLE result."""
+    return f"CAST(error({message}) AS DOUBLE)"
+
+
+def _vector(v: str) -> str:
+    """``v`` as DOUBLE[]: TRY_CAST, as DuckDB binds a constant's CAST even where the type guard
+    or the form's CASE never runs it (the guard names a wrong type; numbers always convert)."""
+    return f"TRY_CAST({v} AS DOUBLE[])"
+
+
+def _has_null(values: str) -> str:
+    return f"(list_count({values}) < len({values}))"
+
+
+def _metric(kind: str, a: str, b: str) -> str:
+    """The distance of two DOUBLE[] of equal length without NULL elements."""
+    if kind == "EUCLIDEAN":
+        return f"list_distance({a}, {b})"
+    if kind == "MANHATTAN":
+        pairs = f"list_zip({a}, {b})"
+        return f"coalesce(list_sum(list_transform({pairs}, lambda __p: abs(__p[1] - __p[2]))), 0.0)"
+    # 1 - cos: NaN where a vector has norm 0 (as SciPy's cosine), empty vectors included
+    return (
+        f"(CASE WHEN len({a}) = 0 THEN CAST('nan' AS DOUBLE) "
+        f"ELSE list_cosine_distance({a}, {b}) END)"
+    )
+
+
+def _dense_distance(fn: str, kind: str, v1: str, v2: str) -> str:
+    a, b = _vector(v1), _vector(v2)
+    mismatch = _error(
+        f"'ML.{fn}: vector1 and vector2 must have the same length, got ' || len({a}) || "
+        f"' and ' || len({b})"
+    )
+    return (
+        f"(CASE WHEN {a} IS NULL OR {b} IS NULL THEN NULL "
+        f"WHEN len({a}) <> len({b}) THEN {mismatch} "
+        f"WHEN {_has_null(a)} OR {_has_null(b)} THEN NULL "
+        f"ELSE CAST({_metric(kind, a, b)} AS DOUBLE) END)"
+    )
+
+
+def _sparse_fields(tuple_: str, j: str) -> str:
+    """A sparse vector's identifiers and values, alternating, as VARCHAR[], from ``j``, its JSON
+    (``tuple_``: whether its STRUCT is unnamed): the fields read by position (a NULL element
+    leaves no entry; a NULL field is NULL)."""
+    return (
+        f"CAST((CASE WHEN {tuple_} THEN json_extract_string({j}, '$[*][*]') "
+        f"ELSE json_extract_string({j}, '$[*].*') END) AS VARCHAR[])"
+    )
+
+
+def _bind(values: dict[str, str], param: str, body: str) -> str:
+    """``body`` reading ``values`` computed once per row, as the fields of ``param``."""
+    fields = ", ".join(f"'{k}': {v}" for k, v in values.items())
+    return f"list_transform([{{{fields}}}], lambda {param}: {body})[1]"
+
+
+def _sparse_metric(fn: str, kind: str, w: str) -> str:
+    """The distance of two sparse vectors (``{w}.k1``/``{w}.x1`` identifiers and values …): both
+    vectors' entries sorted together by identifier, so an identifier in both is two neighbours
+    (vector1's first) and one a vector holds twice is two neighbours from that vector (an error);
+    a missing one is 0. One sort, no lookup per entry."""
+    tagged = [
+        f"list_transform(list_zip({w}.k{i}, {w}.x{i}), lambda __p: "
+        f"{{'k': __p[1], 's': {i}, 'v': __p[2]}})"
+        for i in (1, 2)
+    ]
+    c = "__c.c"
+    paired = f"__i < len({c}) AND {c}[__i + 1].k = __e.k"
+    if kind == "COSINE":
+        dot = (
+            f"list_sum(list_transform({c}, lambda __e, __i: "
+            f"CASE WHEN {paired} THEN __e.v * {c}[__i + 1].v ELSE 0.0 END))"
+        )
+        n1, n2 = (f"list_inner_product({w}.x{i}, {w}.x{i})" for i in (1, 2))
+        value = (
+            f"CASE WHEN {n1} = 0 OR {n2} = 0 THEN CAST('nan' AS DOUBLE) "
+            f"ELSE 1.0 - {dot} / sqrt({n1} * {n2}) END"
+        )
+    else:
+        difference = (
+            f"list_transform({c}, lambda __e, __i: CASE WHEN {paired} THEN __e.v - {c}[__i + 1].v "
+            f"WHEN __i > 1 AND {c}[__i - 1].k = __e.k THEN 0.0 ELSE __e.v END)"
+        )
+        value = _bind(
+            {"d": difference},
+            "__m",
+            "sqrt(list_inner_product(__m.d, __m.d))"
+            if kind == "EUCLIDEAN"
+            else "coalesce(list_sum(list_transform(__m.d, lambda __d: abs(__d))), 0.0)",
+        )
+    twice = (
+        f"list_filter({c}, lambda __e, __i: __i < len({c}) AND {c}[__i + 1].k = __e.k "
+        f"AND {c}[__i + 1].s = __e.s)[1]"
+    )
+    message = (
+        f"'ML.{fn}: vector' || {twice}.s || ' has the identifier ' || {twice}.k || "
+        "' more than once'"
+    )
+    body = f"CASE WHEN {twice} IS NOT NULL THEN {_error(message)} ELSE {value} END"
+    return _bind({"c": f"list_sort(list_concat({tagged[0]}, {tagged[1]}))"}, "__c", body)
+
+
+def _sparse_distance(fn: str, kind: str, v1: str, v2: str) -> str:
+    """Identifiers matched across the two vectors; one missing from a vector is 0 there."""
+    w = "__w"
+    nulls = " OR ".join(
+        f"len({w}.k{i}) < {w}.n{i} OR list_count({w}.k{i}) < {w}.n{i} "
+        f"OR list_count({w}.x{i}) < {w}.n{i}"
+        for i in ("1", "2")
+    )
+    body = (
+        f"CASE WHEN {w}.n1 IS NULL OR {w}.n2 IS NULL OR {nulls} THEN NULL "
+        f"ELSE CAST({_sparse_metric(fn, kind, w)} AS DOUBLE) END"
+    )
+    # each vector's JSON, then its fields, then identifiers and values: each computed once
+    # (the arguments appear outside every lambda: DuckDB plans no subquery inside one)
+    json = {}
+    for i, v in (("1", v1), ("2", v2)):
+        json[f"j{i}"], json[f"t{i}"] = f"to_json({v})", f"typeof({v}) LIKE 'TUPLE%'"
+    fields = {f"f{i}": _sparse_fields(f"__j.t{i}", f"__j.j{i}") for i in ("1", "2")}
+    for i in ("1", "2"):
+        fields[f"n{i}"] = f"json_array_length(__j.j{i})"  # binds whatever the type (the guard's)
+    split = {}
+    for i in ("1", "2"):
+        split[f"k{i}"] = f"list_slice(__f.f{i}, 1, -1, 2)"
+        split[f"x{i}"] = f"CAST(list_slice(__f.f{i}, 2, -1, 2) AS DOUBLE[])"
+        split[f"n{i}"] = f"__f.n{i}"
+    return "(" + _bind(json, "__j", _bind(fields, "__f", _bind(split, w, body))) + ")"
+
+
+def _distance(fn: str, args: list[exp.Expression]) -> Built:
+    v1, v2 = f"({_sql(args[0])})", f"({_sql(args[1])})"
+    kind = str(_arg(fn, args, 2, "type", str, "EUCLIDEAN")).upper()
+    if kind not in _DISTANCE_TYPES:
+        raise SQLError(
+            f"ML.{fn} type {kind!r} is not valid; valid: {', '.join(_DISTANCE_TYPES)}",
+            highlight=_sql(args[2]),
+        )
+    f1, f2 = _form(v1), _form(v2)
+    differ = _error(
+        f"'ML.{fn} vector2 must have the same type as vector1: vector1 is ' || {f1} || "
+        f"', vector2 is ' || {f2}"
+    )
+    sql = (
+        f"(CASE WHEN {f1} <> {f2} THEN {differ} "
+        f"WHEN {f1} LIKE 'ARRAY<STRUCT%' OR {f2} LIKE 'ARRAY<STRUCT%' "
+        f"THEN {_sparse_distance(fn, kind, v1, v2)} "
+        f"ELSE {_dense_distance(fn, kind, v1, v2)} END)"
+    )
+    return Built(lambda _: sql, checks=[("vector2", v2, "vector")])
+
+
+def _degree(fn: str, args: list[exp.Expression]) -> float:
+    """ML.LP_NORM's degree: a number literal, ``CAST('INF' AS FLOAT64)`` or IEEE_DIVIDE(1, 0)."""
+    node = args[1]
+    text = _sql(node).replace(" ", "").upper()
+    if text == "IEEE_DIVIDE(1,0)" or (
+        isinstance(node, exp.Cast)
+        and isinstance(node.this, exp.Literal)
+        and node.this.is_string
+        and node.this.this.strip().upper() in ("INF", "+INF", "INFINITY", "+INFINITY")
+    ):
+        return math.inf
+    p = float(_arg(fn, args, 1, "degree", (int, float), None))
+    if not (p == 0 or p >= 1):
+        raise SQLError(
+            f"ML.{fn} degree must be 0.0, >= 1.0 or CAST('INF' AS FLOAT64), got {p!r}",
+            highlight=_sql(node),
+        )
+    return p
+
+
+def _lp_norm(fn: str, args: list[exp.Expression]) -> Built:
+    a = _vector(f"({_sql(args[0])})")
+    p = _degree(fn, args)
+    if p == math.inf:
+        norm = f"coalesce(greatest(abs(list_min({a})), abs(list_max({a}))), 0.0)"
+    elif p == 0:
+        norm = f"CAST(len(list_filter({a}, lambda __x: __x <> 0)) AS DOUBLE)"
+    elif p == 2:
+        norm = f"sqrt(list_inner_product({a}, {a}))"
+    elif p == 1:
+        norm = f"coalesce(list_sum(list_transform({a}, lambda __x: abs(__x))), 0.0)"
+    else:
+        total = f"coalesce(list_sum(list_transform({a}, lambda __x: power(abs(__x), {p!r}))), 0.0)"
+        norm = f"power({total}, {1 / p!r})"
+    sql = f"(CASE WHEN {a} IS NULL OR {_has_null(a)} THEN NULL ELSE CAST({norm} AS DOUBLE) END)"
+    return Built(lambda _: sql)
+
+
 def _fn(
     name: str,
     analytic: bool,
@@ -651,6 +890,10 @@ PREPROCESSING_FUNCTIONS: dict[str, PreprocessingFunction] = {
             "ML.BAG_OF_WORDS(tokens [, top_k] [, frequency_threshold]) OVER ()", _TOKENS),
         _fn("TF_IDF", True, (1, 3), _tf_idf,
             "ML.TF_IDF(tokens [, top_k] [, frequency_threshold]) OVER ()", _TOKENS),
+        _fn("DISTANCE", False, (2, 3), _distance,
+            "ML.DISTANCE(vector1, vector2 [, type])", ("vector1", "vector")),
+        _fn("LP_NORM", False, (2, 2), _lp_norm, "ML.LP_NORM(vector, degree)",
+            ("vector", "numbers")),
     )
 }  # fmt: skip
 ANALYTIC_FUNCTIONS = frozenset(n for n, f in PREPROCESSING_FUNCTIONS.items() if f.analytic)

@@ -215,15 +215,23 @@ class Rewriter:
         parts: dict[str, str] = {}
         if built.stats:
             parts["stats"] = self._statistics(name, call, built)
-        if self._must_bind(args[0]):
-            # the argument is evaluated once, outside the body's lambdas
-            parts["arg"] = _sql(args[0])
-            built = spec.prepare([exp.column(_ARG_MARK), *args[1:]])
+        # an argument is evaluated once, outside the body's lambdas (the first one, or any:
+        # ML.DISTANCE's two vectors)
+        marks = {i: _ARG_MARK if i == 0 else f"__shipyard_argument{i}__" for i in range(len(args))}
+        bound_args = [i for i, arg in enumerate(args) if self._must_bind(arg)]
+        for i in bound_args:
+            parts["arg" if i == 0 else f"arg{i}"] = _sql(args[i])
+        if bound_args:
+            built = spec.prepare(
+                [exp.column(marks[i]) if i in bound_args else a for i, a in enumerate(args)]
+            )
         if not parts:
             return built.render({})
         values = {k: f"{param}['stats']['{k}']" for k in built.stats}
-        body = built.render(values).replace(f'"{_ARG_MARK}"', _ARG_MARK)
-        body = body.replace(_ARG_MARK, f"{param}['arg']")
+        body = built.render(values)
+        for i in bound_args:
+            body = body.replace(f'"{marks[i]}"', marks[i])
+            body = body.replace(marks[i], f"{param}['{'arg' if i == 0 else f'arg{i}'}']")
         bound = "{" + ", ".join(f"'{k}': {v}" for k, v in parts.items()) + "}"
         return f"list_transform([{bound}], lambda {param}: {body})[1]"
 
