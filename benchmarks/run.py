@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/run.py --only tracking  # vs MLflow (~3-4 minutes; opt-in)
     .venv/bin/python benchmarks/run.py --only serving   # vs MLflow, BentoML (~10 min; opt-in)
     .venv/bin/python benchmarks/run.py --only models    # every model type vs its library (~4-5 min)
+    .venv/bin/python benchmarks/run.py --only data      # ML.* functions over data vs DuckDB/NumPy
 
 Exit status: 0 when the benchmarks ran (targets missed or not; the table says which), 1 when the
 benchmark itself is invalid (e.g. its XGBoost parameters no longer match Shipyard's), 2 for bad
@@ -34,6 +35,7 @@ import xgboost as xgb
 from rich.console import Console
 from rich.table import Table
 
+import bench_data_functions
 import bench_models
 import bench_serving
 import bench_sql
@@ -61,7 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--home", type=Path, help="workspace folder (default: a temporary one)")
     parser.add_argument(
         "--only",
-        choices=["train", "predict", "tracking", "serving", "models"],
+        choices=["train", "predict", "tracking", "serving", "models", "data"],
         help="run one benchmark (tracking and serving, vs their peers, run only when asked for)",
     )
     bench_tracking.add_arguments(parser)
@@ -300,6 +302,23 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         results["elapsed_s"] = round(time.perf_counter() - started, 1)
         return results
 
+    if args.only == "data":
+        log("BigQuery ML's functions over data vs DuckDB / NumPy by hand")
+        with (
+            tempfile.TemporaryDirectory(prefix="shipyard-bench-") as tmp,
+            sy.connect(args.home or Path(tmp) / "home") as ws,
+        ):
+            cases = bench_data_functions.bench_data_functions(
+                ws,
+                rows=min(args.rows, 300_000),
+                reps=args.predict_reps,
+                warmup=args.warmup,
+                log=log,
+            )
+        results = {"date": dt.date.today().isoformat(), "machine": machine(), "data": cases}
+        results["elapsed_s"] = round(time.perf_counter() - started, 1)
+        return results
+
     with tempfile.TemporaryDirectory(prefix="shipyard-bench-") as tmp:
         home = args.home or Path(tmp) / "home"
         log(f"generating {args.rows:,} × {COLS} (seed fixed) and loading it (not timed)")
@@ -352,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_serving.print_tables(console, results["serving"])
     elif "models" in results:
         bench_models.print_tables(console, results["models"])
+    elif "data" in results:
+        bench_data_functions.print_results(console, results["data"])
     else:
         print_summary(console, results)
         print_details(console, results)

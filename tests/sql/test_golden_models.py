@@ -82,7 +82,7 @@ def cases() -> list[tuple[str, str, str | None]]:
     for line in (line for fixture in FIXTURES for line in fixture.read_text().splitlines()):
         if not line.strip() or line.startswith("--"):
             continue
-        statement, _, expected = line.partition(" => ")
+        statement, _, expected = line.rpartition(" => ")  # a statement may hold " => "
         columns, _, rows = expected.partition(" | ")
         out.append((statement.strip(), columns.strip(), rows.strip() or None))
     return out
@@ -95,6 +95,8 @@ def is_query(statement: str) -> bool:
 
 def bq_type(t: pa.DataType) -> str:
     """An Arrow type in BigQuery's words."""
+    if getattr(t, "extension_name", None) == "arrow.json":  # DuckDB's JSON
+        return "JSON"
     if pa.types.is_floating(t) or pa.types.is_decimal(t):
         return "FLOAT64"
     if pa.types.is_integer(t):
@@ -180,7 +182,7 @@ def _regenerated(workspace: Any, fixture: Path) -> list[str]:  # pragma: no cove
         if not line.strip() or line.startswith("--"):
             out.append(line)
             continue
-        statement, _, expected = line.partition(" => ")
+        statement, _, expected = line.rpartition(" => ")  # a statement may hold " => "
         _, _, rows = expected.partition(" | ")
         try:
             table = workspace.sql(statement.strip()).to_arrow()

@@ -16,10 +16,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["NumericSource", "finite_or_none", "numeric_source", "numeric_stats", "one_array"]
+__all__ = [
+    "HISTOGRAM_BUCKETS",
+    "NumericSource",
+    "bucket_counts",
+    "finite_or_none",
+    "numeric_source",
+    "numeric_stats",
+    "one_array",
+]
 
 _TIMESTAMP_DIVISOR = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 _MEDIAN_SAMPLE = 20_000
+_HISTOGRAM_SAMPLE = 10_000
+_BUCKET_BLOCK = 16_384  # bucket_counts' values per block: 2 x 128 KiB of scratch, in L2
+#: Equal-width buckets of a numeric column's training histogram (TFDV's default
+#: ``num_histogram_buckets``): ML.VALIDATE_DATA_SKEW's baseline.
+HISTOGRAM_BUCKETS = 10
 
 
 def one_array(col: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -87,12 +100,44 @@ def numeric_source(col: pa.ChunkedArray | pa.Array, kind: str) -> NumericSource:
     )
 
 
+def bucket_counts(values: np.ndarray, low: float, high: float, buckets: int) -> np.ndarray:
+    """How many of ``values`` (finite, within [low, high]) fall in each of ``buckets``
+    equal-width buckets from ``low`` to ``high``; ``high`` itself counts in the last bucket, as in
+    TFDV's histograms. ``low == high``: one bucket holding every value (a point mass).
+
+    Works in blocks of :data:`_BUCKET_BLOCK` values through two reused scratch vectors that stay
+    in cache: whole-column temporaries cost more in fresh pages than the arithmetic (300k values:
+    2.8 ms → 0.6 ms).
+    """
+    if not high > low:
+        return np.array([len(values)], dtype=np.int64)
+    scale = buckets / (high - low)
+    size = min(len(values), _BUCKET_BLOCK)
+    scaled, index = np.empty(size), np.empty(size, dtype=np.intp)
+    # the maximum lands in bucket ``buckets``: folded into the last one below, which is cheaper
+    # than clipping every value
+    counts = np.zeros(buckets + 1, dtype=np.int64)
+    for start in range(0, len(values), _BUCKET_BLOCK):
+        block = values[start : start + _BUCKET_BLOCK]
+        n = len(block)
+        np.subtract(block, low, out=scaled[:n], dtype=np.float64)
+        scaled[:n] *= scale
+        np.copyto(index[:n], scaled[:n], casting="unsafe")  # truncation: floor of x >= 0
+        counts += np.bincount(index[:n], minlength=buckets + 1)[: buckets + 1]
+    counts[buckets - 1] += counts[buckets]
+    return counts[:buckets]
+
+
 def numeric_stats(source: NumericSource, n_rows: int) -> dict[str, Any]:
-    """min, max, mean, median (sampled), stddev and null count; NaN and ±inf count as NULL.
+    """min, max, mean, median (sampled), stddev, null count and histogram; NaN and ±inf count
+    as NULL.
 
     The mean and stddev are Arrow's over one contiguous array of the finite values, whatever
     the chunking (a chunked Arrow sum rounds differently); the median is ``np.median`` of every
-    ``count // 20,000``-th finite value; min and max are NumPy's.
+    ``count // 20,000``-th finite value; min and max are NumPy's. ``histogram``: 10,000 to
+    20,000 values of that sample (every value of a column under 20,000 rows) counted in
+    :data:`HISTOGRAM_BUCKETS` equal-width buckets from min to max (one bucket when min == max),
+    ML.VALIDATE_DATA_SKEW's training distribution, for a pass over ~10,000 values.
     """
     if source.data.null_count:
         # NULLs are NaN by now: keep the finite values of each chunk, then join them.
@@ -125,13 +170,23 @@ def _stats(present: np.ndarray, as_arrow: pa.Array, mean: float, n_rows: int) ->
     """The statistics of the finite values ``present`` (``as_arrow``: the same, zero-copy)."""
     std = float(pc.stddev(as_arrow, ddof=1).as_py()) if len(present) > 1 else 0.0
     step = max(1, len(present) // _MEDIAN_SAMPLE)
-    median = float(np.median(present[::step]))  # approximate on a strided sample: fast, stable
+    # The strided sample gathered once into a contiguous copy, which np.median may then reorder
+    # in place (it would copy it anyway); the histogram does not care about the order.
+    sample = np.ascontiguousarray(present[::step]) if step > 1 else present.copy()
+    low, high = np.min(present), np.max(present)
+    # 10,000-20,000 of the sampled values (all of them under 20,000 rows): 10 bucket shares
+    # to within ~1%, at half the cost of the whole sample
+    every = max(1, len(sample) // _HISTOGRAM_SAMPLE)
+    histogram = bucket_counts(sample[::every], float(low), float(high), HISTOGRAM_BUCKETS)
+    # approximate on a strided sample: fast, stable
+    median = float(np.median(sample, overwrite_input=True))
     return {
-        "min": finite_or_none(np.min(present)),
-        "max": finite_or_none(np.max(present)),
+        "min": finite_or_none(low),
+        "max": finite_or_none(high),
         "mean": finite_or_none(mean),
         "median": finite_or_none(median),
         "stddev": finite_or_none(std),
         "null_count": n_rows - len(present),
         "count": len(present),
+        "histogram": histogram.tolist(),
     }

@@ -48,7 +48,13 @@ def model_options(statement: exp.Create) -> dict[str, Any]:
     options: dict[str, Any] = {}
     properties = statement.args.get("properties")
     for prop in properties.expressions if properties else []:
-        if not isinstance(prop, exp.Property):
+        if isinstance(prop, exp.RemoteWithConnectionModelProperty):
+            raise Unsupported(
+                "CREATE MODEL … REMOTE WITH CONNECTION creates a remote model (a hosted LLM or "
+                "Cloud AI API endpoint); Shipyard trains and serves its models locally and has "
+                "no remote models"
+            )
+        if not isinstance(prop, exp.Property) or "value" not in prop.args:
             raise Unsupported(
                 f"CREATE MODEL does not support {prop.sql(dialect=ShipyardBigQuery)!r} yet"
             )

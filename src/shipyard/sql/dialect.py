@@ -47,9 +47,24 @@ ML_TABLE_FUNCTIONS = (
     "WEIGHTS",
 )
 
+# BigQuery ML's functions over remote models (a Vertex AI endpoint, an LLM, a Cloud AI API):
+# they parse like the others, so that running one says why it cannot run here (Unsupported).
+ML_REMOTE_MODEL_FUNCTIONS = (
+    "ANNOTATE_IMAGE",
+    "GENERATE_EMBEDDING",
+    "GENERATE_TABLE",
+    "GENERATE_TEXT",
+    "PROCESS_DOCUMENT",
+    "TRANSCRIBE",
+    "TRANSLATE",
+    "UNDERSTAND_TEXT",
+)
+
 # The ML.* table functions over data, with no MODEL: one or two relations, then a STRUCT.
 ML_DATA_FUNCTIONS = (
     "DESCRIBE_DATA",  # ML.DESCRIBE_DATA(TABLE t, STRUCT(…))
+    "ENTITY_FEATURES_AT_TIME",  # (TABLE features, TABLE entity_times, num_rows => 2)
+    "FEATURES_AT_TIME",  # ML.FEATURES_AT_TIME(TABLE features, time => TIMESTAMP '…')
     "TFDV_DESCRIBE",
     "VALIDATE_DATA_DRIFT",  # ML.VALIDATE_DATA_DRIFT(TABLE base, TABLE study, STRUCT(…))
 )
@@ -72,11 +87,12 @@ class MLFunction(exp.Expression, exp.Func):
 
 
 class MLDataFunction(exp.Expression, exp.Func):
-    """``ML.<name>({TABLE t | (query)}[, {TABLE t | (query)}] [, STRUCT(...)])``: a table
-    function over data alone (``ML_DATA_FUNCTIONS``). ``expressions``: the relations, in the
-    order written."""
+    """``ML.<name>({TABLE t | (query)}[, {TABLE t | (query)}] [, STRUCT(...) | , name => value
+    …])``: a table function over data alone (``ML_DATA_FUNCTIONS``). ``expressions``: the
+    relations, in the order written; ``named``: the ``name => value`` arguments (``exp.Kwarg``),
+    the form the feature-lookup functions take instead of a STRUCT."""
 
-    arg_types = {"expressions": True, "params_struct": False, "name": True}
+    arg_types = {"expressions": True, "params_struct": False, "named": False, "name": True}
 
     @property
     def function(self) -> str:
@@ -101,20 +117,29 @@ def _ml_data_function_parser(name: str) -> Any:
         if not _is_ml_call(self):
             return _anonymous(self, name)
         relations: list[exp.Expression] = []
+        named: list[exp.Expression] = []
         params = None
         while True:
             if self._match(TokenType.STRUCT, advance=False):
                 params = self._parse_bitwise()
                 break
-            self._match_text_seq("TABLE")
-            relation = self._parse_table()
-            if relation is None:
-                self.raise_error(f"ML.{name} expects TABLE dataset.table or (SELECT …)")
-            relations.append(relation)
+            if self._next is not None and self._next.token_type == TokenType.FARROW:
+                named.append(self._parse_lambda())  # name => value
+            else:
+                self._match_text_seq("TABLE")
+                relation = self._parse_table()
+                if relation is None:
+                    self.raise_error(f"ML.{name} expects TABLE dataset.table or (SELECT …)")
+                relations.append(relation)
             if not self._match(TokenType.COMMA):
                 break
         return self.expression(
-            MLDataFunction(expressions=relations, params_struct=params, name=exp.var(name))
+            MLDataFunction(
+                expressions=relations,
+                params_struct=params,
+                named=named or None,
+                name=exp.var(name),
+            )
         )
 
     return parse
@@ -171,6 +196,7 @@ def _ml_data_function_sql(self: Any, e: MLDataFunction) -> str:
     ]
     if e.args.get("params_struct") is not None:
         args.append(self.sql(e, "params_struct"))
+    args.extend(self.sql(kwarg) for kwarg in e.args.get("named") or [])
     return f"{e.function}({', '.join(args)})"
 
 
@@ -274,6 +300,7 @@ class ShipyardBigQuery(BigQuery):
         FUNCTION_PARSERS = {
             **BigQuery.Parser.FUNCTION_PARSERS,
             **{name: _ml_function_parser(name) for name in ML_TABLE_FUNCTIONS},
+            **{name: _ml_function_parser(name) for name in ML_REMOTE_MODEL_FUNCTIONS},
             **{name: _ml_data_function_parser(name) for name in ML_DATA_FUNCTIONS},
         }
         STATEMENT_PARSERS = {

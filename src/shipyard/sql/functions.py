@@ -5,6 +5,7 @@ adding an entry.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -19,8 +20,11 @@ from shipyard.sql import (
     autoencoder,
     clustering,
     coefficients,
+    data_validation,
     decomposition,
+    describe_data,
     explanation,
+    features_at_time,
     forecasting,
     inspection,
     recommend,
@@ -29,8 +33,11 @@ from shipyard.sql import (
     tuning,
 )
 from shipyard.sql.evaluation import CLASSIFICATION_METRICS, REGRESSION_METRICS, evaluate
+from shipyard.warehouse import fetch_arrow
 
 if TYPE_CHECKING:
+    import duckdb
+
     from shipyard.sql.service import SqlService
 
 
@@ -57,27 +64,52 @@ class MLCall:
 
 @dataclass
 class DataCall:
-    """One ML.<function>({TABLE t | (query)}[, …] [, STRUCT(params)]) call over data, with no
-    model (ML.DESCRIBE_DATA, ML.VALIDATE_DATA_DRIFT …): its relations already in Arrow, in the
-    order written."""
+    """One ML.<function>({TABLE t | (query)}[, …] [, STRUCT(params) | name => value …]) call over
+    data, with no model (ML.DESCRIBE_DATA, ML.FEATURES_AT_TIME …).
+
+    ``relations``: each relation's DuckDB SQL, in the order written, to run on ``cursor`` (the
+    statement's: a relation may read an ML result registered there). A handler that needs the
+    rows reads ``inputs`` (fetched to Arrow once, on first use); one that DuckDB can answer as a
+    whole composes its query around ``relations`` and runs it with :meth:`query`.
+    """
 
     function: str
-    inputs: list[pa.Table]
+    relations: list[str]
+    cursor: duckdb.DuckDBPyConnection
     params: dict[str, Any] = field(default_factory=dict)
+    _inputs: list[pa.Table] | None = field(default=None, repr=False)
+
+    @property
+    def inputs(self) -> list[pa.Table]:
+        if self._inputs is None:
+            self._inputs = [fetch_arrow(self.cursor, sql) for sql in self.relations]
+        return self._inputs
 
     def check_params(self, allowed: dict[str, type | tuple[type, ...]]) -> None:
         check_params(self.function, self.params, allowed)
 
     def require_inputs(self, *names: str) -> list[pa.Table]:
-        """The relations, one per name in ``names`` (``"base"``, ``"study"``): exactly that
-        many, or an error that spells the call."""
-        if len(self.inputs) != len(names):
+        """The relations' rows, one per name in ``names`` (``"base"``, ``"study"``): exactly
+        that many relations, or an error that spells the call."""
+        self.require_relations(*names)
+        return self.inputs
+
+    def require_relations(self, *names: str) -> list[str]:
+        """:meth:`require_inputs`, as DuckDB SQL: nothing is fetched."""
+        if len(self.relations) != len(names):
             spelt = ", ".join(f"TABLE {n} | (SELECT …)" for n in names)
             raise InvalidArgument(
                 f"ML.{self.function} takes {len(names)} relation{'s' if len(names) > 1 else ''}"
-                f", got {len(self.inputs)}: ML.{self.function}({spelt}[, STRUCT(…)])"
+                f", got {len(self.relations)}: ML.{self.function}({spelt}[, …])"
             )
-        return self.inputs
+        return self.relations
+
+    def schema(self, relation: str) -> pa.Schema:
+        """The columns ``relation`` returns, without running it."""
+        return self.query(f"SELECT * FROM ({relation}) LIMIT 0").schema
+
+    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+        return fetch_arrow(self.cursor, sql, params)
 
 
 def check_params(
@@ -101,7 +133,13 @@ def check_params(
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:
-    names = {int: "an integer", float: "a number", bool: "TRUE or FALSE", str: "a string"}
+    names = {
+        int: "an integer",
+        float: "a number",
+        bool: "TRUE or FALSE",
+        str: "a string",
+        dt.datetime: "a TIMESTAMP",
+    }
     types = t if isinstance(t, tuple) else (t,)
     return " or ".join(names.get(x, x.__name__) for x in types)
 
@@ -196,6 +234,7 @@ ML_HANDLERS: dict[str, Callable[[SqlService, MLCall], pa.Table]] = {
     "ADVANCED_WEIGHTS": coefficients.ml_advanced_weights,  # calculate_p_values=TRUE
     "RECOMMEND": recommend.ml_recommend,  # MATRIX_FACTORIZATION (shipyard.sql.recommend)
     "TRANSFORM": transform.ml_transform,  # CREATE MODEL … TRANSFORM(…) (shipyard.sql.transform)
+    "VALIDATE_DATA_SKEW": data_validation.ml_validate_data_skew,  # (shipyard.sql.data_validation)
 }
 # hyperparameter tuning (shipyard.sql.tuning): ML.TRIAL_INFO, and STRUCT(… AS trial_id) in
 # ML.PREDICT / ML.EVALUATE / ML.EXPLAIN_PREDICT (wrapping the handlers above)
@@ -210,4 +249,12 @@ ML_HANDLERS.update(transform_only.handlers(ML_HANDLERS))
 
 # Table functions over data, with no MODEL (dialect.ML_DATA_FUNCTIONS): a function name to its
 # handler, like ML_HANDLERS.
-DATA_HANDLERS: dict[str, Callable[[SqlService, DataCall], pa.Table]] = {}
+DATA_HANDLERS: dict[str, Callable[[SqlService, DataCall], pa.Table]] = {
+    # point-in-time feature lookups (shipyard.sql.features_at_time)
+    "FEATURES_AT_TIME": features_at_time.ml_features_at_time,
+    "ENTITY_FEATURES_AT_TIME": features_at_time.ml_entity_features_at_time,
+    # descriptive statistics (shipyard.sql.describe_data)
+    "DESCRIBE_DATA": describe_data.ml_describe_data,
+    "TFDV_DESCRIBE": describe_data.ml_tfdv_describe,
+    "VALIDATE_DATA_DRIFT": data_validation.ml_validate_data_drift,  # (shipyard.sql.data_validation)
+}

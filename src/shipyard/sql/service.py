@@ -39,6 +39,7 @@ from shipyard.registry.service import ModelService
 from shipyard.sql.alter import alter_model
 from shipyard.sql.create_model import create_model, tables_read
 from shipyard.sql.dialect import (
+    ML_REMOTE_MODEL_FUNCTIONS,
     AlterModel,
     ExportModel,
     MLDataFunction,
@@ -397,6 +398,11 @@ class SqlService:
     ) -> pa.Table:
         function = node.function if isinstance(node, MLFunction) else "PREDICT"
         handler = ML_HANDLERS.get(function)
+        if function in ML_REMOTE_MODEL_FUNCTIONS:
+            raise Unsupported(
+                f"ML.{function} runs a remote model (a hosted LLM or Cloud AI API endpoint); "
+                "Shipyard trains and serves its models locally and has no remote models"
+            )
         if handler is None:
             raise Unsupported(
                 f"ML.{function} is not supported yet; supported: "
@@ -424,15 +430,15 @@ class SqlService:
         handler = DATA_HANDLERS.get(node.function)
         if handler is None:
             raise Unsupported(f"ML.{node.function} is not supported yet")
-        inputs = [
-            fetch_arrow(cur, to_duckdb(_relation_query(relation, ctes)))
-            for relation in node.expressions
-        ]
-        call = DataCall(
-            function=node.function,
-            inputs=inputs,
-            params=struct_values(node.args.get("params_struct")),
-        )
+        relations = [to_duckdb(_relation_query(relation, ctes)) for relation in node.expressions]
+        params = struct_values(node.args.get("params_struct"))
+        for kwarg in node.args.get("named") or []:  # name => value: DuckDB evaluates the value
+            key = kwarg.this.name.lower()
+            if key in params:
+                raise InvalidArgument(f"ML.{node.function} names the argument {key!r} twice")
+            value = exp.Select(expressions=[kwarg.expression.copy()])
+            params[key] = fetch_arrow(cur, to_duckdb(value)).column(0)[0].as_py()
+        call = DataCall(function=node.function, relations=relations, cursor=cur, params=params)
         return handler(self, call)
 
 
