@@ -50,8 +50,10 @@ __all__ = [
     "Distribution",
     "jensen_shannon_divergence",
     "l_infinity_distance",
+    "largest_share_difference",
     "ml_validate_data_drift",
     "ml_validate_data_skew",
+    "validation_options",
 ]
 
 OUTPUT_SCHEMA = pa.schema(
@@ -162,6 +164,14 @@ def _top(d: Distribution, k: int) -> tuple[list[Any], np.ndarray]:
 
 def _aligned_categories(a: Distribution, b: Distribution, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Each side's value shares over the union of their top ``k`` values (empty side: zeros)."""
+    _, p, q = _category_union(a, b, k)
+    return p, q
+
+
+def _category_union(
+    a: Distribution, b: Distribution, k: int
+) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """The union of both sides' top ``k`` values and each side's shares over it."""
     values_a, counts_a = _top(a, k)
     values_b, counts_b = _top(b, k)
     index = {v: i for i, v in enumerate(values_a)}
@@ -170,7 +180,19 @@ def _aligned_categories(a: Distribution, b: Distribution, k: int) -> tuple[np.nd
     p, q = np.zeros(len(index)), np.zeros(len(index))
     p[: len(values_a)] = counts_a
     q[[index[v] for v in values_b]] = counts_b
-    return _shares(p), _shares(q)
+    return list(index), _shares(p), _shares(q)
+
+
+def largest_share_difference(a: Distribution, b: Distribution, k: int) -> tuple[float, Any]:
+    """L_INFTY between two categorical distributions and the value whose share differs most
+    (TFDV's anomaly description names it; ties: the first in sort order, as TFDV's ordered
+    map); ``None`` when neither side has a value."""
+    values, p, q = _category_union(a, b, k)
+    if not values:
+        return 0.0, None
+    diff = np.abs(p - q)
+    largest = float(np.max(diff))
+    return largest, min(str(v) for v, d in zip(values, diff, strict=True) if d == largest)
 
 
 def _shares(counts: np.ndarray) -> np.ndarray:
@@ -349,6 +371,12 @@ def _options(
         histogram_buckets=sizes["num_histogram_buckets"],
         rank_buckets=sizes["num_rank_histogram_buckets"],
     )
+
+
+def validation_options(function: str, params: dict[str, Any], columns: Sequence[str]) -> _Options:
+    """The checked threshold and metric parameters of ML.``function`` (its histogram sizes the
+    defaults); ``thresholds`` may name only ``columns``. ML.TFDV_VALIDATE's arguments too."""
+    return _options(function, params, columns, buckets=False)
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,6 +20,10 @@ BigQuery ML's mathematical functions ``ML.DISTANCE`` and ``ML.LP_NORM`` are scal
 (dense vectors through DuckDB's native list functions, sparse ones matched by identifier; see
 their section below).
 
+``ML.TFDV_VALIDATE`` is a scalar entry too: a call of the Python function
+:mod:`shipyard.sql.tfdv_validate` defines (the SQL service registers it on the warehouse), since
+it compares two statistics JSON values rather than computing SQL over rows.
+
 ``ML.HASH_BUCKETIZE`` hashes as BigQuery does, with ``FARM_FINGERPRINT``
 (:mod:`shipyard.warehouse.functions`), its 64 bits read as unsigned modulo the bucket count, so
 the buckets are BigQuery's and do not change with DuckDB's version. TRANSFORMs stored before
@@ -86,6 +90,11 @@ TYPE_KINDS: dict[str, tuple[str, str]] = {
     "number_or_string": (rf"{_NUMBER}|VARCHAR|{_NULL}", "a numerical or STRING expression"),
     "strings": (rf"(VARCHAR|{_NULL})\[\d*\]|{_NULL}", "an ARRAY<STRING> expression"),
     "numbers": (rf"({_NUMBER}|{_NULL})\[\d*\]|{_NULL}", "an ARRAY of numbers"),
+    "json": (rf"JSON|VARCHAR|{_NULL}", "a JSON value (ML.TFDV_DESCRIBE's statistics)"),
+    "pairs": (
+        rf"(STRUCT|TUPLE)\(.*\)\[\d*\]|{_NULL}",
+        "an ARRAY<STRUCT<STRING, FLOAT64>> such as [('column', 0.1)]",
+    ),
 }
 
 
@@ -839,6 +848,66 @@ def _lp_norm(fn: str, args: list[exp.Expression]) -> Built:
     return Built(lambda _: sql)
 
 
+# -- ML.TFDV_VALIDATE --------------------------------------------------------------------------
+# Python over two statistics JSON values (shipyard.sql.tfdv_validate), called per row through
+# the DuckDB function the SQL service registers; missing optional arguments are NULL there.
+
+_TFDV_KINDS = {
+    "base_statistics": "json",
+    "study_statistics": "json",
+    "detection_type": "string",
+    "categorical_default_threshold": "number",
+    "categorical_metric_type": "string",
+    "numerical_default_threshold": "number",
+    "numerical_metric_type": "string",
+    "thresholds": "pairs",
+}
+
+_TFDV_LITERALS: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "number": (int, float),
+    "pairs": list,
+}
+
+
+def _tfdv_validate(fn: str, args: list[exp.Expression]) -> Built:
+    from shipyard.sql.tfdv_validate import UDF_NAME, UDF_PARAMETERS, check_arguments
+
+    # literal options are checked now, before any statistics are computed; the values of
+    # other expressions (a column of saved thresholds) are checked row by row by the function
+    literals: dict[str, Any] = {}
+    for i, (name, _) in enumerate(UDF_PARAMETERS[2 : len(args)], start=2):
+        if args[i].find(exp.Column, exp.Subquery, exp.Select):
+            continue  # a column or subquery: its values are checked by the function
+        value = _literal(args[i])
+        if value is _NOT_LITERAL or value is None:
+            continue
+        want = _TFDV_LITERALS[_TFDV_KINDS[name]]
+        if isinstance(value, bool) or not isinstance(value, want):
+            raise SQLError(
+                f"ML.{fn} argument {name} must be {TYPE_KINDS[_TFDV_KINDS[name]][1]}, "
+                f"got {_sql(args[i])!r}",
+                highlight=_sql(args[i]),
+            )
+        literals[name] = value
+    check_arguments(**literals)
+    parts, checks = [], []
+    for i, (name, duck_type) in enumerate(UDF_PARAMETERS):
+        if i >= len(args):
+            parts.append("NULL")
+            continue
+        sql = f"({_sql(args[i])})"
+        parts.append(
+            f"CAST(to_json({sql}) AS VARCHAR)"
+            if name == "thresholds"
+            else f"CAST({sql} AS {duck_type})"
+        )
+        if i > 0:  # the first argument's check is the spec's
+            checks.append((name, sql, _TFDV_KINDS[name]))
+    call = f"CAST({UDF_NAME}({', '.join(parts)}) AS JSON)"
+    return Built(lambda _: call, checks=checks)
+
+
 def _fn(
     name: str,
     analytic: bool,
@@ -894,6 +963,11 @@ PREPROCESSING_FUNCTIONS: dict[str, PreprocessingFunction] = {
             "ML.DISTANCE(vector1, vector2 [, type])", ("vector1", "vector")),
         _fn("LP_NORM", False, (2, 2), _lp_norm, "ML.LP_NORM(vector, degree)",
             ("vector", "numbers")),
+        _fn("TFDV_VALIDATE", False, (2, 8), _tfdv_validate,
+            "ML.TFDV_VALIDATE(base_statistics, study_statistics [, detection_type] "
+            "[, categorical_default_threshold] [, categorical_metric_type] "
+            "[, numerical_default_threshold] [, numerical_metric_type] [, thresholds])",
+            ("base_statistics", "json")),
     )
 }  # fmt: skip
 ANALYTIC_FUNCTIONS = frozenset(n for n, f in PREPROCESSING_FUNCTIONS.items() if f.analytic)

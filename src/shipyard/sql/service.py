@@ -55,6 +55,7 @@ from shipyard.sql.export import export_model
 from shipyard.sql.functions import DATA_HANDLERS, ML_HANDLERS, DataCall, MLCall
 from shipyard.sql.imported import refuse_imported
 from shipyard.sql.temp_models import TempModels
+from shipyard.sql.tfdv_validate import UDF_NAME, UDF_PARAMETERS, tfdv_validate_udf
 from shipyard.warehouse import QualifiedName, fetch_arrow
 
 _RESULT_CACHE_SIZE = 32
@@ -89,6 +90,16 @@ class SqlService:
         self._parsed: OrderedDict[str, list[exp.Expression]] = OrderedDict()
         # DuckDB SQL of one-statement scripts, by their text (see _duckdb_text); bounded alike.
         self._duckdb_texts: OrderedDict[tuple[str, str], str] = OrderedDict()
+        # ML.TFDV_VALIDATE's Python function (the SQL rewrite calls it), seen by every cursor
+        ctx.warehouse.register_function(
+            UDF_NAME,
+            tfdv_validate_udf,
+            [t for _, t in UDF_PARAMETERS],
+            "VARCHAR",
+            type="native",
+            null_handling="special",
+            side_effects=False,
+        )
 
     # -- entry points ---------------------------------------------------------------------
 

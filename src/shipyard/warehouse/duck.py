@@ -20,7 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from shipyard.errors import AlreadyExists, InvalidArgument, NotFound, SQLError, Unavailable
-from shipyard.warehouse.functions import register_functions
+from shipyard.warehouse.functions import register_function, register_functions
 from shipyard.warehouse.names import QualifiedName
 
 SYSTEM_SCHEMAS = frozenset({"information_schema", "pg_catalog", "main"})
@@ -65,6 +65,21 @@ class Warehouse:
         self._closed = False
 
     # -- connections ----------------------------------------------------------------------
+
+    def register_function(
+        self,
+        name: str,
+        function: Any,
+        parameters: list[str] | None,
+        return_type: str,
+        **options: Any,
+    ) -> None:
+        """Add a Python scalar function that every cursor sees (the layers above register
+        theirs here: ML.TFDV_VALIDATE's); types are DuckDB type names, ``options`` those of
+        DuckDB's ``create_function``. One already registered under ``name`` is kept."""
+        if self._closed:
+            raise Unavailable("the warehouse is closed")
+        register_function(self._con, name, function, parameters, return_type, **options)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor private to the caller: its own transaction and registered views."""

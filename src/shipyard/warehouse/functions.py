@@ -26,9 +26,11 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["FUNCTIONS", "connect", "farm_fingerprint", "register_functions"]
+__all__ = ["FUNCTIONS", "connect", "farm_fingerprint", "register_function", "register_functions"]
 
 FUNCTIONS = ("farm_fingerprint",)
+# Functions added by the layers above (register_function), taken off at exit as FUNCTIONS are.
+_added: set[str] = set()
 
 _STRINGS = (pa.string(), pa.large_string(), pa.string_view())
 _BYTES = (pa.binary(), pa.large_binary(), pa.binary_view())
@@ -76,16 +78,46 @@ def register_functions(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnect
     # (strings: DuckDB's enum spellings differ between releases)
     udf: dict[str, Any] = {"type": "arrow", "null_handling": "special", "side_effects": False}
     # parameters None: any argument types (STRING and BYTES; the function refuses others)
+    _create(con, "farm_fingerprint", farm_fingerprint, None, "BIGINT", udf)
+    return con
+
+
+def register_function(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    function: Any,
+    parameters: list[str] | None,
+    return_type: str,
+    **options: Any,
+) -> None:
+    """Add one Python function of a layer above to ``con`` (so to its cursors): ``parameters``
+    and ``return_type`` are DuckDB type names, ``options`` those of ``create_function``
+    (``type``, ``null_handling``, ``side_effects`` …). A function of that name already there
+    (a second connection to the same database in this process) is kept."""
+    params = None if parameters is None else [duckdb.sqltype(t) for t in parameters]
+    _create(con, name, function, params, duckdb.sqltype(return_type), options)
+    with _lock:
+        _added.add(name)
+
+
+def _create(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    function: Any,
+    parameters: Any,
+    return_type: Any,
+    options: dict[str, Any],
+) -> None:
     try:
-        con.create_function("farm_fingerprint", farm_fingerprint, None, "BIGINT", **udf)
-    except duckdb.CatalogException as exc:
+        con.create_function(name, function, parameters, return_type, **options)
+    except (duckdb.CatalogException, duckdb.NotImplementedException) as exc:
         # Connections to one database file in one process share its catalog: a second
-        # connection (a second workspace on the same home) finds the function there already.
-        if "already exists" not in str(exc):
+        # connection (a second workspace on the same home) finds the function there already;
+        # the same connection says "already created".
+        if "already exists" not in str(exc) and "already created" not in str(exc):
             raise
     with _lock:
         _registered.add(con)
-    return con
 
 
 def connect(
@@ -104,7 +136,8 @@ def connect(
 def _unregister_at_exit() -> None:
     with _lock:
         connections = list(_registered)
+        names = (*FUNCTIONS, *sorted(_added))
     for con in connections:
-        for name in FUNCTIONS:
+        for name in names:
             with contextlib.suppress(Exception):  # closed already, or removed
                 con.remove_function(name)
