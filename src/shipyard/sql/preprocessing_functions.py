@@ -690,11 +690,19 @@ def _dense_distance(fn: str, kind: str, v1: str, v2: str) -> str:
         f"'ML.{fn}: vector1 and vector2 must have the same length, got ' || len({a}) || "
         f"' and ' || len({b})"
     )
+    if kind == "MANHATTAN":  # list_sum skips a NULL element's term: look for one first
+        return (
+            f"(CASE WHEN {a} IS NULL OR {b} IS NULL THEN NULL "
+            f"WHEN len({a}) <> len({b}) THEN {mismatch} "
+            f"WHEN {_has_null(a)} OR {_has_null(b)} THEN NULL "
+            f"ELSE CAST({_metric(kind, a, b)} AS DOUBLE) END)"
+        )
+    # DuckDB's list_distance and list_cosine_distance refuse a NULL element: TRY() makes that
+    # NULL, at ~1.1x the bare function where counting each list's NULLs first cost ~2.5x
     return (
         f"(CASE WHEN {a} IS NULL OR {b} IS NULL THEN NULL "
         f"WHEN len({a}) <> len({b}) THEN {mismatch} "
-        f"WHEN {_has_null(a)} OR {_has_null(b)} THEN NULL "
-        f"ELSE CAST({_metric(kind, a, b)} AS DOUBLE) END)"
+        f"ELSE CAST(TRY({_metric(kind, a, b)}) AS DOUBLE) END)"
     )
 
 
