@@ -231,3 +231,20 @@ def test_a_missing_table_or_a_bad_argument_expression(ws: Any) -> None:
         ws.sql("SELECT * FROM ML.FEATURES_AT_TIME(TABLE fs.customer, time => no_such_column)")
     # nothing changed: the tables still answer
     assert ws.sql("SELECT count(*) AS n FROM fs.customer").to_arrow()["n"][0].as_py() == 4
+
+
+@pytest.mark.parametrize("kind", ["DATETIME", "DATE"])
+def test_a_wall_clock_or_date_timestamp_column_is_cut_at_the_same_instant(
+    ws: Any, kind: str
+) -> None:
+    # DATETIME (no time zone: read as UTC) and DATE columns compare with the cut-off as they
+    # are; a day is at or before the cut-off when its midnight is
+    rows = _rows(
+        ws,
+        "SELECT Entity_ID, f1 FROM ML.FEATURES_AT_TIME("
+        f"(SELECT Entity_ID, f1, CAST(CAST(feature_timestamp AS DATETIME) AS {kind}) "
+        "AS feature_timestamp "
+        "FROM fs.customer), time => TIMESTAMP '2024-01-02 06:00:00')",
+    )
+    want_b = [] if kind == "DATETIME" else [("b", 10.0)]  # b's Jan 2, 12:00 is a Jan 2 date
+    assert rows == [("a", None), *want_b]

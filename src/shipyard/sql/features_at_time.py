@@ -42,13 +42,29 @@ def ml_features_at_time(service: SqlService, call: DataCall) -> pa.Table:
     call.check_params(_PARAMS | {"time": dt.datetime})
     (features,) = call.require_relations("feature_table")
     entity, stamp = _feature_columns(call, features)
+    cutoff = _cutoff(call, features, stamp)
     query = f"""
         SELECT * EXCLUDE (__rank) FROM (
             SELECT *, row_number() OVER (PARTITION BY {entity} ORDER BY {stamp} DESC) AS __rank
             FROM ({_history(call, features, entity, stamp)})
-            WHERE {stamp} <= coalesce(?::TIMESTAMPTZ, current_timestamp)
+            WHERE {stamp} <= ?
         ) WHERE __rank <= ? ORDER BY {entity}, {stamp} DESC"""
-    return call.query(query, [call.params.get("time"), _num_rows(call)])
+    return call.query(query, [cutoff, _num_rows(call)])
+
+
+def _cutoff(call: DataCall, features: str, stamp: str) -> dt.datetime | dt.date:
+    """``time`` (default: now) as a value of the timestamp column's own type, so DuckDB compares
+    it as it is (against a TIMESTAMPTZ parameter every row of a plain TIMESTAMP column would be
+    converted first: 1M rows, ~50 ms more) and can push the filter into the scan."""
+    cutoff = call.params.get("time") or dt.datetime.now(dt.UTC)
+    if cutoff.tzinfo is None:
+        cutoff = cutoff.replace(tzinfo=dt.UTC)
+    kind = call.schema(features).field(stamp[1:-1].replace('""', '"')).type
+    if pa.types.is_date(kind):  # a day is at or before the cut-off when its midnight is
+        return cutoff.astimezone(dt.UTC).date()
+    if pa.types.is_timestamp(kind) and kind.tz is None:  # wall clock read as UTC
+        return cutoff.astimezone(dt.UTC).replace(tzinfo=None)
+    return cutoff
 
 
 def ml_entity_features_at_time(service: SqlService, call: DataCall) -> pa.Table:

@@ -78,6 +78,7 @@ class DataCall:
     cursor: duckdb.DuckDBPyConnection
     params: dict[str, Any] = field(default_factory=dict)
     _inputs: list[pa.Table] | None = field(default=None, repr=False)
+    _schemas: dict[str, pa.Schema] = field(default_factory=dict, repr=False)
 
     @property
     def inputs(self) -> list[pa.Table]:
@@ -105,8 +106,10 @@ class DataCall:
         return self.relations
 
     def schema(self, relation: str) -> pa.Schema:
-        """The columns ``relation`` returns, without running it."""
-        return self.query(f"SELECT * FROM ({relation}) LIMIT 0").schema
+        """The columns ``relation`` returns, without running it (asked of DuckDB once)."""
+        if relation not in self._schemas:
+            self._schemas[relation] = self.query(f"SELECT * FROM ({relation}) LIMIT 0").schema
+        return self._schemas[relation]
 
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         return fetch_arrow(self.cursor, sql, params)
