@@ -14,6 +14,8 @@ onnx      ``model.onnx`` (imported, verbatim)      ``onnxruntime.InferenceSessio
 ``statsforecast`` (ARIMA_PLUS, ARIMA_PLUS_XREG) writes ``model.json``: statsforecast's fitted
 ARIMA dicts (numbers and arrays) as JSON, rebuilt exactly by
 :func:`shipyard.registry.forecasting.from_json`; no pickle is written or read.
+``insights`` (CONTRIBUTION_ANALYSIS) writes ``insights.parquet``: the table ML.GET_INSIGHTS
+returns, computed at CREATE MODEL (:mod:`shipyard.registry.insights`).
 
 For ``sklearn`` the types skops does not trust by default are recorded at save time
 (``trusted_types`` in the returned metadata). At load time the file's untrusted types must be a
@@ -275,6 +277,19 @@ def _load_statsforecast(folder: Path, meta: dict[str, Any]) -> Any:
     return load_forecast_model(path)
 
 
+def _save_insights(model: Any, folder: Path) -> dict[str, Any]:
+    from shipyard.registry.insights import save_insights_model
+
+    return save_insights_model(model, folder)
+
+
+def _load_insights(folder: Path, meta: dict[str, Any]) -> Any:
+    from shipyard.registry.insights import load_insights_model
+
+    _require_file(folder, _files_of(meta, "insights.parquet"), "insights")
+    return load_insights_model(folder, meta)
+
+
 def _save_transform(model: Any, folder: Path) -> dict[str, Any]:
     from shipyard.registry.transform import save_transform_model
 
@@ -292,6 +307,8 @@ FLAVORS: dict[str, tuple[_Saver, _Loader]] = {
     # MATRIX_FACTORIZATION: Parquet id mappings and .npy factors, read with allow_pickle=False
     # (shipyard.registry.factorization)
     "factorization": (_save_factorization, _load_factorization),
+    # model_type='CONTRIBUTION_ANALYSIS': the insights table as Parquet (shipyard.registry.insights)
+    "insights": (_save_insights, _load_insights),
     "lightgbm": (_save_lightgbm, _load_lightgbm),
     "onnx": (_save_onnx, _load_onnx),
     "sklearn": (_save_sklearn, _load_sklearn),

@@ -417,6 +417,10 @@ class Predictor:
             from shipyard.registry.imported import ImportedPredictor
 
             return ImportedPredictor.from_dict(data, model)
+        if data.get("task") == "contribution_analysis":  # an insights table, nothing to run
+            from shipyard.registry.insights import InsightsPredictor
+
+            return InsightsPredictor.from_dict(data, model)  # type: ignore[return-value]
         if data.get("task") == "transform":  # model_type='TRANSFORM_ONLY': no model at all
             from shipyard.registry.transform import TransformOnlyPredictor
 

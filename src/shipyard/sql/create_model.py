@@ -20,6 +20,10 @@ from shipyard.registry.service import NewVersion
 from shipyard.sql import holdout, tuning
 from shipyard.sql.arima import with_custom_holidays
 from shipyard.sql.arima_holidays import named_training_queries
+from shipyard.sql.contribution_analysis import (
+    create_contribution_analysis_model,
+    is_contribution_analysis,
+)
 from shipyard.sql.dialect import ShipyardBigQuery, TrainingQueries, literal_value, table_name
 from shipyard.sql.entities import QueryResult
 from shipyard.sql.expiration import pop_expiration
@@ -92,6 +96,8 @@ def create_model(
         return create_imported_model(service, job, statement, text)
     if is_transform_only(statement):  # model_type='TRANSFORM_ONLY': shipyard.sql.transform_only
         return create_transform_only_model(service, job, statement, text)
+    if is_contribution_analysis(statement):  # shipyard.sql.contribution_analysis
+        return create_contribution_analysis_model(service, job, statement, text)
     target = statement.this
     if isinstance(target, exp.Schema):
         raise Unsupported("INPUT(...)/OUTPUT(...) column lists are not supported yet")

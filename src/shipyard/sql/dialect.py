@@ -33,6 +33,7 @@ ML_TABLE_FUNCTIONS = (
     "FEATURE_IMPORTANCE",
     "FEATURE_INFO",
     "FORECAST",  # stock sqlglot parses it into MLForecast; ours gives the MLFunction shape
+    "GET_INSIGHTS",  # CONTRIBUTION_ANALYSIS models (shipyard.sql.contribution_analysis)
     "GLOBAL_EXPLAIN",
     "HOLIDAY_INFO",
     "PRINCIPAL_COMPONENTS",

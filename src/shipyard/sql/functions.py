@@ -20,6 +20,7 @@ from shipyard.sql import (
     autoencoder,
     clustering,
     coefficients,
+    contribution_analysis,
     data_validation,
     decomposition,
     describe_data,
@@ -249,6 +250,10 @@ ML_HANDLERS.update(forecasting.handlers(ML_HANDLERS))
 # TRANSFORM_ONLY models (shipyard.sql.transform_only): every function but ML.TRANSFORM and
 # ML.FEATURE_INFO refuses them, naming those two
 ML_HANDLERS.update(transform_only.handlers(ML_HANDLERS))
+# CONTRIBUTION_ANALYSIS models (shipyard.sql.contribution_analysis): ML.GET_INSIGHTS; every
+# other function refuses them, naming it
+ML_HANDLERS["GET_INSIGHTS"] = contribution_analysis.ml_get_insights
+ML_HANDLERS.update(contribution_analysis.handlers(ML_HANDLERS))
 
 # Table functions over data, with no MODEL (dialect.ML_DATA_FUNCTIONS): a function name to its
 # handler, like ML_HANDLERS.
