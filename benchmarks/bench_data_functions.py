@@ -12,7 +12,10 @@ rewrite, run) against its peer on the same data in the same DuckDB warehouse, in
 * ``ML.VALIDATE_DATA_DRIFT`` (two 300k x 20 tables) vs the scan of both tables to Arrow plus
   NumPy's histograms and the Jensen-Shannon divergence per column (the same metric by hand);
 * ``ML.DISTANCE`` / ``ML.LP_NORM`` over 300k pairs of 16-element arrays vs DuckDB's own
-  ``list_distance`` / a hand-written norm.
+  ``list_distance`` / a hand-written norm;
+* ``CREATE MODEL … CONTRIBUTION_ANALYSIS`` (1M rows, 4 dimensions of 10/20/30/50 values,
+  ``SUM(revenue)``, the default apriori support) vs the ``GROUP BY CUBE`` query with the test
+  and control sums as ``FILTER`` aggregates, written by hand.
 
 Run alone: ``python benchmarks/bench_data_functions.py [--rows N] [--reps N]``, or through
 ``benchmarks/run.py --only data``.
@@ -66,6 +69,12 @@ def _setup(ws: Any, rows: int) -> None:
         SELECT {floats}, ['a', 'b', 'c', 'd'][1 + range % 4] AS s FROM range({rows});
         CREATE OR REPLACE TABLE bd.study AS
         SELECT {shifted}, ['a', 'b', 'c', 'd'][1 + range % 3] AS s FROM range({rows});
+        CREATE OR REPLACE TABLE bd.sales AS
+        SELECT 'r' || (hash(range) % 10) AS region, 'c' || (hash(range + 7) % 20) AS channel,
+               'p' || (hash(range + 13) % 30) AS product, CAST(hash(range + 31) % 50 AS BIGINT)
+               AS store, (hash(range + 99) % 1000) / 10.0 + 1 AS revenue,
+               (hash(range + 5) % 2 = 0) AS is_test
+        FROM range(1000000);
         CREATE OR REPLACE TABLE bd.vectors AS
         SELECT {vector} AS a, {vector} AS b FROM range({rows});
         """,
@@ -152,6 +161,19 @@ CASES: list[tuple[str, str, Callable[[Any], Callable[[], Any]]]] = [
         "ML.DISTANCE EUCLIDEAN (rows pairs of 16)",
         "SELECT ML.DISTANCE(a, b, 'EUCLIDEAN') AS d FROM bd.vectors",
         lambda ws: _duckdb(ws, "SELECT list_distance(a, b) AS d FROM bd.vectors"),
+    ),
+    (
+        "CONTRIBUTION_ANALYSIS (1M rows, 4 dimensions)",
+        "CREATE OR REPLACE MODEL bd.ca OPTIONS(model_type='CONTRIBUTION_ANALYSIS', "
+        "contribution_metric='SUM(revenue)', is_test_col='is_test') AS SELECT * FROM bd.sales",
+        lambda ws: _duckdb(
+            ws,
+            """SELECT region, channel, product, store,
+               GROUPING_ID(region, channel, product, store) AS g,
+               SUM(revenue) FILTER (WHERE is_test) AS test,
+               SUM(revenue) FILTER (WHERE NOT is_test) AS control
+               FROM bd.sales GROUP BY CUBE (region, channel, product, store)""",
+        ),
     ),
     (
         "ML.LP_NORM p=2 (rows arrays of 16)",

@@ -61,7 +61,6 @@ from shipyard.sql.entities import QueryResult
 from shipyard.sql.expiration import pop_expiration
 from shipyard.sql.options import BaseOptions, validate_options
 from shipyard.warehouse import QualifiedName, fetch_arrow
-from shipyard.warehouse.functions import connect
 
 if TYPE_CHECKING:
     from shipyard.sql.functions import MLCall
@@ -329,7 +328,8 @@ def insights_sql(
     min_support: float | None,
     top_k: int | None,
 ) -> str:
-    """The one DuckDB query over relation ``data`` that returns the insights table."""
+    """The one DuckDB query over the query's rows (relation :data:`_ROWS`) that returns the
+    insights table."""
     t = _q(is_test)
     full = (1 << len(dims)) - 1
     qdims = [_q(d) for d in dims]
@@ -447,7 +447,7 @@ def insights_sql(
     else:
         keep = ""
     return f"""
-        WITH kept AS (SELECT * FROM data WHERE {not_null}),
+        WITH kept AS (SELECT * FROM {_ROWS} WHERE {not_null}),
         cube AS MATERIALIZED (
           SELECT {", ".join(qdims)}, GROUPING_ID({", ".join(qdims)}) AS _gid,
             {", ".join(aggregates)}
@@ -473,7 +473,7 @@ def _check_data(cur: Any, metric: Metric, is_test: str, dims: list[str], nonnega
     row = fetch_arrow(
         cur,
         f"SELECT COUNT(*) FILTER (WHERE {t}), COUNT(*) FILTER (WHERE NOT {t}), {mins} "
-        f"FROM data WHERE {not_null}",
+        f"FROM {_ROWS} WHERE {not_null}",
     ).to_pylist()[0]
     values = list(row.values())
     n_test, n_control = values[0], values[1]
@@ -529,10 +529,11 @@ def _prune_redundant(table: pa.Table, dims: list[str]) -> pa.Table:
 
 
 def compute_insights(
-    data: pa.Table, options: ContributionAnalysisOptions
+    cur: Any, schema: pa.Schema, options: ContributionAnalysisOptions
 ) -> tuple[pa.Table, MetricKind, list[str]]:
-    """The insights table of ``data`` (the query's rows): one row per kept segment."""
-    metric, is_test, dims = resolve_columns(options, data.schema)
+    """The insights table of the query's rows (relation :data:`_ROWS` on ``cur``, of columns
+    ``schema``): one row per kept segment."""
+    metric, is_test, dims = resolve_columns(options, schema)
     min_support = options.min_apriori_support
     top_k = options.top_k_insights_by_apriori_support
     if min_support is not None and top_k is not None:
@@ -543,23 +544,35 @@ def compute_insights(
         )
     if min_support is None and top_k is None:
         min_support = 0.1
-    cur = connect()
-    try:
-        cur.register("data", data)
-        _check_data(cur, metric, is_test, dims, nonnegative=min_support != 0)
-        table = fetch_arrow(
-            cur, insights_sql(metric, is_test, dims, min_support=min_support, top_k=top_k)
-        )
-    finally:
-        cur.close()
+    _check_data(cur, metric, is_test, dims, nonnegative=min_support != 0)
+    table = fetch_arrow(
+        cur, insights_sql(metric, is_test, dims, min_support=min_support, top_k=top_k)
+    )
     if options.pruning_method == "PRUNE_REDUNDANT_INSIGHTS":
         table = _prune_redundant(table, dims)
     # DOUBLE metric columns, contributors ARRAY<STRING>, dimension columns as in the query
     fields = [pa.field("contributors", pa.list_(pa.string()))]
-    fields += [data.schema.field(d) for d in dims]
+    fields += [schema.field(d) for d in dims]
     fields += [pa.field(c, pa.float64()) for c in OUTPUT_COLUMNS[metric.kind]]
-    schema = pa.schema([pa.field(f.name, f.type) for f in fields])
-    return table.select(schema.names).cast(schema), metric.kind, dims
+    out = pa.schema([pa.field(f.name, f.type) for f in fields])
+    return table.select(out.names).cast(out), metric.kind, dims
+
+
+#: The query's rows, as CREATE MODEL hands them to :func:`compute_insights`: a view of the
+#: query on the statement's cursor (DuckDB reads the tables itself, in each of the two passes,
+#: never copying the rows out), or its Arrow rows when it holds ML functions.
+_ROWS = "__shipyard_contribution_rows"
+
+
+def _rows_relation(service: SqlService, cur: Any, tree: exp.Expression) -> pa.Schema:
+    """Define :data:`_ROWS` on ``cur`` from the query ``tree``; its columns."""
+    from shipyard.sql.dialect import MLDataFunction, MLFunction, to_duckdb
+
+    if tree.find(exp.Predict, MLFunction, MLDataFunction) is not None:
+        cur.register(_ROWS, service.query_arrow(tree))  # ML results exist only as Arrow
+    else:
+        cur.execute(f"CREATE TEMP VIEW {_ROWS} AS {to_duckdb(tree)}")
+    return fetch_arrow(cur, f"SELECT * FROM {_ROWS} LIMIT 0").schema
 
 
 # -- CREATE MODEL ------------------------------------------------------------------------------
@@ -606,14 +619,13 @@ def create_contribution_analysis_model(
     job.progress(0.0, "reading the query's rows")
     tree = query.copy()
     read = tables_read(tree)
-    data = service.query_arrow(tree)
-    if data.num_rows == 0:
-        raise InvalidArgument(
-            f"the query of CONTRIBUTION_ANALYSIS model {qname} returned no rows; it needs the "
-            "test and control rows to compare"
-        )
-    job.log(f"computing the segments of {qname} over {data.num_rows} rows")
-    insights, kind, dims = compute_insights(data, options)
+    cur = service.ctx.warehouse.cursor()
+    try:
+        schema = _rows_relation(service, cur, tree)
+        job.log(f"computing the segments of {qname}")
+        insights, kind, dims = compute_insights(cur, schema, options)
+    finally:
+        cur.close()  # and with it the view
     job.log(f"{insights.num_rows} insights")
     inputs = input_versions(service, read)
     given = {k: v for k, v in options.model_dump().items() if v is not None}
@@ -624,7 +636,7 @@ def create_contribution_analysis_model(
         "label_info": None,
         "feature_columns": dims,
         "signature": {
-            "inputs": [{"name": f.name, "type": str(f.type)} for f in data.schema],
+            "inputs": [{"name": f.name, "type": str(f.type)} for f in schema],
             "outputs": [{"name": f.name, "type": str(f.type)} for f in insights.schema],
         },
         "preprocessing": {},
