@@ -43,7 +43,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -60,6 +60,7 @@ from shipyard.sql.dialect import literal_value, table_name
 from shipyard.sql.entities import QueryResult
 from shipyard.sql.expiration import pop_expiration
 from shipyard.sql.options import BaseOptions, validate_options
+from shipyard.sql.refusals import Handler, refusing_handlers
 from shipyard.warehouse import QualifiedName, fetch_arrow
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ MODEL_TYPE = "CONTRIBUTION_ANALYSIS"
 #: ML's limit when min_apriori_support is 0; it allows 50 with a threshold).
 MAX_DIMENSIONS = 13
 
-Handler = Callable[["SqlService", Any], pa.Table]
+
 MetricKind = Literal["summable", "ratio", "category"]
 
 _IDENT = r"\s*(`[^`]+`|[A-Za-z_][A-Za-z0-9_]*)\s*"
@@ -686,28 +687,11 @@ def ml_get_insights(service: SqlService, call: MLCall) -> pa.Table:
     return table
 
 
-def _refusing(function: str, handler: Handler) -> Handler:
-    def run(service: SqlService, call: MLCall) -> pa.Table:
-        try:
-            model_type = service.models.get_version(call.model).model_type
-        except InvalidArgument:
-            model_type = None  # the handler reports it in its own words
-        if model_type == MODEL_TYPE:
-            raise InvalidArgument(
-                f"ML.{function} does not apply to model {call.model}: it is a "
-                "CONTRIBUTION_ANALYSIS model; ML.GET_INSIGHTS(MODEL "
-                f"{call.model}) returns its insights",
-                resource=f"models/{call.model}",
-            )
-        return handler(service, call)
-
-    return run
-
-
 def handlers(existing: Mapping[str, Handler]) -> dict[str, Handler]:
     """Every ML function but ML.GET_INSIGHTS, refusing CONTRIBUTION_ANALYSIS models."""
-    return {
-        name: _refusing(name, handler)
-        for name, handler in existing.items()
-        if name != "GET_INSIGHTS"
-    }
+    return refusing_handlers(
+        existing,
+        model_type=MODEL_TYPE,
+        applicable=("GET_INSIGHTS",),
+        advice=lambda model: f"; ML.GET_INSIGHTS(MODEL {model}) returns its insights",
+    )

@@ -26,7 +26,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -41,11 +41,11 @@ from shipyard.registry.transform import TRANSFORM_FLAVOR, TRANSFORM_ONLY_TASK
 from shipyard.sql.dialect import literal_value, table_name
 from shipyard.sql.entities import QueryResult
 from shipyard.sql.expiration import pop_expiration
+from shipyard.sql.refusals import Handler, refusing_handlers
 from shipyard.sql.transform import fit_transform, pop_transform
 from shipyard.warehouse import QualifiedName
 
 if TYPE_CHECKING:
-    from shipyard.sql.functions import MLCall
     from shipyard.sql.service import SqlService
 
 __all__ = [
@@ -58,8 +58,6 @@ __all__ = [
 MODEL_TYPE = "TRANSFORM_ONLY"
 #: The ML functions a TRANSFORM_ONLY model answers; the others refuse it.
 APPLICABLE = ("TRANSFORM", "FEATURE_INFO")
-
-Handler = Callable[["SqlService", Any], pa.Table]
 
 
 def is_transform_only(statement: exp.Create) -> bool:
@@ -185,28 +183,14 @@ def _feature_info(raw: pa.Table) -> list[dict[str, Any]]:
 # -- the other ML functions refuse a TRANSFORM_ONLY model --------------------------------------
 
 
-def _refusing(function: str, handler: Handler) -> Handler:
-    def run(service: SqlService, call: MLCall) -> pa.Table:
-        try:
-            model_type = service.models.get_version(call.model).model_type
-        except InvalidArgument:
-            model_type = None  # the handler reports it in its own words
-        if model_type == MODEL_TYPE:
-            raise InvalidArgument(
-                f"ML.{function} does not apply to model {call.model}: it is a TRANSFORM_ONLY "
-                "model, which only preprocesses data; use ML.TRANSFORM(MODEL "
-                f"{call.model}, TABLE …) for its outputs or ML.FEATURE_INFO for its statistics",
-                resource=f"models/{call.model}",
-            )
-        return handler(service, call)
-
-    return run
-
-
 def handlers(existing: Mapping[str, Handler]) -> dict[str, Handler]:
     """Every ML function but ML.TRANSFORM and ML.FEATURE_INFO, refusing TRANSFORM_ONLY models."""
-    return {
-        name: _refusing(name, handler)
-        for name, handler in existing.items()
-        if name not in APPLICABLE
-    }
+    return refusing_handlers(
+        existing,
+        model_type=MODEL_TYPE,
+        applicable=APPLICABLE,
+        advice=lambda model: (
+            f", which only preprocesses data; use ML.TRANSFORM(MODEL {model}, TABLE …) for its "
+            "outputs or ML.FEATURE_INFO for its statistics"
+        ),
+    )
