@@ -56,7 +56,7 @@ from shipyard.errors import InvalidArgument, SQLError
 from shipyard.registry.entities import Lineage
 from shipyard.registry.insights import CONTRIBUTION_ANALYSIS_TASK, INSIGHTS_FLAVOR
 from shipyard.registry.service import NewVersion
-from shipyard.sql.dialect import literal_value, table_name
+from shipyard.sql.dialect import statement_model_type, table_name
 from shipyard.sql.entities import QueryResult
 from shipyard.sql.expiration import pop_expiration
 from shipyard.sql.options import BaseOptions, validate_options
@@ -163,12 +163,7 @@ class Metric:
 
 def is_contribution_analysis(statement: exp.Create) -> bool:
     """Whether a CREATE MODEL's OPTIONS say model_type='CONTRIBUTION_ANALYSIS' (any case)."""
-    properties = statement.args.get("properties")
-    for prop in properties.expressions if properties else []:
-        if type(prop) is exp.Property and prop.name.lower() == "model_type":
-            value = literal_value(prop.args["value"])
-            return isinstance(value, str) and value.upper() == MODEL_TYPE
-    return False
+    return statement_model_type(statement) == MODEL_TYPE
 
 
 # -- options and columns -----------------------------------------------------------------------

@@ -395,6 +395,16 @@ def to_duckdb(expression: exp.Expr) -> str:
     return rewriter.render_sql(sql) if rewriter is not None else sql
 
 
+def statement_model_type(statement: exp.Create) -> str | None:
+    """The upper-cased ``model_type`` a CREATE MODEL's OPTIONS name, or None without one."""
+    properties = statement.args.get("properties")
+    for prop in properties.expressions if properties else []:
+        if type(prop) is exp.Property and prop.name.lower() == "model_type":
+            value = literal_value(prop.args["value"])
+            return value.upper() if isinstance(value, str) else None
+    return None
+
+
 def literal_value(node: exp.Expression) -> Any:
     """The Python value of an OPTIONS/STRUCT literal: strings, numbers, booleans, arrays, NULL."""
     if isinstance(node, exp.Literal):

@@ -30,7 +30,7 @@ from shipyard.errors import InvalidArgument, NotFound, Unsupported
 from shipyard.registry.entities import Lineage
 from shipyard.registry.imported import IMPORTED_TASK, ImportedPredictor, onnx_io
 from shipyard.registry.service import NewVersion
-from shipyard.sql.dialect import ShipyardBigQuery, literal_value, table_name
+from shipyard.sql.dialect import ShipyardBigQuery, literal_value, statement_model_type, table_name
 from shipyard.sql.entities import QueryResult
 from shipyard.warehouse import QualifiedName
 
@@ -60,18 +60,9 @@ _OPTIONS = ("model_type", "model_path", "kms_key_name", "description")
 _NUMERIC = ("INT64", "FLOAT64", "NUMERIC", "BIGNUMERIC")
 
 
-def _model_type(statement: exp.Create) -> str | None:
-    properties = statement.args.get("properties")
-    for prop in properties.expressions if properties else []:
-        if type(prop) is exp.Property and prop.name.lower() == "model_type":
-            value = literal_value(prop.args["value"])
-            return value.upper() if isinstance(value, str) else None
-    return None
-
-
 def is_imported(statement: exp.Create) -> bool:
     """Whether a CREATE MODEL imports a model. INPUT/OUTPUT on another type is refused here."""
-    model_type = _model_type(statement)
+    model_type = statement_model_type(statement)
     if model_type in IMPORTED_MODEL_TYPES:
         return True
     properties = statement.args.get("properties")

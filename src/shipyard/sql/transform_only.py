@@ -38,7 +38,7 @@ from shipyard.registry.entities import Lineage
 from shipyard.registry.preprocessing import FeaturePreprocessor
 from shipyard.registry.service import NewVersion
 from shipyard.registry.transform import TRANSFORM_FLAVOR, TRANSFORM_ONLY_TASK
-from shipyard.sql.dialect import literal_value, table_name
+from shipyard.sql.dialect import statement_model_type, table_name
 from shipyard.sql.entities import QueryResult
 from shipyard.sql.expiration import pop_expiration
 from shipyard.sql.refusals import Handler, refusing_handlers
@@ -62,12 +62,7 @@ APPLICABLE = ("TRANSFORM", "FEATURE_INFO")
 
 def is_transform_only(statement: exp.Create) -> bool:
     """Whether a CREATE MODEL's OPTIONS say model_type='TRANSFORM_ONLY' (any case)."""
-    properties = statement.args.get("properties")
-    for prop in properties.expressions if properties else []:
-        if type(prop) is exp.Property and prop.name.lower() == "model_type":
-            value = literal_value(prop.args["value"])
-            return isinstance(value, str) and value.upper() == MODEL_TYPE
-    return False
+    return statement_model_type(statement) == MODEL_TYPE
 
 
 def create_transform_only_model(
