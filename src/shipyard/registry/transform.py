@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from shipyard.errors import ArtifactCorrupted, InvalidArgument
-from shipyard.warehouse import fetch_arrow
+from shipyard.warehouse import fetch_arrow, quote_identifier
 from shipyard.warehouse.functions import connect
 
 __all__ = [
@@ -57,10 +57,6 @@ def _cursor() -> duckdb.DuckDBPyConnection:
         cur = connect()  # with FARM_FINGERPRINT, which ML.HASH_BUCKETIZE calls
         _local.cursor = cur
     return cur
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 class SqlTransform:
@@ -119,8 +115,8 @@ class SqlTransform:
                     f"{', '.join(missing)}; the input has: {', '.join(table.column_names)}",
                     columns=missing,
                 )
-            select.append(f"{column['sql']} AS {_quote(column['name'])}")
-            outer.extend(_expanded(column) if expand else [_quote(column["name"])])
+            select.append(f"{column['sql']} AS {quote_identifier(column['name'])}")
+            outer.extend(_expanded(column) if expand else [quote_identifier(column["name"])])
         name = f"__shipyard_transform_input_{next(_names)}"
         sql = f"SELECT {', '.join(select)} FROM {name}"
         if expand and any(c.get("expand") for c in self.columns):
@@ -138,17 +134,17 @@ def _expanded(column: dict[str, Any]) -> list[str]:
     name, spec = column["name"], column.get("expand") or {}
     if "fields" in spec:
         return [
-            f"struct_extract({_quote(name)}, '{f}') AS {_quote(f'{name}_{f}')}"
+            f"struct_extract({quote_identifier(name)}, '{f}') AS {quote_identifier(f'{name}_{f}')}"
             for f in spec["fields"]
         ]
     if "size" in spec:
         return [
-            f"coalesce(list_sum(list_transform(list_filter({_quote(name)}, "
+            f"coalesce(list_sum(list_transform(list_filter({quote_identifier(name)}, "
             f"lambda __e: __e.index = {i}), lambda __e: __e.value)), 0.0) "
-            f"AS {_quote(f'{name}_{i}')}"
+            f"AS {quote_identifier(f'{name}_{i}')}"
             for i in range(int(spec["size"]))
         ]
-    return [_quote(name)]
+    return [quote_identifier(name)]
 
 
 class TransformedPreprocessor:

@@ -61,7 +61,7 @@ from shipyard.sql.entities import QueryResult
 from shipyard.sql.expiration import pop_expiration
 from shipyard.sql.options import BaseOptions, validate_options
 from shipyard.sql.refusals import Handler, refusing_handlers
-from shipyard.warehouse import QualifiedName, fetch_arrow
+from shipyard.warehouse import QualifiedName, fetch_arrow, quote_identifier, quote_literal
 
 if TYPE_CHECKING:
     from shipyard.sql.functions import MLCall
@@ -308,14 +308,6 @@ def resolve_columns(
 # -- the computation ---------------------------------------------------------------------------
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def insights_sql(
     metric: Metric,
     is_test: str,
@@ -326,26 +318,26 @@ def insights_sql(
 ) -> str:
     """The one DuckDB query over the query's rows (relation :data:`_ROWS`) that returns the
     insights table."""
-    t = _q(is_test)
+    t = quote_identifier(is_test)
     full = (1 << len(dims)) - 1
-    qdims = [_q(d) for d in dims]
+    qdims = [quote_identifier(d) for d in dims]
     sets = ", ".join(
         "(" + ", ".join(qdims[i] for i in range(len(dims)) if mask >> i & 1) + ")"
         for mask in range(1 << len(dims))
     )
-    n = f"CAST({_q(metric.numerator)} AS DOUBLE)"
+    n = f"CAST({quote_identifier(metric.numerator)} AS DOUBLE)"
     aggregates = [
         f"SUM({n}) FILTER (WHERE {t}) AS _nt",
         f"SUM({n}) FILTER (WHERE NOT {t}) AS _nc",
     ]
     if metric.denominator is not None:
-        d = f"CAST({_q(metric.denominator)} AS DOUBLE)"
+        d = f"CAST({quote_identifier(metric.denominator)} AS DOUBLE)"
         aggregates += [
             f"SUM({d}) FILTER (WHERE {t}) AS _dt",
             f"SUM({d}) FILTER (WHERE NOT {t}) AS _dc",
         ]
     if metric.category is not None:
-        c = _q(metric.category)
+        c = quote_identifier(metric.category)
         aggregates += [
             f"COUNT(DISTINCT {c}) FILTER (WHERE {t}) AS _kt",
             f"COUNT(DISTINCT {c}) FILTER (WHERE NOT {t}) AS _kc",
@@ -356,7 +348,8 @@ def insights_sql(
     population = sums + (["_kt", "_kc"] if metric.category else [])
     pop_cols = ", ".join(f"{s} AS _p{s[1:]}" for s in population)
     parts = ", ".join(
-        f"CASE WHEN {q} IS NULL THEN NULL ELSE {_lit(name + '=')} || CAST({q} AS VARCHAR) END"
+        f"CASE WHEN {q} IS NULL THEN NULL "
+        f"ELSE {quote_literal(name + '=')} || CAST({q} AS VARCHAR) END"
         for name, q in zip(dims, qdims, strict=True)
     )
     contributors = (
@@ -462,10 +455,12 @@ def insights_sql(
 
 def _check_data(cur: Any, metric: Metric, is_test: str, dims: list[str], nonnegative: bool) -> None:
     """Test and control rows both present; metric columns non-negative when support prunes."""
-    t = _q(is_test)
-    not_null = " AND ".join([f"{_q(d)} IS NOT NULL" for d in dims] + [f"{t} IS NOT NULL"])
+    t = quote_identifier(is_test)
+    not_null = " AND ".join(
+        [f"{quote_identifier(d)} IS NOT NULL" for d in dims] + [f"{t} IS NOT NULL"]
+    )
     summed = [metric.numerator] + ([metric.denominator] if metric.denominator else [])
-    mins = ", ".join(f"MIN({_q(c)})" for c in summed)
+    mins = ", ".join(f"MIN({quote_identifier(c)})" for c in summed)
     row = fetch_arrow(
         cur,
         f"SELECT COUNT(*) FILTER (WHERE {t}), COUNT(*) FILTER (WHERE NOT {t}), {mins} "

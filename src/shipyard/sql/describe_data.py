@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from shipyard.errors import InvalidArgument
-from shipyard.warehouse import fetch_arrow
+from shipyard.warehouse import fetch_arrow, quote_identifier, quote_literal
 
 if TYPE_CHECKING:
     from shipyard.sql.functions import DataCall
@@ -127,14 +127,6 @@ class _Column:
         return f"CAST({expr} AS VARCHAR)"
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _scalar_kind(t: pa.DataType) -> tuple[str, bool] | None:
     """("numeric" | "categorical", integer) of a non-nested Arrow type; None: not supported."""
     if pa.types.is_dictionary(t):
@@ -166,7 +158,7 @@ def _columns(schema: pa.Schema, function: str) -> list[_Column]:
             for field in t:
                 walk(
                     f"{name}.{field.name}",
-                    f"struct_extract({expr}, {_literal(field.name)})",
+                    f"struct_extract({expr}, {quote_literal(field.name)})",
                     field.type,
                 )
             return
@@ -207,7 +199,7 @@ def _columns(schema: pa.Schema, function: str) -> list[_Column]:
         )
 
     for field in schema:
-        walk(field.name, _quote(field.name), field.type)
+        walk(field.name, quote_identifier(field.name), field.type)
     return out
 
 
@@ -298,8 +290,8 @@ class _Profiler:
         else:
             index, field = column.sparse
             exprs = [
-                *self._projection(column, f"struct_extract(e, {_literal(field)})", ""),
-                f"struct_extract(e, {_literal(index)}) AS i",
+                *self._projection(column, f"struct_extract(e, {quote_literal(field)})", ""),
+                f"struct_extract(e, {quote_literal(index)}) AS i",
             ]
         return f"(SELECT {', '.join(exprs)} FROM (SELECT {element} AS e FROM {self.source}))"
 

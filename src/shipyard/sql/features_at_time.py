@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from shipyard.errors import InvalidArgument
+from shipyard.warehouse import quote_identifier
 
 if TYPE_CHECKING:
     from shipyard.sql.functions import DataCall
@@ -41,8 +42,9 @@ def ml_features_at_time(service: SqlService, call: DataCall) -> pa.Table:
     """Every entity's latest ``num_rows`` feature rows at or before ``time``."""
     call.check_params(_PARAMS | {"time": dt.datetime})
     (features,) = call.require_relations("feature_table")
-    entity, stamp = _feature_columns(call, features)
-    cutoff = _cutoff(call, features, stamp)
+    entity_name, stamp_name = _feature_columns(call, features)
+    cutoff = _cutoff(call, features, stamp_name)
+    entity, stamp = quote_identifier(entity_name), quote_identifier(stamp_name)
     query = f"""
         SELECT * EXCLUDE (__rank) FROM (
             SELECT *, row_number() OVER (PARTITION BY {entity} ORDER BY {stamp} DESC) AS __rank
@@ -59,7 +61,7 @@ def _cutoff(call: DataCall, features: str, stamp: str) -> dt.datetime | dt.date:
     cutoff = call.params.get("time") or dt.datetime.now(dt.UTC)
     if cutoff.tzinfo is None:
         cutoff = cutoff.replace(tzinfo=dt.UTC)
-    kind = call.schema(features).field(stamp[1:-1].replace('""', '"')).type
+    kind = call.schema(features).field(stamp).type
     if pa.types.is_date(kind):  # a day is at or before the cut-off when its midnight is
         return cutoff.astimezone(dt.UTC).date()
     if pa.types.is_timestamp(kind) and kind.tz is None:  # wall clock read as UTC
@@ -72,16 +74,17 @@ def ml_entity_features_at_time(service: SqlService, call: DataCall) -> pa.Table:
     or before ``time``, then ``time``; a lookup with no such row returns nothing."""
     call.check_params(_PARAMS)
     features, lookups = call.require_relations("feature_table", "entity_time_table")
-    entity, stamp = _feature_columns(call, features)
+    entity, stamp = (quote_identifier(c) for c in _feature_columns(call, features))
     if any(name.lower() == _LOOKUP_TIME for name in call.schema(features).names):
         raise InvalidArgument(
             f"ML.{call.function}: the feature table has a column named {_LOOKUP_TIME!r}, "
             "which the output adds (the lookup time); rename it in a query"
         )
     lookup_schema = call.schema(lookups)
-    lookup_entity = _column(call, lookup_schema, _ENTITY, "entity_time_table")
-    lookup_time = _column(call, lookup_schema, _LOOKUP_TIME, "entity_time_table")
-    _require_time(call, lookup_schema, lookup_time, "entity_time_table")
+    lookup_entity = quote_identifier(_column(call, lookup_schema, _ENTITY, "entity_time_table"))
+    time_name = _column(call, lookup_schema, _LOOKUP_TIME, "entity_time_table")
+    _require_time(call, lookup_schema, time_name, "entity_time_table")
+    lookup_time = quote_identifier(time_name)
     history = _history(call, features, entity, stamp)
     lookup = f"""SELECT {lookup_entity} AS __entity, {lookup_time} AS __time,
                         row_number() OVER () AS __lookup FROM ({lookups})"""
@@ -125,7 +128,7 @@ def _history(call: DataCall, features: str, entity: str, stamp: str) -> str:
     )
     columns = []
     for name in call.schema(features).names:
-        quoted = _quoted(name)
+        quoted = quote_identifier(name)
         if quoted in (entity, stamp):
             columns.append(quoted)
         else:
@@ -134,7 +137,7 @@ def _history(call: DataCall, features: str, entity: str, stamp: str) -> str:
 
 
 def _feature_columns(call: DataCall, features: str) -> tuple[str, str]:
-    """The feature relation's entity and timestamp columns, quoted, once its shape is checked."""
+    """The feature relation's entity and timestamp columns, once its shape is checked."""
     schema = call.schema(features)
     entity = _column(call, schema, _ENTITY, "feature table")
     stamp = _column(call, schema, _FEATURE_TIME, "feature table")
@@ -148,24 +151,19 @@ def _feature_columns(call: DataCall, features: str) -> tuple[str, str]:
 
 
 def _column(call: DataCall, schema: pa.Schema, wanted: str, what: str) -> str:
-    """``wanted`` among ``schema``'s columns, whatever its case, quoted for DuckDB."""
+    """``wanted`` among ``schema``'s columns, whatever its case: its name there."""
     for name in schema.names:
         if name.lower() == wanted:
-            return _quoted(name)
+            return name
     raise InvalidArgument(
         f"ML.{call.function}: the {what} has no column {wanted!r} (case-insensitive); "
         f"it has: {', '.join(schema.names) or 'no columns'}"
     )
 
 
-def _require_time(call: DataCall, schema: pa.Schema, quoted: str, what: str) -> None:
-    name = quoted[1:-1].replace('""', '"')
+def _require_time(call: DataCall, schema: pa.Schema, name: str, what: str) -> None:
     kind = schema.field(name).type
     if not (pa.types.is_timestamp(kind) or pa.types.is_date(kind)):
         raise InvalidArgument(
             f"ML.{call.function}: column {name!r} of the {what} must be a TIMESTAMP, got {kind}"
         )
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shipyard.warehouse.names import QualifiedName
+from shipyard.warehouse.names import QualifiedName, quote_identifier, quote_literal
 
 if TYPE_CHECKING:
     from shipyard.warehouse.duck import TableStats, Warehouse, duckdb_error, fetch_arrow
@@ -42,4 +42,6 @@ __all__ = [
     "duckdb_error",
     "fetch_arrow",
     "load",
+    "quote_identifier",
+    "quote_literal",
 ]

@@ -15,6 +15,17 @@ from shipyard.errors import InvalidArgument
 _PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
+def quote_identifier(name: str) -> str:
+    """``name`` as a quoted DuckDB identifier, whatever characters it holds (a double quote
+    inside is doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """``text`` as a DuckDB string literal (a single quote inside is doubled)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 @dataclass(frozen=True, order=True)
 class QualifiedName:
     """``dataset.name``: the one identity of a table or a model on every face."""
