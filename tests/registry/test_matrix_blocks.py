@@ -28,7 +28,7 @@ def _table() -> pa.Table:
 def test_blocks_are_the_matrix_rows(chunk: int, bounds: list[int]) -> None:
     table = _table()
     pre = FeaturePreprocessor.fit(table, ["a", "b", "c"], standardize=True)
-    whole = pre.transform(table, dtype=np.float64)
+    whole = pre.transform(table, dtype=np.float64, order="F")  # written column by column
     chunked = pa.Table.from_batches(table.to_batches(max_chunksize=chunk))
     blocks = pre.matrix_blocks(chunked, bounds)
     assert blocks is not None

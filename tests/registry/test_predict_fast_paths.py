@@ -250,3 +250,32 @@ def test_tree_predictors_take_column_major_batches_with_the_same_predictions() -
         ]
     )
     assert whole.tobytes() == pieces.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_major_transform_through_small_blocks_holds_the_column_major_bits(
+    dtype, monkeypatch
+) -> None:
+    """A row-major matrix is written a block at a time through a column-major scratch block,
+    then copied run by run of adjacent numeric columns (here split by a categorical column)."""
+    rng = np.random.default_rng(11)
+    n = 5000
+    values = rng.normal(3, 2, n)
+    values[::17] = np.nan
+    table = pa.table(
+        {
+            "a": values,
+            "s": pa.array(rng.choice(["x", "y", "z"], n)),
+            "b": pa.array(rng.integers(0, 50, n), mask=np.arange(n) % 13 == 0),
+            "c": rng.normal(0, 1, n),
+        }
+    )
+    pre = FeaturePreprocessor.fit(table, ["a", "s", "b", "c"], standardize=True)
+    expected = pre.transform(table, dtype=dtype, order="F")
+    monkeypatch.setattr(preprocessing, "_BLOCK_BYTES", 1)  # 1,024-row blocks
+    monkeypatch.setattr(preprocessing, "_DENSE_ROWS", 0)
+    chunked = pa.Table.from_batches(table.to_batches(max_chunksize=777))
+    for source in (table, chunked):
+        pre._checked = None
+        c = pre.transform(source, dtype=dtype)
+        assert c.flags.c_contiguous and _same_values(c, expected)
