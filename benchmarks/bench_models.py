@@ -46,6 +46,8 @@ Log = Callable[[str], None]
 TARGET = 1.2
 COLS = 20
 _SHIPYARD_SEED = 20240101  # Shipyard's trainers' seed (sql.training._SEED)
+# The anomaly thresholds a model keeps: np.quantile at 1,001 points (sql.clustering)
+_QUANTILE_POINTS = np.linspace(0.0, 1.0, 1001)
 
 # rows per family: (default, --quick)
 SIZES = {
@@ -92,6 +94,14 @@ class Case:
     warmup: int | None = None
     prewarm: Callable[[], None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The same outputs by hand: what a library user adds to the fit (``raw_outputs(fitted)``)
+    # or to the prediction (``raw_predict_outputs(fitted, predicted)``) to get what CREATE
+    # MODEL or ML.PREDICT return (ML.EVALUATE's metrics, DETECT_ANOMALIES' thresholds, the
+    # output columns), with the library's own functions where it has them.
+    raw_outputs: Callable[[Any], Any] | None = None
+    outputs_label: str = ""
+    raw_predict_outputs: Callable[[Any, Any], Any] | None = None
+    predict_outputs_label: str = ""
 
 
 def _common_probes(ws: Any, case: Case) -> Callable[[Probe], Any]:
@@ -135,6 +145,20 @@ def _ratio(a: Series, b: Series) -> float:
     return a.wall / b.wall if b.wall > 0 else float("inf")
 
 
+def _same_outputs(ship: Series, series: dict[str, Series], label: str) -> dict[str, Any]:
+    """The ratio against the raw side that also computes Shipyard's outputs by hand (the scan
+    and the library's work, then ``label``), when the case has one."""
+    same = series.get("raw.same_outputs")
+    if same is None:
+        return {}
+    return {
+        "raw_same_outputs": same.to_dict(),
+        "raw_outputs": series["raw.outputs"].to_dict(),
+        "ratio_vs_same_outputs": round(_ratio(ship, same), 3),
+        "outputs_label": label,
+    }
+
+
 def run_case(
     ws: Any, case: Case, *, reps: int, predict_reps: int, warmup: int, log: Log
 ) -> dict[str, Any]:
@@ -159,11 +183,17 @@ def run_case(
             mid, mid_cpu = time.perf_counter(), time.process_time()
             state["fitted"] = case.raw_fit()
             end, end_cpu = time.perf_counter(), time.process_time()
-            return {
+            out = {
                 "total": Sample(end - mid, end_cpu - mid_cpu),
                 "scan": Sample(mid - start, mid_cpu - cpu),
                 "scan_fit": Sample(end - start, end_cpu - cpu),
             }
+            if case.raw_outputs is not None:
+                case.raw_outputs(state["fitted"])
+                done, done_cpu = time.perf_counter(), time.process_time()
+                out["outputs"] = Sample(done - end, done_cpu - end_cpu)
+                out["same_outputs"] = Sample(done - start, done_cpu - cpu)
+            return out
 
     def ship_side() -> dict[str, Sample]:
         with warnings.catch_warnings():
@@ -203,6 +233,7 @@ def run_case(
             "in_run": round(statistics.median(in_run), 3) if in_run else None,
             "raw_scan": series["raw.scan"].to_dict() if source else None,
             "ratio_vs_scan_fit": round(_ratio(ship, series["raw.scan_fit"]), 3) if source else None,
+            **_same_outputs(ship, series, case.outputs_label),
             "pieces": _pieces(median_total, median_probe, case),
         },
     }
@@ -225,11 +256,17 @@ def run_case(
             out = library_predict(fitted)
             end, end_cpu = time.perf_counter(), time.process_time()
             state["raw_rows"] = len(out) if out is not None else 0
-            return {
+            samples = {
                 "scan": Sample(mid - start, mid_cpu - cpu),
                 "predict": Sample(end - mid, end_cpu - mid_cpu),
                 "total": Sample(end - start, end_cpu - cpu),
             }
+            if case.raw_predict_outputs is not None:
+                case.raw_predict_outputs(fitted, out)
+                done, done_cpu = time.perf_counter(), time.process_time()
+                samples["outputs"] = Sample(done - end, done_cpu - end_cpu)
+                samples["same_outputs"] = Sample(done - start, done_cpu - cpu)
+            return samples
 
         try:
             ps = interleave(
@@ -251,6 +288,7 @@ def run_case(
             "ratio": round(_ratio(sp, rp), 3),
             "best_ratio": round(sp.low / rp.low, 3),
             "ratio_vs_predict_only": round(_ratio(sp, ps["raw.predict"]), 3),
+            **_same_outputs(sp, ps, case.predict_outputs_label),
         }
     return result
 
@@ -436,6 +474,35 @@ def build_cases(ws: Any, quick: bool, log: Log) -> list[Case]:
 
     km_iters = {"n": 20}
 
+    def km_outputs(km: Any) -> None:
+        """ML.EVALUATE's metrics and the anomaly thresholds of a fitted KMeans, by hand."""
+        from sklearn.metrics import davies_bouldin_score
+
+        d = km.transform(x)
+        labels = np.argmin(d, axis=1)
+        nearest = d[np.arange(len(d)), labels]
+        davies_bouldin_score(x, labels)
+        float(np.mean(nearest**2))  # mean_squared_distance
+        k = d.shape[1]
+        rms = np.sqrt(
+            np.bincount(labels, nearest**2, k) / np.maximum(np.bincount(labels, None, k), 1)
+        )
+        np.quantile(nearest / np.where(rms > 0, rms, 1.0)[labels], _QUANTILE_POINTS)
+
+    def nearest_centroids(km: Any, d: np.ndarray) -> pa.Array:
+        """CENTROID_ID and NEAREST_CENTROIDS_DISTANCE from KMeans.transform's distances."""
+        n, k = d.shape
+        order = np.argsort(d, axis=1, kind="stable")
+        entries = pa.StructArray.from_arrays(
+            [
+                pa.array(order.reshape(-1) + 1),
+                pa.array(np.take_along_axis(d, order, 1).reshape(-1)),
+            ],
+            names=["CENTROID_ID", "DISTANCE"],
+        )
+        offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, entries)
+
     def km_align(ws_: Any) -> str:
         km_iters["n"] = _iterations(ws_, "bench.km")
         return f"(raw KMeans max_iter={km_iters['n']}, tol=0: the iterations Shipyard ran)"
@@ -473,10 +540,20 @@ def build_cases(ws: Any, quick: bool, log: Log) -> list[Case]:
             "and cluster sizes/radii (ML.TRAINING_INFO), then ML.EVALUATE's metrics and the "
             "anomaly statistics.",
             align=km_align,
+            raw_outputs=km_outputs,
+            outputs_label="davies_bouldin_score, mean squared distance, anomaly quantiles",
+            raw_predict_outputs=nearest_centroids,
+            predict_outputs_label="argsort + NEAREST_CENTROIDS_DISTANCE as Arrow",
         )
     )
     # ---- PCA: sklearn PCA(n_components=5, svd_solver auto)
     from sklearn.decomposition import PCA
+
+    def pca_outputs(model: Any) -> None:
+        """ML.EVALUATE's metric, the training loss and the anomaly thresholds, by hand."""
+        errors = np.mean((x - model.inverse_transform(model.transform(x))) ** 2, axis=1)
+        np.quantile(errors, _QUANTILE_POINTS)
+        float(np.sum(model.explained_variance_ratio_))
 
     cases.append(
         Case(
@@ -490,6 +567,8 @@ def build_cases(ws: Any, quick: bool, log: Log) -> list[Case]:
             '"bench"."feat"',
             lambda m: m.transform(x),
             "PCA.transform",
+            raw_outputs=pca_outputs,
+            outputs_label="reconstruction errors + anomaly quantiles, explained variance",
         )
     )
 
@@ -597,6 +676,14 @@ def build_cases(ws: Any, quick: bool, log: Log) -> list[Case]:
             with torch.no_grad():
                 return encoder(torch.from_numpy(np.ascontiguousarray(xn, dtype=np.float32))).numpy()
 
+        def ae_outputs(net: Any) -> None:
+            """ML.EVALUATE's metrics and the anomaly thresholds of the training rows, by hand."""
+            restored = forward(net, xn_std).astype(np.float64)
+            errors = np.mean((xn_std - restored) ** 2, axis=1)
+            float(np.mean(np.abs(xn_std - restored)))  # mean_absolute_error
+            float(np.mean(errors))  # mean_squared_error
+            np.quantile(errors, _QUANTILE_POINTS)
+
         cases.append(
             Case(
                 "AUTOENCODER",
@@ -610,6 +697,8 @@ def build_cases(ws: Any, quick: bool, log: Log) -> list[Case]:
                 '"bench"."feat_nn"',
                 ae_encode,
                 "torch encoder forward (latent)",
+                raw_outputs=ae_outputs,
+                outputs_label="reconstruction errors, ML.EVALUATE's errors, anomaly quantiles",
                 note="Shipyard also keeps each epoch's mean batch loss and computes the per-row "
                 "reconstruction errors (ML.EVALUATE, anomaly quantiles).",
             )
@@ -673,6 +762,7 @@ def build_cases(ws: Any, quick: bool, log: Log) -> list[Case]:
     )
     try:
         from implicit.cpu.als import AlternatingLeastSquares
+        from implicit.evaluation import ranking_metrics_at_k
         from threadpoolctl import threadpool_limits
     except ImportError:
         AlternatingLeastSquares = None
@@ -682,6 +772,7 @@ def build_cases(ws: Any, quick: bool, log: Log) -> list[Case]:
         summed.sum_duplicates()
         conf = summed.astype(np.float32)
         conf.data = (1.0 + 40.0 * summed.data).astype(np.float32)
+        no_items = sp.csr_matrix(shape, dtype=np.float32)  # nothing excluded from the ranking
 
         def implicit_raw() -> Any:
             with threadpool_limits(1, "blas"):
@@ -695,6 +786,13 @@ def build_cases(ws: Any, quick: bool, log: Log) -> list[Case]:
                 )
                 model.fit(conf, show_progress=False)
             return model
+
+        def implicit_metrics(model: Any) -> None:
+            """The ranking metrics over every item (implicit's own evaluation; no MSE)."""
+            with threadpool_limits(1, "blas"):
+                ranking_metrics_at_k(
+                    model, no_items, conf, K=shape[1], show_progress=False, num_threads=0
+                )
 
         def implicit_predict(model: Any) -> np.ndarray:
             uf = np.asarray(model.user_factors, dtype=np.float64)
@@ -718,6 +816,8 @@ def build_cases(ws: Any, quick: bool, log: Log) -> list[Case]:
                 note="Shipyard calls fit() once with calculate_training_loss=True and reads "
                 "each sweep's loss through its callback (ML.TRAINING_INFO's loss per sweep); "
                 "the library side computes no loss.",
+                raw_outputs=implicit_metrics,
+                outputs_label="implicit.evaluation.ranking_metrics_at_k over every item",
             )
         )
 
@@ -855,6 +955,11 @@ def _flag(ratio: float | None) -> str:
     return f"[red]{text}[/]" if ratio > TARGET else f"[green]{text}[/]"
 
 
+def _same(side: dict[str, Any]) -> str:
+    ratio = side.get("ratio_vs_same_outputs")
+    return "" if ratio is None else f"{ratio:.2f}x"
+
+
 def print_tables(console: Any, results: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -871,10 +976,12 @@ def print_tables(console: Any, results: dict[str, Any]) -> None:
         "best/best",
         "in-run",
         "vs scan+fit",
+        "vs same",
         "PREDICT s",
         "scan+pred s",
         "Predict",
         "vs pred only",
+        "vs same",
     ):
         table.add_column(col, justify="left" if col == "Model type" else "right", no_wrap=True)
     for case in results["cases"]:
@@ -887,17 +994,22 @@ def print_tables(console: Any, results: dict[str, Any]) -> None:
             f"{tr['best_ratio']:.2f}x",
             "" if tr["in_run"] is None else f"{tr['in_run']:.2f}x",
             "" if tr.get("ratio_vs_scan_fit") is None else f"{tr['ratio_vs_scan_fit']:.2f}x",
+            _same(tr),
             "" if pr is None else fmt_s(pr["shipyard"]["median_s"]),
             "" if pr is None else fmt_s(pr["raw"]["median_s"]),
             "" if pr is None else _flag(pr["ratio"]),
             "" if pr is None else f"{pr['ratio_vs_predict_only']:.2f}x",
+            "" if pr is None else _same(pr),
         )
     console.print(table)
     console.print(
         "[dim]Train = median CREATE MODEL / median library fit on the prebuilt matrix; in-run = "
         "CREATE MODEL / the library's time inside the same run; vs scan+fit = CREATE MODEL / "
         "(DuckDB scan of the training table to Arrow + library fit). Predict = median ML.PREDICT "
-        "(to Arrow) / (DuckDB scan to Arrow + library predict on the prebuilt matrix).[/]"
+        "(to Arrow) / (DuckDB scan to Arrow + library predict on the prebuilt matrix). vs same = "
+        "the same against a raw side that also computes, by hand with the library, the outputs "
+        "Shipyard returns (ML.EVALUATE's metrics, the anomaly thresholds, the output columns; "
+        "listed below).[/]"
     )
     for case in results["cases"]:
         pieces = case["train"]["pieces"]
@@ -910,3 +1022,10 @@ def print_tables(console: Any, results: dict[str, Any]) -> None:
         )
         if case.get("note"):
             console.print(f"  [dim]{case['note']}[/]")
+        for side, what in (("train", "CREATE"), ("predict", "PREDICT")):
+            part = case.get(side) or {}
+            if part.get("outputs_label"):
+                console.print(
+                    f"  [dim]{what} vs same: the raw side adds {part['outputs_label']} "
+                    f"({fmt_s(part['raw_outputs']['median_s'])} s)[/]"
+                )
