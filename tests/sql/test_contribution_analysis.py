@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
+import duckdb
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import shipyard as sy
 from shipyard.errors import InvalidArgument, NotFound
+from shipyard.sql import contribution_analysis as ca
 
 # A small retail table: revenue and visits per region, channel and store, one week of test rows
 # (is_test) against one week of control rows; day is the category of the by-category metric.
@@ -420,3 +424,160 @@ def test_insights_are_stored_in_the_model_package(tmp_path: Any) -> None:
         manifest = again.models.manifest("demo.kept")
         assert "insights.parquet" in manifest.files
         assert manifest.options["contribution_metric"] == "SUM(revenue)"
+
+
+# -- many dimensions: the level-by-level (apriori) search ----------------------------------------
+
+
+def _random_rows(n: int, d: int, seed: int) -> pa.Table:
+    """Random rows of ``d`` dimensions (INT64, STRING and BOOL, a few NULLs) and integer-valued
+    metrics, so that sums are exact whatever order DuckDB adds them in."""
+    rng = random.Random(seed)
+    cols: dict[str, list[Any]] = {}
+    for i in range(d):
+        values: list[Any] = [[0, 1, 2], ["x", "y", "z", "w"], [True, False]][i % 3]
+        cols[f"d{i}"] = [None if rng.random() < 0.01 else rng.choice(values) for _ in range(n)]
+    cols["m"] = [float(rng.randint(0, 20)) for _ in range(n)]
+    cols["v"] = [float(rng.randint(1, 9)) for _ in range(n)]
+    cols["k"] = [rng.randint(0, 5) for _ in range(n)]
+    cols["t"] = [rng.random() < 0.5 for _ in range(n)]
+    return pa.table(cols)
+
+
+def _compute(rows: pa.Table, strategy: Literal["single", "apriori"], **options: Any) -> pa.Table:
+    cur = duckdb.connect()
+    try:
+        cur.register(ca._ROWS, rows)
+        opts = ca.ContributionAnalysisOptions(is_test_col="t", **options)
+        return ca.compute_insights(cur, rows.schema, opts, strategy=strategy)[0]
+    finally:
+        cur.close()
+
+
+@pytest.mark.parametrize(
+    ("metric", "dropped"),
+    [("SUM(m)", ["v", "k"]), ("SUM(m)/SUM(v)", ["k"]), ("SUM(m)/COUNT(DISTINCT k)", ["v"])],
+)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"min_apriori_support": 0.02},
+        {"min_apriori_support": 0.3},
+        {"min_apriori_support": 1.0},
+        {"top_k_insights_by_apriori_support": 1},
+        {"top_k_insights_by_apriori_support": 25},
+        {"top_k_insights_by_apriori_support": 100_000},
+        {"min_apriori_support": 0.05, "pruning_method": "PRUNE_REDUNDANT_INSIGHTS"},
+    ],
+)
+def test_level_by_level_search_gives_the_single_query_table(
+    metric: str, dropped: list[str], options: dict[str, Any]
+) -> None:
+    rows = _random_rows(300, 6, seed=len(metric)).drop(dropped)
+    single = _compute(rows, "single", contribution_metric=metric, **options)
+    searched = _compute(rows, "apriori", contribution_metric=metric, **options)
+    assert single.num_rows > 0
+    assert searched.schema == single.schema
+    assert searched.to_pylist() == single.to_pylist()  # same rows, values and order
+
+
+def test_top_k_of_an_all_zero_metric_falls_back_to_the_single_query() -> None:
+    rows = _random_rows(50, 4, seed=3).drop(["v", "k"])
+    rows = rows.set_column(rows.schema.get_field_index("m"), "m", pa.array([0.0] * 50))
+    options = {"contribution_metric": "SUM(m)", "top_k_insights_by_apriori_support": 5}
+    assert (
+        _compute(rows, "apriori", **options).to_pylist()
+        == _compute(rows, "single", **options).to_pylist()
+    )
+
+
+def _brute_force(rows: list[dict[str, Any]], dims: list[str], threshold: float) -> dict:
+    """Every segment whose apriori support reaches ``threshold``, by a depth-first walk over the
+    rows in Python (independent of the SQL): key -> (metric_test, metric_control, support)."""
+    total_t = sum(r["m"] for r in rows if r["t"])
+    total_c = sum(r["m"] for r in rows if not r["t"])
+    out: dict[tuple[str, ...], tuple[float, float, float]] = {}
+
+    def walk(part: list[dict[str, Any]], start: int, key: tuple[str, ...]) -> None:
+        test = sum(r["m"] for r in part if r["t"])
+        control = sum(r["m"] for r in part if not r["t"])
+        support = max(test / total_t, control / total_c)
+        if support < threshold:
+            return  # a sub-segment has no more support
+        out[key or ("all",)] = (test, control, support)
+        for j in range(start, len(dims)):
+            groups: dict[Any, list[dict[str, Any]]] = {}
+            for r in part:
+                groups.setdefault(r[dims[j]], []).append(r)
+            for value, group in groups.items():
+                text = str(value).lower() if isinstance(value, bool) else str(value)
+                walk(group, j + 1, (*key, f"{dims[j]}={text}"))
+
+    walk(rows, 0, ())
+    return out
+
+
+def test_twenty_dimensions_with_a_threshold_match_a_brute_force(ws: Any) -> None:
+    dims = [f"d{i}" for i in range(20)]
+    table = _random_rows(120, 20, seed=7).drop(["v", "k"])
+    rows = [r for r in table.to_pylist() if all(r[d] is not None for d in dims)]
+    ws.load_table("demo.wide", table)
+    ws.sql(
+        "CREATE OR REPLACE MODEL demo.wide_drivers OPTIONS(model_type='CONTRIBUTION_ANALYSIS', "
+        "contribution_metric='SUM(m)', is_test_col='t', min_apriori_support=0.15) "
+        "AS SELECT * FROM demo.wide"
+    )
+    got = _by_segment(_insights(ws, "wide_drivers"))
+    expected = _brute_force(rows, dims, 0.15)
+    assert len(expected) > 100  # segments of several levels
+    assert set(got) == set(expected)
+    for key, (test, control, support) in expected.items():
+        row = got[key]
+        assert (row["metric_test"], row["metric_control"]) == (test, control)
+        assert _close(row["apriori_support"], support)
+    # top-k over the same twenty columns: the k of highest support
+    ws.sql(
+        "CREATE OR REPLACE MODEL demo.wide_top OPTIONS(model_type='CONTRIBUTION_ANALYSIS', "
+        "contribution_metric='SUM(m)', is_test_col='t', top_k_insights_by_apriori_support=30) "
+        "AS SELECT * FROM demo.wide"
+    )
+    top = _insights(ws, "wide_top")
+    supports = sorted((s for _, _, s in expected.values()), reverse=True)
+    assert len(top) == 30
+    assert _close(min(r["apriori_support"] for r in top), supports[29])
+
+
+def test_dimension_limits_are_clear_errors_and_leave_the_model_alone(ws: Any) -> None:
+    wide = _random_rows(60, 51, seed=11).drop(["v", "k"])
+    ws.load_table("demo.too_wide", wide)
+    ws.sql(
+        "CREATE OR REPLACE MODEL demo.limited OPTIONS(model_type='CONTRIBUTION_ANALYSIS', "
+        "contribution_metric='SUM(m)', is_test_col='t') AS SELECT d0, m, t FROM demo.too_wide"
+    )
+    before = _insights(ws, "limited")
+    fourteen = ", ".join(f"d{i}" for i in range(14))
+    for columns, support, message in [
+        ("*", "0.1", "at most 50 dimension columns, got 51.*name fewer"),
+        (f"{fourteen}, m, t", "0", "min_apriori_support=0 .* at most 13 .* got 14; set "
+         "min_apriori_support above 0"),
+    ]:  # fmt: skip
+        with pytest.raises(InvalidArgument, match=message):
+            ws.sql(
+                "CREATE OR REPLACE MODEL demo.limited OPTIONS(model_type="
+                "'CONTRIBUTION_ANALYSIS', contribution_metric='SUM(m)', is_test_col='t', "
+                f"min_apriori_support={support}) AS SELECT {columns} FROM demo.too_wide"
+            )
+        assert _insights(ws, "limited") == before  # the model it would replace is intact
+    with pytest.raises(NotFound):
+        ws.models.get("demo.never_made")
+    # 50 columns with a threshold are fine, and so is 13 without one
+    ws.sql(
+        "CREATE OR REPLACE MODEL demo.fifty OPTIONS(model_type='CONTRIBUTION_ANALYSIS', "
+        "contribution_metric='SUM(m)', is_test_col='t', min_apriori_support=0.6) AS SELECT "
+        + ", ".join(f"d{i}" for i in range(50))
+        + ", m, t FROM demo.too_wide"
+    )
+    fifty = [f"d{i}" for i in range(50)]
+    rows = [r for r in wide.to_pylist() if all(r[d] is not None for d in fifty)]
+    assert set(_by_segment(_insights(ws, "fifty"))) == set(_brute_force(rows, fifty, 0.6))
