@@ -304,6 +304,29 @@ def _matrix(table: pa.Table, names: list[str], dtype: Any = np.float64) -> np.nd
     return out
 
 
+def _label_probs(fitted: Any, probabilities: Any) -> pa.Array:
+    """A binary classifier's ``predicted_label`` and ``predicted_label_probs`` (an Arrow list of
+    ``STRUCT<label, prob>``, both classes) from the library's probabilities: the columns
+    ML.PREDICT returns, built by hand (the "vs same" side of prediction)."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    positive = p[:, 1] if p.ndim == 2 else p
+    n = len(positive)
+    label = (positive > 0.5).astype(np.int64)
+    probs = np.empty((n, 2))
+    probs[:, 0], probs[:, 1] = positive, 1.0 - positive
+    labels = np.empty((n, 2), dtype=np.int64)
+    labels[:, 0], labels[:, 1] = 1, 0
+    entries = pa.StructArray.from_arrays(
+        [pa.array(labels.reshape(-1)), pa.array(probs.reshape(-1))], names=["label", "prob"]
+    )
+    offsets = pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32))
+    pa.array(label)
+    return pa.ListArray.from_arrays(offsets, entries)
+
+
+_LABEL_PROBS = "predicted_label + predicted_label_probs as Arrow"
+
+
 def _tabular(rows: int) -> tuple[pa.Table, pa.Table, list[str]]:
     reg = make_regression_table(rows, COLS)
     y = reg.column("y").to_numpy()
@@ -423,6 +446,8 @@ def build_cases(ws: Any, quick: bool, log: Log) -> list[Case]:
             '"bench"."cls"',
             lambda m: m.predict_proba(x),
             "LogisticRegression.predict_proba",
+            raw_predict_outputs=_label_probs,
+            predict_outputs_label=_LABEL_PROBS,
         )
     )
     # ---- XGBoost types: the parameters Shipyard gives (training.xgb_params)
@@ -458,6 +483,8 @@ def build_cases(ws: Any, quick: bool, log: Log) -> list[Case]:
             f'"bench"."{table}"',
             lambda b: b.inplace_predict(xm),
             "Booster.inplace_predict",
+            raw_predict_outputs=None if task == "regression" else _label_probs,
+            predict_outputs_label="" if task == "regression" else _LABEL_PROBS,
         )
 
     boosted = {"early_stop": False, "max_iterations": 20}
@@ -665,6 +692,8 @@ def build_cases(ws: Any, quick: bool, log: Log) -> list[Case]:
                 '"bench"."cls_nn"',
                 lambda net: torch.softmax(torch.from_numpy(forward(net, xn)), dim=1).numpy(),
                 "torch forward + softmax",
+                raw_predict_outputs=_label_probs,
+                predict_outputs_label=_LABEL_PROBS,
                 note="Shipyard also keeps each epoch's mean batch loss (ML.TRAINING_INFO).",
             )
         )
