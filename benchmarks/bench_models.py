@@ -304,7 +304,7 @@ def _matrix(table: pa.Table, names: list[str], dtype: Any = np.float64) -> np.nd
     return out
 
 
-def _label_probs(fitted: Any, probabilities: Any) -> pa.Array:
+def _label_probs(fitted: Any, probabilities: Any) -> tuple[pa.Array, pa.Array]:
     """A binary classifier's ``predicted_label`` and ``predicted_label_probs`` (an Arrow list of
     ``STRUCT<label, prob>``, both classes) from the library's probabilities: the columns
     ML.PREDICT returns, built by hand (the "vs same" side of prediction)."""
@@ -320,8 +320,7 @@ def _label_probs(fitted: Any, probabilities: Any) -> pa.Array:
         [pa.array(labels.reshape(-1)), pa.array(probs.reshape(-1))], names=["label", "prob"]
     )
     offsets = pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32))
-    pa.array(label)
-    return pa.ListArray.from_arrays(offsets, entries)
+    return pa.array(label), pa.ListArray.from_arrays(offsets, entries)
 
 
 _LABEL_PROBS = "predicted_label + predicted_label_probs as Arrow"

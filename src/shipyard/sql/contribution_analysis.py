@@ -332,6 +332,11 @@ def resolve_columns(
 # -- the computation ---------------------------------------------------------------------------
 
 
+def _analysed(dims: list[str], is_test: str) -> str:
+    """The filter of the rows the analysis reads: every dimension and ``is_test`` not NULL."""
+    return " AND ".join(f"{quote_identifier(c)} IS NOT NULL" for c in [*dims, is_test])
+
+
 def _aggregates(metric: Metric, t: str) -> list[str]:
     """A segment's sums (``_nt``, ``_nc`` …: test and control, as filtered aggregates), ``t``
     the quoted is_test column."""
@@ -392,7 +397,7 @@ def insights_sql(
         f"CASE WHEN _gid = {full} THEN ['all'] "
         f"ELSE [e FOR e IN [{parts}] IF e IS NOT NULL] END AS contributors"
     )
-    not_null = " AND ".join([f"{q} IS NOT NULL" for q in qdims] + [f"{t} IS NOT NULL"])
+    not_null = _analysed(dims, is_test)
 
     if metric.kind == "summable":
         metrics = """
@@ -495,9 +500,7 @@ def insights_sql(
 def _check_data(cur: Any, metric: Metric, is_test: str, dims: list[str], nonnegative: bool) -> None:
     """Test and control rows both present; metric columns non-negative when support prunes."""
     t = quote_identifier(is_test)
-    not_null = " AND ".join(
-        [f"{quote_identifier(d)} IS NOT NULL" for d in dims] + [f"{t} IS NOT NULL"]
-    )
+    not_null = _analysed(dims, is_test)
     summed = [metric.numerator] + ([metric.denominator] if metric.denominator else [])
     mins = ", ".join(f"MIN({quote_identifier(c)})" for c in summed)
     row = fetch_arrow(
@@ -586,16 +589,12 @@ def compute_insights(
     if strategy == "apriori" or (
         strategy == "auto" and (min_support or top_k is not None) and len(dims) > _SINGLE_MAX
     ):
-        t = quote_identifier(is_test)
-        not_null = " AND ".join(
-            [f"{quote_identifier(q)} IS NOT NULL" for q in dims] + [f"{t} IS NOT NULL"]
-        )
         cube = search_segments(
             cur,
             _ROWS,
             dims,
-            _aggregates(metric, t),
-            not_null,
+            _aggregates(metric, quote_identifier(is_test)),
+            _analysed(dims, is_test),
             min_support=min_support,
             top_k=top_k,
             exhaustive_max=MAX_UNPRUNED_DIMENSIONS,
